@@ -1,0 +1,189 @@
+// Attaching a container's network namespace to the weave bridge, and detaching it: the kernel
+// work of the CNI plugin and of `weave attach`. Runs in the caller's process with two
+// `ip -batch` invocations, because a CNI ADD pays for every process it starts:
+//   1. host namespace: the veth pair, created with its peer directly inside the container
+//      namespace under its final name (no move, no rename), enslaved to the bridge, hairpin, up;
+//   2. container namespace (nsenter): addresses, ARP timers, link up, routes.
+// The container interface gets `arp_notify=1` before it comes up, so the kernel sends the
+// gratuitous ARP the original sent with arping. On failure everything created is removed.
+import { createHash } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
+import { WeaveError } from '../core/errors.js';
+import { formatCidr, formatIPv4, cidrContains, type Cidr, type IPv4 } from '../core/ip.js';
+import { execFile } from './exec.js';
+import { IpRoute, parseLinkJson, type LinkInfo } from './iproute.js';
+
+/** Host-side veth prefix of Weave Net (`vethwepl<id>`); the `vethwe` prefix is reserved for us. */
+export const HOST_VETH_PREFIX = 'vethwepl';
+const IFNAMSIZ_MAX = 15;
+
+export interface RouteSpec {
+  dst: Cidr;
+  gw?: IPv4;
+}
+
+export interface AttachSpec {
+  /** Path of the container's network namespace (/run/netns/x or /proc/PID/ns/net). */
+  netns: string;
+  containerId: string;
+  /** Interface name inside the container. */
+  ifName: string;
+  bridge: string;
+  /** MTU of the veth pair; 0 or undefined = the bridge's MTU. */
+  mtu?: number;
+  addresses: Cidr[];
+  /** Routes to add; routes without `gw` go via `gateway`. */
+  routes: RouteSpec[];
+  gateway?: IPv4;
+  hairpin: boolean;
+  /** Add `224.0.0.0/4 dev <if>` (weave attach's default; the CNI plugin does not). */
+  multicastRoute?: boolean;
+  /** The bridge, if the caller already looked it up (saves one `ip` call). */
+  bridgeLink?: LinkInfo;
+}
+
+export interface AttachResult {
+  hostIfName: string;
+  hostMac: string;
+  ifName: string;
+  containerMac: string;
+  mtu: number;
+}
+
+/**
+ * Host-side veth name. Weave Net used the first 7 characters of the container ID, which
+ * collides for IDs that share a prefix (containerd's `default-<name>`, Mesos UUIDs of one
+ * agent); we keep that name for hex IDs (Docker, Kubernetes) and use a hash otherwise.
+ */
+export function hostVethName(containerId: string, ifName = 'eth0'): string {
+  const room = IFNAMSIZ_MAX - HOST_VETH_PREFIX.length;
+  if (ifName === 'eth0' && /^[0-9a-f]{7,}$/.test(containerId)) return HOST_VETH_PREFIX + containerId.slice(0, room);
+  const h = createHash('sha256').update(`${containerId}/${ifName}`).digest('hex');
+  return HOST_VETH_PREFIX + h.slice(0, room);
+}
+
+/** Validates a netns path and refuses the caller's own namespace. */
+export function checkNetns(path: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw new WeaveError('CONTAINER_UNKNOWN', `network namespace ${path} does not exist`, { cause: e });
+  }
+  let self;
+  try {
+    self = statSync('/proc/self/ns/net');
+  } catch {
+    return;
+  }
+  if (st.ino === self.ino && st.dev === self.dev) {
+    throw new WeaveError('INVALID_ARGUMENT', `can not specify host network namespace ${path}`);
+  }
+}
+
+function setHostSysctl(path: string, value: string): void {
+  try {
+    writeFileSync(path, value);
+  } catch {
+    // IPv6 may be disabled: then there is no accept_ra to turn off.
+  }
+}
+
+export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
+  checkNetns(spec.netns);
+  const host = new IpRoute();
+  const bridge = spec.bridgeLink ?? (await host.getLink(spec.bridge));
+  if (!bridge) {
+    throw new WeaveError('UNAVAILABLE', `bridge "${spec.bridge}" not found: is the weave router running?`);
+  }
+  const mtu = spec.mtu && spec.mtu > 0 ? spec.mtu : bridge.mtu;
+  const hostIf = hostVethName(spec.containerId, spec.ifName);
+  const ifn = spec.ifName;
+
+  let hostJson: string;
+  try {
+    hostJson = await host.batch(
+      [
+        `link add ${hostIf} mtu ${mtu} type veth peer name ${ifn} mtu ${mtu} netns ${spec.netns}`,
+        `link set dev ${hostIf} master ${spec.bridge}`,
+        `link set dev ${hostIf} type bridge_slave hairpin ${spec.hairpin ? 'on' : 'off'}`,
+        `link set dev ${hostIf} up`,
+        `link show dev ${hostIf}`,
+      ],
+      { json: true },
+    );
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/^ip link add/.test(msg) && /File exists/.test(msg)) {
+      throw new WeaveError('ALREADY_EXISTS', `interface ${hostIf} or ${ifn} already exists: container ${spec.containerId} is already attached (${msg})`, { cause: e });
+    }
+    // Created but not finished: take it down again (deleting one end removes both).
+    if (!/^ip link add/.test(msg)) await host.deleteLink(hostIf).catch(() => undefined);
+    throw e;
+  }
+  setHostSysctl(`/proc/sys/net/ipv6/conf/${hostIf}/accept_ra`, '0');
+
+  const lines: string[] = [];
+  for (const a of spec.addresses) lines.push(`addr add ${formatCidr(a)} dev ${ifn}`);
+  // The original's ARP timers for containers (net/arp.go): re-resolve quickly after moves.
+  lines.push(`ntable change name arp_cache dev ${ifn} base_reachable 5000 delay_probe 2000 ucast_probes 1`);
+  lines.push(`link set dev ${ifn} up`);
+  if (spec.multicastRoute) lines.push(`route add 224.0.0.0/4 dev ${ifn}`);
+  const onLink = new Set<number>();
+  for (const r of spec.routes) {
+    const gw = r.gw ?? spec.gateway;
+    if (gw !== undefined && !spec.addresses.some((a) => cidrContains(a, gw)) && !onLink.has(gw)) {
+      // A gateway outside the container's subnet is reachable only by a link-scope route.
+      lines.push(`route add ${formatIPv4(gw)}/32 dev ${ifn} scope link`);
+      onLink.add(gw);
+    }
+    lines.push(`route add ${formatCidr(r.dst)}${gw !== undefined ? ` via ${formatIPv4(gw)}` : ''} dev ${ifn}`);
+  }
+  lines.push(`link show dev ${ifn}`);
+  // sysctls under /proc/sys/net follow the writer's namespace, so a shell inside nsenter sets
+  // them for the container; `exec` leaves one process for the batch.
+  const script =
+    `echo 1 > /proc/sys/net/ipv4/conf/${ifn}/arp_notify; ` +
+    `[ -e /proc/sys/net/ipv6/conf/${ifn}/accept_ra ] && echo 0 > /proc/sys/net/ipv6/conf/${ifn}/accept_ra; ` +
+    'exec ip -j -batch -';
+  const r = await execFile('nsenter', [`--net=${spec.netns}`, '--', 'sh', '-c', script], { input: lines.join('\n') + '\n' });
+  if (r.code !== 0) {
+    await host.deleteLink(hostIf).catch(() => undefined);
+    const m = /Command failed -:(\d+)/.exec(r.stderr);
+    const line = m ? lines[Number(m[1]) - 1] : undefined;
+    throw new WeaveError('KERNEL_FAILED', `in ${spec.netns}: ip ${line ?? ''}: ${r.stderr.replace(/Command failed -:\d+\s*/, '').trim()}`);
+  }
+  const hostLink = parseLinkJson(hostJson)[0];
+  const contLink = parseLinkJson(r.stdout)[0];
+  return {
+    hostIfName: hostIf,
+    hostMac: hostLink?.address ?? '',
+    ifName: ifn,
+    containerMac: contLink?.address ?? '',
+    mtu,
+  };
+}
+
+/**
+ * Removes a container's veth pair. Deleting the host end removes both, so this works when the
+ * container's namespace is already gone or unknown (CNI DEL with an empty CNI_NETNS).
+ * Returns whether anything was deleted.
+ */
+export async function detachContainer(opts: { containerId: string; ifName: string; netns?: string }): Promise<boolean> {
+  const host = new IpRoute();
+  const deleted = await host.deleteLink(hostVethName(opts.containerId, opts.ifName));
+  if (deleted || !opts.netns) return deleted;
+  try {
+    checkNetns(opts.netns);
+  } catch {
+    return false;
+  }
+  // Attached by someone else under another host name: remove the interface from inside.
+  return new IpRoute({ netnsPath: opts.netns }).deleteLink(opts.ifName);
+}
+
+/** The container-side interface as the kernel sees it now, or undefined. */
+export async function inspectContainerLink(netns: string, ifName: string): Promise<LinkInfo | undefined> {
+  checkNetns(netns);
+  return new IpRoute({ netnsPath: netns }).getLink(ifName);
+}

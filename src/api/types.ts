@@ -112,3 +112,8 @@ export interface WeaveReport {
 export interface OwnedAddresses {
   owned: { containerid: string; addrs: string[] }[];
 }
+
+/** The pid file weaver writes in its run directory; the CLI reads it to find and stop it. */
+export const WEAVER_PID_FILE = 'weaver.pid';
+/** The embedded store's file in the data directory. */
+export const STORE_FILE = 'weave.db';

@@ -91,6 +91,9 @@ function setHostSysctl(path: string, value: string): void {
 
 export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
   checkNetns(spec.netns);
+  if (!/^[A-Za-z0-9_.@+=-]{1,15}$/.test(spec.ifName) || spec.ifName === '.' || spec.ifName === '..') {
+    throw new WeaveError('INVALID_ARGUMENT', `unsupported interface name "${spec.ifName}"`);
+  }
   const host = new IpRoute();
   const bridge = spec.bridgeLink ?? (await host.getLink(spec.bridge));
   if (!bridge) {
@@ -141,12 +144,19 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
   }
   lines.push(`link show dev ${ifn}`);
   // sysctls under /proc/sys/net follow the writer's namespace, so a shell inside nsenter sets
-  // them for the container; `exec` leaves one process for the batch.
+  // them for the container. arp_notify makes the kernel announce the address on link-up, but
+  // that announcement can beat the bridge port to the forwarding state; so arping (when
+  // installed) repeats it once the batch is done, in the background (the runtime is not kept
+  // waiting for its one-second linger).
   const script =
-    `echo 1 > /proc/sys/net/ipv4/conf/${ifn}/arp_notify; ` +
-    `[ -e /proc/sys/net/ipv6/conf/${ifn}/accept_ra ] && echo 0 > /proc/sys/net/ipv6/conf/${ifn}/accept_ra; ` +
-    'exec ip -j -batch -';
-  const r = await execFile('nsenter', [`--net=${spec.netns}`, '--', 'sh', '-c', script], { input: lines.join('\n') + '\n' });
+    'echo 1 > "/proc/sys/net/ipv4/conf/$1/arp_notify"; ' +
+    '[ -e "/proc/sys/net/ipv6/conf/$1/accept_ra" ] && echo 0 > "/proc/sys/net/ipv6/conf/$1/accept_ra"; ' +
+    'ip -j -batch -; rc=$?; ' +
+    'if [ $rc -eq 0 ] && command -v arping >/dev/null 2>&1; then ' +
+    'i=$1; shift; for a in "$@"; do (arping -q -U -c 1 -I "$i" "$a" </dev/null >/dev/null 2>&1 &); done; fi; ' +
+    'exit $rc';
+  const ips = spec.addresses.map((a) => formatIPv4(a.ip));
+  const r = await execFile('nsenter', [`--net=${spec.netns}`, '--', 'sh', '-c', script, 'sh', ifn, ...ips], { input: lines.join('\n') + '\n' });
   if (r.code !== 0) {
     await host.deleteLink(hostIf).catch(() => undefined);
     const m = /Command failed -:(\d+)/.exec(r.stderr);

@@ -1,0 +1,325 @@
+// The router's HTTP API on --http-addr (127.0.0.1:6784): Weave Net's routes and shapes
+// (inventory section 4). Handlers only parse the request and call service interfaces, which
+// the daemon implements; errors become the original's status and text plus ERROR_CODE_HEADER.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { unlinkSync } from 'node:fs';
+import { WeaveError, httpStatusFor, toWeaveError, errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { formatCidr, parseCidr, parseIPv4, type Cidr, type IPv4 } from '../../core/ip.js';
+import { compileGoTemplate, goJsonMarshal } from '../../core/go-template.js';
+import { ERROR_CODE_HEADER, type OwnedAddresses, type WeaveReport } from '../types.js';
+import { renderConnections, renderDns, renderIpam, renderPeers, renderStatus, renderTargets } from './status-text.js';
+
+export interface IpamService {
+  readonly defaultSubnet: Cidr;
+  parseSubnet(text: string): Cidr;
+  allocate(ident: string, subnet: Cidr | undefined, opts: { owner?: string; signal?: AbortSignal }): Promise<Cidr>;
+  claim(ident: string, cidr: Cidr, opts: { owner?: string }): void;
+  lookup(ident: string, subnet?: Cidr): Cidr[];
+  free(ident: string): Cidr[];
+  freeAddress(ident: string, ip: IPv4): void;
+  all(): { ident: string; cidrs: Cidr[]; owner?: string }[];
+}
+
+export interface ExposeService {
+  expose(cidr: Cidr, opts: { skipNAT?: boolean }): Promise<void>;
+  hide(cidr: Cidr): Promise<void>;
+}
+
+export interface ApiServices {
+  report(): WeaveReport;
+  metrics(): Promise<{ contentType: string; body: string }>;
+  ipam?: IpamService;
+  expose: ExposeService;
+  /** DELETE /peer: leave the network (hand our address space to a live peer). */
+  leave(): Promise<void>;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, parts: string[], query: URLSearchParams) => Promise<void> | void;
+
+class HttpStatusError extends WeaveError {
+  readonly status: number;
+  constructor(base: WeaveError, status: number, message: string) {
+    super(base.code, message, { cause: base });
+    this.status = status;
+  }
+}
+
+/** Keeps the error's code but answers with the status and text prefix the original used. */
+function asOriginal(e: unknown, status: number, prefix: string): never {
+  const w = toWeaveError(e);
+  if (w.code === 'STORE_FAILED' || w.code === 'INTERNAL' || w.code === 'KERNEL_FAILED') throw w;
+  throw new HttpStatusError(w, status, `${prefix}${w.message}`);
+}
+
+function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > 1 << 20) throw new WeaveError('INVALID_ARGUMENT', 'request body too large');
+    chunks.push(c as Buffer);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function cidrFromParts(ip: string | undefined, len: string | undefined): Cidr {
+  return parseCidr(`${ip ?? ''}/${len ?? ''}`);
+}
+
+export class ApiServer {
+  private readonly svc: ApiServices;
+  private readonly log: Logger;
+  private readonly isReady: () => boolean;
+  /** A read-only listener (--status-addr, --metrics-addr) serves only status, report, metrics. */
+  private readonly readOnly: boolean;
+  private server: Server | undefined;
+  private socketPath: string | undefined;
+
+  constructor(deps: { services: ApiServices; logger: Logger; isReady: () => boolean; readOnly?: boolean }) {
+    this.svc = deps.services;
+    this.log = deps.logger;
+    this.isReady = deps.isReady;
+    this.readOnly = deps.readOnly ?? false;
+  }
+
+  /** Listens on `host:port` or a unix socket path; resolves once listening. */
+  listen(addr: { host?: string; port?: number; socketPath?: string }): Promise<void> {
+    const server = createServer((req, res) => void this.handle(req, res));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      const done = () => {
+        server.off('error', reject);
+        resolve();
+      };
+      if (addr.socketPath) {
+        try {
+          unlinkSync(addr.socketPath);
+        } catch {
+          // no stale socket
+        }
+        this.socketPath = addr.socketPath;
+        server.listen(addr.socketPath, done);
+      } else {
+        server.listen(addr.port, addr.host, done);
+      }
+    });
+  }
+
+  address(): string {
+    const a = this.server?.address();
+    if (!a) return '';
+    return typeof a === 'string' ? a : `${a.address}:${a.port}`;
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+    if (this.socketPath) {
+      try {
+        unlinkSync(this.socketPath);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  private route(method: string, parts: string[]): Handler | undefined {
+    const [head, ...rest] = parts;
+    if (this.readOnly && !(method === 'GET' && (head === 'status' || head === 'report' || head === 'metrics'))) return undefined;
+    const n = rest.length;
+    switch (`${method} ${head ?? ''}`) {
+      case 'GET status':
+        return n <= 1 ? (_q, res) => this.status(res, rest[0]) : undefined;
+      case 'GET report':
+        return n === 0 ? (req, res, _p, q) => this.report(req, res, q) : undefined;
+      case 'GET metrics':
+        return n === 0 ? async (_q, res) => {
+          const m = await this.svc.metrics();
+          send(res, 200, m.body, m.contentType);
+        } : undefined;
+      case 'DELETE peer':
+        return n === 0 ? async (_q, res) => {
+          await this.svc.leave();
+          send(res, 204, '');
+        } : undefined;
+      case 'POST expose':
+      case 'DELETE expose':
+        return n === 2 ? (req, res, p, q) => this.expose(method, res, p, q) : undefined;
+    }
+    if (!this.svc.ipam) return undefined;
+    switch (`${method} ${head ?? ''}`) {
+      case 'GET ip':
+        if (n === 0) return (_q, res) => this.ownedJson(res);
+        return n === 1 || n === 3 ? (_q, res, p) => this.lookup(res, p) : undefined;
+      case 'POST ip':
+        return n === 1 || n === 3 ? (req, res, p, q) => this.allocate(req, res, p, q) : undefined;
+      case 'PUT ip':
+        return n === 3 ? (req, res, p, q) => this.claim(req, res, p, q) : undefined;
+      case 'DELETE ip':
+        return n === 1 || n === 2 ? (_q, res, p) => this.free(res, p) : undefined;
+      case 'GET ipinfo':
+        if (rest[0] === 'defaultsubnet' && n === 1) return (_q, res) => send(res, 200, formatCidr(this.svc.ipam!.defaultSubnet) + '\n');
+        if (rest[0] === 'tracker' && n === 1) return (_q, res) => send(res, 200, '\n');
+        return undefined;
+      case 'GET ring':
+        // One peer owns the whole range, so the ring exists as soon as we run.
+        return n === 0 ? (_q, res) => send(res, 200, '') : undefined;
+    }
+    return undefined;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = Date.now();
+    let parts: string[];
+    let query: URLSearchParams;
+    try {
+      const url = new URL(req.url ?? '/', 'http://weave');
+      parts = url.pathname.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
+      query = url.searchParams;
+    } catch {
+      send(res, 400, 'invalid request path\n');
+      return;
+    }
+    const h = this.route(req.method ?? 'GET', parts);
+    try {
+      if (!h) {
+        send(res, 404, '404 page not found\n');
+      } else {
+        await h(req, res, parts, query);
+      }
+    } catch (e) {
+      const w = toWeaveError(e);
+      const status = e instanceof HttpStatusError ? e.status : httpStatusFor(w.code);
+      if (status >= 500) this.log.error({ method: req.method, url: req.url, err: errorMessage(e), code: w.code }, 'request failed');
+      if (!res.headersSent) {
+        res.setHeader(ERROR_CODE_HEADER, w.code);
+        send(res, status, w.message + '\n');
+      } else {
+        res.destroy();
+      }
+    }
+    this.log.debug({ method: req.method, url: req.url, status: res.statusCode, ms: Date.now() - started }, 'http');
+  }
+
+  private status(res: ServerResponse, sub: string | undefined): void {
+    const render = {
+      '': renderStatus,
+      targets: renderTargets,
+      connections: renderConnections,
+      peers: renderPeers,
+      dns: renderDns,
+      ipam: renderIpam,
+    }[sub ?? ''];
+    if (!render) {
+      send(res, 404, '404 page not found\n');
+      return;
+    }
+    send(res, this.isReady() ? 200 : 503, render(this.svc.report()));
+  }
+
+  private report(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
+    if (req.headers.accept === 'application/json') {
+      send(res, 200, goJsonMarshal(this.svc.report(), '    '), 'application/json');
+      return;
+    }
+    const formats = q.getAll('format');
+    if (formats.length !== 1) {
+      send(res, 400, 'error: must supply one format parameter\n');
+      return;
+    }
+    const tmpl = compileGoTemplate(formats[0]!);
+    send(res, 200, tmpl.execute(this.svc.report()));
+  }
+
+  private ownedJson(res: ServerResponse): void {
+    const body: OwnedAddresses & { owned: { owner?: string }[] } = {
+      owned: this.svc.ipam!.all().map((o) => ({
+        containerid: o.ident,
+        addrs: o.cidrs.map(formatCidr),
+        ...(o.owner ? { owner: o.owner } : {}),
+      })),
+    };
+    send(res, 200, JSON.stringify(body), 'application/json');
+  }
+
+  private subnetOf(p: string[]): Cidr | undefined {
+    return p.length === 4 ? this.svc.ipam!.parseSubnet(`${p[2]}/${p[3]}`) : undefined;
+  }
+
+  private lookup(res: ServerResponse, p: string[]): void {
+    const ipam = this.svc.ipam!;
+    const subnet = this.subnetOf(p) ?? ipam.defaultSubnet;
+    send(res, 200, ipam.lookup(p[1]!, subnet).map(formatCidr).join(' ') + '\n');
+  }
+
+  private async allocate(req: IncomingMessage, res: ServerResponse, p: string[], q: URLSearchParams): Promise<void> {
+    const ipam = this.svc.ipam!;
+    let subnet: Cidr | undefined;
+    try {
+      subnet = this.subnetOf(p);
+    } catch (e) {
+      asOriginal(e, 400, '');
+    }
+    // A client that goes away cancels its allocation; the original then answers "cancelled".
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) ac.abort();
+    };
+    res.on('close', onClose);
+    try {
+      const owner = q.get('owner') ?? undefined;
+      const c = await ipam.allocate(p[1]!, subnet, { signal: ac.signal, ...(owner ? { owner } : {}) });
+      send(res, 200, formatCidr(c));
+    } catch (e) {
+      if (e instanceof WeaveError && e.code === 'CANCELLED') {
+        if (!res.destroyed) send(res, 200, 'cancelled');
+        return;
+      }
+      asOriginal(e, 400, '');
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  private claim(_req: IncomingMessage, res: ServerResponse, p: string[], q: URLSearchParams): void {
+    const ipam = this.svc.ipam!;
+    try {
+      const owner = q.get('owner') ?? undefined;
+      ipam.claim(p[1]!, cidrFromParts(p[2], p[3]), owner ? { owner } : {});
+    } catch (e) {
+      asOriginal(e, 400, 'Unable to claim: ');
+    }
+    send(res, 204, '');
+  }
+
+  private free(res: ServerResponse, p: string[]): void {
+    const ipam = this.svc.ipam!;
+    try {
+      if (p.length === 2) ipam.free(p[1]!);
+      else ipam.freeAddress(p[1]!, parseIPv4(p[2]!));
+    } catch (e) {
+      asOriginal(e, 400, p.length === 2 ? '' : 'Unable to free: ');
+    }
+    send(res, 204, '');
+  }
+
+  private async expose(method: string, res: ServerResponse, p: string[], q: URLSearchParams): Promise<void> {
+    const cidr = cidrFromParts(p[1], p[2]);
+    if (method === 'POST') await this.svc.expose.expose(cidr, { skipNAT: q.get('skipNAT') === 'true' });
+    else await this.svc.expose.hide(cidr);
+    send(res, 204, '');
+  }
+}
+

@@ -1,0 +1,68 @@
+// `weave attach [addrs] [--no-multicast-route] <netns-path|pid>` and `weave detach`: without
+// Docker, a container is named by its network namespace (a path such as /run/netns/NAME, or a
+// process id). Its IPAM ident is `--id`, else the namespace name, else `pid-<pid>`.
+import { basename } from 'node:path';
+import { WeaveError } from '../core/errors.js';
+import { parseCidr, formatCidr } from '../core/ip.js';
+import { attachContainer, detachContainer, inspectContainerLink } from '../platform/container-link.js';
+import { IpRoute } from '../platform/iproute.js';
+import type { CliContext } from './context.js';
+import { acquire, ownedBy, parseAddrSpec, showAddrs } from './address-args.js';
+
+/** The interface name Weave Net gives containers it attaches. */
+export const ATTACH_IFNAME = 'ethwe';
+
+export function resolveTarget(target: string, id?: string): { netns: string; ident: string } {
+  if (/^[0-9]+$/.test(target)) return { netns: `/proc/${target}/ns/net`, ident: id ?? `pid-${target}` };
+  if (!target.startsWith('/')) throw new WeaveError('INVALID_ARGUMENT', `"${target}" is neither a network namespace path nor a process id`);
+  const underRun = /^\/(var\/)?run\/netns\/[^/]+$/.test(target);
+  return { netns: target, ident: id ?? (underRun ? basename(target) : target) };
+}
+
+export async function attach(ctx: CliContext, target: string, addrs: string[], opts: { id?: string; multicastRoute: boolean; bridge: string }): Promise<number> {
+  const { netns, ident } = resolveTarget(target, opts.id);
+  const specs = addrs.map(parseAddrSpec);
+  const cidrs = await acquire(ctx, ident, specs);
+  const existing = await inspectContainerLink(netns, ATTACH_IFNAME);
+  try {
+    if (existing) {
+      // Already attached: add the new addresses to its interface, as the original did.
+      const inNs = new IpRoute({ netnsPath: netns });
+      for (const c of cidrs) await inNs.addAddress(ATTACH_IFNAME, c);
+    } else {
+      await attachContainer({
+        netns,
+        containerId: ident,
+        ifName: ATTACH_IFNAME,
+        bridge: opts.bridge,
+        addresses: cidrs.map(parseCidr),
+        routes: [],
+        hairpin: true,
+        multicastRoute: opts.multicastRoute,
+      });
+    }
+  } catch (e) {
+    for (const c of cidrs) await ctx.client.releaseAddress(ident, c.split('/')[0]!).catch(() => undefined);
+    throw e;
+  }
+  ctx.out(showAddrs(cidrs));
+  return 0;
+}
+
+export async function detach(ctx: CliContext, target: string, addrs: string[], opts: { id?: string }): Promise<number> {
+  const { netns, ident } = resolveTarget(target, opts.id);
+  const held = await ownedBy(ctx, ident);
+  const specs = addrs.map(parseAddrSpec);
+  const chosen = specs.length
+    ? held.filter((h) => specs.some((s) => s.kind !== 'default' && formatCidr(s.cidr).split('/')[0] === h.split('/')[0]) || specs.some((s) => s.kind === 'default'))
+    : held;
+  if (chosen.length === held.length) {
+    await detachContainer({ containerId: ident, ifName: ATTACH_IFNAME, netns });
+  } else {
+    const inNs = new IpRoute({ netnsPath: netns });
+    for (const c of chosen) await inNs.deleteAddress(ATTACH_IFNAME, c);
+  }
+  for (const c of chosen) await ctx.client.releaseAddress(ident, c.split('/')[0]!);
+  ctx.out(showAddrs(chosen));
+  return 0;
+}

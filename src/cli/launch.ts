@@ -1,0 +1,79 @@
+// `weave launch [flags] [peers]`: starts weaver in the background (pid file, log file),
+// refuses when one is running, and waits until it answers, saying what it waits for.
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { CliContext } from './context.js';
+import { runningPid } from './router-process.js';
+import { installCni } from './setup.js';
+
+const READY_TIMEOUT_MS = 30_000;
+
+function tail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+export async function launch(ctx: CliContext, args: string[]): Promise<number> {
+  const { paths } = ctx;
+  const pid = runningPid(paths.runDir);
+  if (pid !== undefined) {
+    ctx.err(`weave is already running (pid ${pid}); 'weave stop' first\n`);
+    return 1;
+  }
+  try {
+    const r = await ctx.client.request('GET', '/status', { timeoutMs: 1000 });
+    if (r.status === 200 || r.status === 503) {
+      ctx.err(`weave is already running: a router answers at ${paths.httpAddr}\n`);
+      return 1;
+    }
+  } catch {
+    // nothing answers: good
+  }
+  // As the original: install the CNI plugin when the CNI directories exist.
+  await installCni(ctx, { createDirs: false, quiet: true });
+
+  mkdirSync(dirname(paths.logFile), { recursive: true });
+  mkdirSync(paths.runDir, { recursive: true });
+  const logFd = openSync(paths.logFile, 'a');
+  const child = spawn(
+    process.execPath,
+    [ctx.weaverBin, '--data-dir', paths.dataDir, '--run-dir', paths.runDir, '--http-addr', paths.httpAddr, ...args],
+    { detached: true, stdio: ['ignore', logFd, logFd], env: ctx.env },
+  );
+  closeSync(logFd);
+  let exited: number | null | undefined;
+  child.on('exit', (code) => (exited = code));
+  child.on('error', () => (exited = 1));
+  child.unref();
+
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let told = false;
+  let lastReason = '';
+  while (Date.now() < deadline) {
+    if (exited !== undefined) {
+      ctx.err(`weave router exited (code ${exited}) before it was ready; last log lines (${paths.logFile}):\n${tail(paths.logFile, 10)}\n`);
+      return 1;
+    }
+    try {
+      const r = await ctx.client.request('GET', '/status', { timeoutMs: 1000 });
+      if (r.status === 200) {
+        ctx.out(`${child.pid}\n`);
+        return 0;
+      }
+      lastReason = `router answered ${r.status} (not ready yet)`;
+    } catch (e) {
+      lastReason = (e as Error).message;
+    }
+    if (!told && Date.now() > deadline - READY_TIMEOUT_MS + 1000) {
+      ctx.err(`waiting for the weave router (pid ${child.pid}) to answer at ${paths.httpAddr}: ${lastReason}\n`);
+      told = true;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  ctx.err(`weave router did not become ready within ${READY_TIMEOUT_MS / 1000} s (${lastReason}); see ${paths.logFile}\n`);
+  return 1;
+}

@@ -1,0 +1,150 @@
+// All of weaver's settings and their defaults in one place: flags (Weave Net's names), then
+// environment variables, then defaults. Parsing is total: a bad value is a clear error before
+// anything touches the kernel.
+import { Command, Option, InvalidArgumentError } from 'commander';
+import { WeaveError } from '../core/errors.js';
+import { parseCidr, type Cidr } from '../core/ip.js';
+import { parseLogLevel, type LogLevel } from '../core/logger.js';
+
+export const DEFAULTS = {
+  port: 6783,
+  httpAddr: '127.0.0.1:6784',
+  dataDir: '/var/lib/weave',
+  runDir: '/run/weave',
+  bridge: 'weave',
+  // Weave Net's fast-datapath MTU: a 1460-byte cloud underlay minus VXLAN and ESP overheads.
+  mtu: 1376,
+  ipallocRange: '10.32.0.0/12',
+  connLimit: 200,
+  bridgeCheckIntervalMs: 2000,
+} as const;
+
+export interface DaemonConfig {
+  name?: string;
+  nickname?: string;
+  port: number;
+  host: string;
+  httpAddr: string;
+  statusAddr?: string;
+  metricsAddr?: string;
+  dataDir: string;
+  runDir: string;
+  logLevel: LogLevel;
+  bridge: string;
+  mtu: number;
+  /** undefined = IPAM disabled (`--ipalloc-range ""`). */
+  ipallocRange?: Cidr;
+  ipallocDefaultSubnet?: Cidr;
+  peers: string[];
+  bridgeCheckIntervalMs: number;
+}
+
+function intArg(min: number, max: number) {
+  return (v: string): number => {
+    if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    return Number(v);
+  };
+}
+
+// Mesh, encryption and DNS flags belong to later versions; refusing them is clearer than
+// accepting settings that would silently do nothing.
+const notYet = [
+  ['password', 'encryption'],
+  ['trusted-subnets', 'trusted subnets'],
+  ['ipalloc-init', 'IPAM initialisation across peers'],
+  ['dns-listen-address', 'weaveDNS'],
+  ['dns-domain', 'weaveDNS'],
+] as const;
+
+export function buildDaemonCommand(): Command {
+  const env = process.env;
+  const c = new Command('weaver')
+    .description('weave router daemon: owns the weave bridge, IP allocation and the HTTP API')
+    .argument('[peers...]', 'peers to connect to (host[:port])')
+    .option('--name <mac>', 'peer name (MAC format; derived and persisted when absent)')
+    .option('--nickname <name>', 'human-readable peer name (default: hostname)')
+    .option('--port <port>', 'TCP/UDP port of the mesh', intArg(1, 65535), Number(env.WEAVE_PORT ?? DEFAULTS.port))
+    .option('--host <ip>', 'address to listen on for the mesh', '')
+    .option('--http-addr <addr>', 'HTTP API address, host:port or /unix/socket', env.WEAVE_HTTP_ADDR ?? DEFAULTS.httpAddr)
+    .option('--status-addr <addr>', 'read-only status and metrics address')
+    .option('--metrics-addr <addr>', 'metrics-only address')
+    .option('--data-dir <dir>', 'persistent state (WEAVE_DATA_DIR)', env.WEAVE_DATA_DIR ?? DEFAULTS.dataDir)
+    .option('--run-dir <dir>', 'runtime files (WEAVE_RUN_DIR)', env.WEAVE_RUN_DIR ?? DEFAULTS.runDir)
+    .option('--log-level <level>', 'debug, info, warning or error', 'info')
+    .option('--weave-bridge <name>', 'name of the bridge', DEFAULTS.bridge)
+    .option('--mtu <bytes>', 'MTU of the bridge and container interfaces (WEAVE_MTU)', intArg(576, 65535), env.WEAVE_MTU ? Number(env.WEAVE_MTU) : DEFAULTS.mtu)
+    .option('--ipalloc-range <cidr>', 'IP address range for containers; "" disables IPAM', DEFAULTS.ipallocRange)
+    .option('--ipalloc-default-subnet <cidr>', 'subnet used when none is given (default: the range)')
+    .option('--no-fastdp', 'do not use the kernel fast path (WEAVE_NO_FASTDP)')
+    .option('--no-discovery', 'do not connect to peers of peers')
+    .option('--conn-limit <n>', 'maximum number of connections', intArg(0, 1_000_000), DEFAULTS.connLimit)
+    .option('--resume', 'reuse the persisted peer list')
+    .addOption(new Option('--bridge-check-interval-ms <ms>').argParser(intArg(50, 600_000)).default(DEFAULTS.bridgeCheckIntervalMs).hideHelp());
+  for (const [flag] of notYet) c.addOption(new Option(`--${flag} <value>`).hideHelp());
+  c.exitOverride();
+  c.configureOutput({ writeOut: () => {}, writeErr: () => {} });
+  return c;
+}
+
+/** Parses weaver's argv (without node and script) into a DaemonConfig. */
+export function parseDaemonArgs(argv: string[]): DaemonConfig {
+  const c = buildDaemonCommand();
+  try {
+    c.parse(argv, { from: 'user' });
+  } catch (e) {
+    throw new WeaveError('INVALID_ARGUMENT', (e as Error).message.replace(/^error: /, ''));
+  }
+  const o = c.opts<Record<string, unknown>>();
+  for (const [flag, what] of notYet) {
+    const key = flag.replace(/-([a-z])/g, (_m, x: string) => x.toUpperCase());
+    if (o[key] !== undefined) throw new WeaveError('INVALID_ARGUMENT', `--${flag}: ${what} is not implemented in this version of weave`);
+  }
+  if (process.env.WEAVE_PASSWORD) throw new WeaveError('INVALID_ARGUMENT', 'WEAVE_PASSWORD: encryption is not implemented in this version of weave');
+  const peers = c.args;
+  if (peers.length > 0) {
+    throw new WeaveError('INVALID_ARGUMENT', `cannot connect to ${peers.join(', ')}: connections between routers are not implemented in this version of weave (single host only)`);
+  }
+  const rangeText = String(o.ipallocRange ?? '');
+  let ipallocRange: Cidr | undefined;
+  let ipallocDefaultSubnet: Cidr | undefined;
+  if (rangeText !== '') {
+    ipallocRange = parseCidrFlag('--ipalloc-range', rangeText);
+    ipallocDefaultSubnet = o.ipallocDefaultSubnet ? parseCidrFlag('--ipalloc-default-subnet', String(o.ipallocDefaultSubnet)) : ipallocRange;
+  } else if (o.ipallocDefaultSubnet) {
+    throw new WeaveError('INVALID_ARGUMENT', '--ipalloc-default-subnet needs --ipalloc-range');
+  }
+  let logLevel: LogLevel;
+  try {
+    logLevel = parseLogLevel(String(o.logLevel));
+  } catch (e) {
+    throw new WeaveError('INVALID_ARGUMENT', `--log-level: ${(e as Error).message}`);
+  }
+  const bridge = String(o.weaveBridge);
+  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge)) throw new WeaveError('INVALID_ARGUMENT', `--weave-bridge: invalid interface name "${bridge}"`);
+  return {
+    ...(o.name ? { name: String(o.name) } : {}),
+    ...(o.nickname ? { nickname: String(o.nickname) } : {}),
+    port: Number(o.port),
+    host: String(o.host ?? ''),
+    httpAddr: String(o.httpAddr),
+    ...(o.statusAddr ? { statusAddr: String(o.statusAddr) } : {}),
+    ...(o.metricsAddr ? { metricsAddr: String(o.metricsAddr) } : {}),
+    dataDir: String(o.dataDir),
+    runDir: String(o.runDir),
+    logLevel,
+    bridge,
+    mtu: Number(o.mtu),
+    ...(ipallocRange ? { ipallocRange } : {}),
+    ...(ipallocDefaultSubnet ? { ipallocDefaultSubnet } : {}),
+    peers,
+    bridgeCheckIntervalMs: Number(o.bridgeCheckIntervalMs),
+  };
+}
+
+function parseCidrFlag(flag: string, text: string): Cidr {
+  try {
+    return parseCidr(text);
+  } catch (e) {
+    throw new WeaveError('INVALID_ARGUMENT', `${flag}: ${(e as Error).message}`);
+  }
+}

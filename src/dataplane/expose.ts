@@ -1,0 +1,120 @@
+// `weave expose`: the host's own addresses on the bridge, so the host reaches containers and
+// containers reach the world through it, with Weave Net's iptables rules (net/expose.go,
+// net/bridge.go ConfigureIPTables). Exposed CIDRs are persisted and re-applied after a restart
+// or a recreated bridge. Every step converges, so re-applying is harmless.
+import { WeaveError } from '../core/errors.js';
+import { formatCidr, networkOf, parseCidr, subnetOf, type Cidr } from '../core/ip.js';
+import type { Logger } from '../core/logger.js';
+import type { FirewallOps, LinkOps } from './ports.js';
+
+export const NAT_CHAIN = 'WEAVE';
+export const EXPOSE_CHAIN = 'WEAVE-EXPOSE';
+
+export interface ExposeStore {
+  scan(prefix: string): { key: string; value: string }[];
+  set(key: string, value: string): void;
+  delete(key: string): void;
+}
+
+const KEY = 'expose/';
+
+function subnetText(c: Cidr): string {
+  return formatCidr(subnetOf(c));
+}
+
+export class Exposer {
+  private readonly links: LinkOps;
+  private readonly fw: FirewallOps;
+  private readonly store: ExposeStore;
+  private readonly log: Logger;
+  private readonly bridge: string;
+
+  constructor(deps: { links: LinkOps; firewall: FirewallOps; store: ExposeStore; logger: Logger }, opts: { bridge: string }) {
+    this.links = deps.links;
+    this.fw = deps.firewall;
+    this.store = deps.store;
+    this.log = deps.logger;
+    this.bridge = opts.bridge;
+  }
+
+  /** The forwarding and NAT skeleton every router installs at start (without NPC). */
+  baseRules(): { table: 'filter' | 'nat'; chain: string; rule: string[] }[] {
+    const b = this.bridge;
+    return [
+      { table: 'filter', chain: 'FORWARD', rule: ['-i', b, '-o', b, '-j', 'ACCEPT'] },
+      { table: 'filter', chain: 'FORWARD', rule: ['-o', b, '-j', EXPOSE_CHAIN] },
+      { table: 'filter', chain: 'FORWARD', rule: ['-i', b, '!', '-o', b, '-j', 'ACCEPT'] },
+      { table: 'filter', chain: 'FORWARD', rule: ['-o', b, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'] },
+      { table: 'nat', chain: 'POSTROUTING', rule: ['-j', NAT_CHAIN] },
+    ];
+  }
+
+  async installBaseRules(): Promise<void> {
+    await this.fw.ensureChain('filter', EXPOSE_CHAIN);
+    await this.fw.ensureChain('nat', NAT_CHAIN);
+    for (const r of this.baseRules()) await this.fw.ensureRule(r.table, r.chain, r.rule);
+  }
+
+  async removeBaseRules(): Promise<void> {
+    for (const r of this.baseRules()) await this.fw.removeRule(r.table, r.chain, r.rule);
+    await this.fw.removeChain('filter', EXPOSE_CHAIN);
+    await this.fw.removeChain('nat', NAT_CHAIN);
+  }
+
+  private natRules(c: Cidr): string[][] {
+    const s = subnetText(c);
+    return [
+      ['-s', s, '-d', '224.0.0.0/4', '-j', 'RETURN'],
+      ['!', '-s', s, '-d', s, '-j', 'MASQUERADE'],
+      ['-s', s, '!', '-d', s, '-j', 'MASQUERADE'],
+    ];
+  }
+
+  /** Puts `cidr` on the bridge and adds its rules; idempotent. */
+  async expose(cidr: Cidr, opts: { skipNAT?: boolean } = {}): Promise<void> {
+    if (cidr.ip === networkOf(cidr) && cidr.prefix < 31) {
+      throw new WeaveError('INVALID_ARGUMENT', `cannot expose the network address ${formatCidr(cidr)}`);
+    }
+    const text = formatCidr(cidr);
+    this.store.set(KEY + text, JSON.stringify({ skipNAT: !!opts.skipNAT }));
+    await this.apply(cidr, !!opts.skipNAT);
+    this.log.info({ cidr: text, skipNAT: !!opts.skipNAT }, 'exposed');
+  }
+
+  private async apply(cidr: Cidr, skipNAT: boolean): Promise<void> {
+    await this.links.addAddress(this.bridge, formatCidr(cidr));
+    await this.fw.ensureRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
+    if (!skipNAT) for (const r of this.natRules(cidr)) await this.fw.ensureRule('nat', NAT_CHAIN, r);
+  }
+
+  /** Removes `cidr` from the bridge and its rules; idempotent. */
+  async hide(cidr: Cidr): Promise<void> {
+    const text = formatCidr(cidr);
+    await this.links.deleteAddress(this.bridge, text);
+    const stillSameSubnet = this.exposed().some((e) => formatCidr(e.cidr) !== text && subnetText(e.cidr) === subnetText(cidr));
+    if (!stillSameSubnet) {
+      await this.fw.removeRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
+      for (const r of this.natRules(cidr)) await this.fw.removeRule('nat', NAT_CHAIN, r);
+    }
+    this.store.delete(KEY + text);
+    this.log.info({ cidr: text }, 'hidden');
+  }
+
+  exposed(): { cidr: Cidr; skipNAT: boolean }[] {
+    const out: { cidr: Cidr; skipNAT: boolean }[] = [];
+    for (const { key, value } of this.store.scan(KEY)) {
+      try {
+        const v = JSON.parse(value) as { skipNAT?: unknown };
+        out.push({ cidr: parseCidr(key.slice(KEY.length)), skipNAT: v.skipNAT === true });
+      } catch {
+        this.log.warn({ key }, 'ignoring unreadable persisted expose entry');
+      }
+    }
+    return out;
+  }
+
+  /** Re-applies every persisted expose (after a restart or a recreated bridge). */
+  async reapply(): Promise<void> {
+    for (const e of this.exposed()) await this.apply(e.cidr, e.skipNAT);
+  }
+}

@@ -28,6 +28,8 @@ export class Exposer {
   private readonly store: ExposeStore;
   private readonly log: Logger;
   private readonly bridge: string;
+  /** expose/hide run one at a time: iptables check-then-append is not atomic. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(deps: { links: LinkOps; firewall: FirewallOps; store: ExposeStore; logger: Logger }, opts: { bridge: string }) {
     this.links = deps.links;
@@ -70,8 +72,18 @@ export class Exposer {
     ];
   }
 
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   /** Puts `cidr` on the bridge and adds its rules; idempotent. */
-  async expose(cidr: Cidr, opts: { skipNAT?: boolean } = {}): Promise<void> {
+  expose(cidr: Cidr, opts: { skipNAT?: boolean } = {}): Promise<void> {
+    return this.serial(() => this.doExpose(cidr, opts));
+  }
+
+  private async doExpose(cidr: Cidr, opts: { skipNAT?: boolean }): Promise<void> {
     if (cidr.ip === networkOf(cidr) && cidr.prefix < 31) {
       throw new WeaveError('INVALID_ARGUMENT', `cannot expose the network address ${formatCidr(cidr)}`);
     }
@@ -88,7 +100,11 @@ export class Exposer {
   }
 
   /** Removes `cidr` from the bridge and its rules; idempotent. */
-  async hide(cidr: Cidr): Promise<void> {
+  hide(cidr: Cidr): Promise<void> {
+    return this.serial(() => this.doHide(cidr));
+  }
+
+  private async doHide(cidr: Cidr): Promise<void> {
     const text = formatCidr(cidr);
     await this.links.deleteAddress(this.bridge, text);
     const stillSameSubnet = this.exposed().some((e) => formatCidr(e.cidr) !== text && subnetText(e.cidr) === subnetText(cidr));
@@ -114,7 +130,9 @@ export class Exposer {
   }
 
   /** Re-applies every persisted expose (after a restart or a recreated bridge). */
-  async reapply(): Promise<void> {
-    for (const e of this.exposed()) await this.apply(e.cidr, e.skipNAT);
+  reapply(): Promise<void> {
+    return this.serial(async () => {
+      for (const e of this.exposed()) await this.apply(e.cidr, e.skipNAT);
+    });
   }
 }

@@ -107,13 +107,13 @@ export class Allocator {
   }
 
   /** The address `ident` holds in `subnet`, or a new one (lowest free); waits while full. */
-  allocate(ident: string, subnet: Cidr = this.defaultSubnet, opts: { owner?: string; signal?: AbortSignal } = {}): Promise<Cidr> {
+  async allocate(ident: string, subnet: Cidr = this.defaultSubnet, opts: { owner?: string; signal?: AbortSignal } = {}): Promise<Cidr> {
     checkIdent(ident);
     const existing = this.find(ident, subnet);
-    if (existing) return Promise.resolve(existing);
+    if (existing) return existing;
     const got = this.tryAllocate(ident, subnet, opts.owner);
-    if (got) return Promise.resolve(got);
-    if (opts.signal?.aborted) return Promise.reject(new WeaveError('CANCELLED', 'allocation cancelled'));
+    if (got) return got;
+    if (opts.signal?.aborted) throw new WeaveError('CANCELLED', 'allocation cancelled');
     this.log.info({ ident, subnet: formatCidr(subnet) }, 'no free address: waiting for one to be released');
     return new Promise<Cidr>((resolve, reject) => {
       const p: PendingAllocate = { ident, subnet, owner: opts.owner, resolve, reject };

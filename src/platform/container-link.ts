@@ -64,6 +64,8 @@ export function hostVethName(containerId: string, ifName = 'eth0'): string {
 
 /** Validates a netns path and refuses the caller's own namespace. */
 export function checkNetns(path: string): void {
+  // The path goes into an `ip -batch` line: keep it to characters that need no quoting.
+  if (!/^\/[^\s"'\\]*$/.test(path)) throw new WeaveError('INVALID_ARGUMENT', `unsupported network namespace path "${path}"`);
   let st;
   try {
     st = statSync(path);

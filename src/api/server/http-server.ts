@@ -57,17 +57,6 @@ function send(res: ServerResponse, status: number, body: string, contentType = '
   res.end(body);
 }
 
-async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > 1 << 20) throw new WeaveError('INVALID_ARGUMENT', 'request body too large');
-    chunks.push(c as Buffer);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-}
-
 function cidrFromParts(ip: string | undefined, len: string | undefined): Cidr {
   return parseCidr(`${ip ?? ''}/${len ?? ''}`);
 }

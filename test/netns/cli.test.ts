@@ -1,0 +1,97 @@
+// The weave CLI on one host: launch/stop/reset with the pid file, status and report output,
+// expose/hide, attach/detach of a network namespace, ps, setup.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Netns, WeaveHost, eventually, requireRoot, uniquePrefix } from '../helpers/netns.js';
+
+const prefix = uniquePrefix();
+let h: WeaveHost;
+const extra: Netns[] = [];
+
+before(() => {
+  if (process.getuid?.() !== 0) return;
+  h = new WeaveHost(prefix, 'cli');
+});
+after(async () => {
+  if (!h) return;
+  h.weave(['reset', '--force']);
+  for (const n of extra) n.destroy();
+  await h.destroy();
+});
+
+test('launch starts weaver in the background and refuses a second one', (t) => {
+  if (!requireRoot(t)) return;
+  const r = h.weave(['launch', '--name', '7a:00:00:00:00:0a', '--nickname', 'clihost']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^[0-9]+\n$/);
+  const pidFile = join(h.env.WEAVE_RUN_DIR!, 'weaver.pid');
+  assert.equal(readFileSync(pidFile, 'utf8').trim(), r.stdout.trim());
+  assert.ok(existsSync(h.env.WEAVE_LOG_FILE!));
+  const again = h.weave(['launch']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already running/);
+});
+
+test('status and report print what the router serves', (t) => {
+  if (!requireRoot(t)) return;
+  const s = h.weave(['status']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stdout, /^\n        Version: .*\n\n        Service: router\n/);
+  assert.match(s.stdout, /           Name: 7a:00:00:00:00:0a\(clihost\)\n/);
+  assert.match(s.stdout, /\n\n$/);
+  assert.equal(h.weave(['status', 'targets']).stdout, '');
+  const bad = h.weave(['status', 'bogus']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /Invalid 'weave status' sub-command: bogus/);
+  assert.equal(h.weave(['report', '-f', '{{.Router.NickName}}']).stdout, 'clihost');
+  assert.equal(JSON.parse(h.weave(['report']).stdout).Router.Name, '7a:00:00:00:00:0a');
+  assert.match(h.weave(['version']).stdout, /^weave script \S+\nweave router \S+\n$/);
+});
+
+test('expose, attach a namespace, ps, ping, detach, hide', (t) => {
+  if (!requireRoot(t)) return;
+  const e = h.weave(['expose']);
+  assert.equal(e.code, 0, e.stderr);
+  assert.equal(e.stdout, '10.32.0.1\n');
+  const c = new Netns(`${prefix}-c1`);
+  extra.push(c);
+  const a = h.weave(['attach', c.path]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(a.stdout, '10.32.0.2\n');
+  const link = JSON.parse(c.ip('-j', 'addr', 'show', 'dev', 'ethwe'))[0];
+  assert.equal(link.addr_info.find((x: { family: string }) => x.family === 'inet').local, '10.32.0.2');
+  assert.match(c.ip('route', 'show'), /224\.0\.0\.0\/4 dev ethwe/);
+  assert.equal(c.run('ping', ['-c', '1', '-W', '2', '10.32.0.1']).code, 0);
+  const ps = h.weave(['ps']).stdout;
+  assert.match(ps, /^weave:expose 7a:00:00:00:00:0a 10\.32\.0\.1\/12\n/);
+  assert.match(ps, new RegExp(`^${c.name.slice(0, 12)} [0-9a-f:]* ?10\\.32\\.0\\.2/12$`, 'm'));
+  const d = h.weave(['detach', c.path]);
+  assert.equal(d.code, 0, d.stderr);
+  assert.equal(d.stdout, '10.32.0.2\n');
+  assert.notEqual(c.run('ip', ['link', 'show', 'ethwe']).code, 0);
+  const hd = h.weave(['hide']);
+  assert.equal(hd.stdout, '10.32.0.1\n');
+  assert.doesNotMatch(h.ns.ip('addr', 'show', 'dev', 'weave'), /10\.32\.0\.1/);
+});
+
+test('setup installs the plugins and the conflist; stop and reset clean up', async (t) => {
+  if (!requireRoot(t)) return;
+  const s = h.weave(['setup', '--create-dirs']);
+  assert.equal(s.code, 0, s.stderr);
+  const conf = JSON.parse(readFileSync(join(h.env.WEAVE_CNI_CONF_DIR!, '10-weave.conflist'), 'utf8'));
+  assert.equal(conf.plugins[0].type, 'weave-net');
+  assert.deepEqual(conf.plugins[1], { type: 'portmap', capabilities: { portMappings: true }, snat: true });
+  const ver = h.ns.run(join(h.env.WEAVE_CNI_PLUGIN_DIR!, 'weave-net'), [], { input: '{"cniVersion":"1.0.0"}', env: { ...h.env, CNI_COMMAND: 'VERSION' } });
+  assert.equal(ver.code, 0, ver.stderr);
+  assert.ok(JSON.parse(ver.stdout).supportedVersions.includes('1.1.0'));
+  assert.equal(h.weave(['stop']).code, 0);
+  await eventually(() => h.weave(['status']).code === 1, 5000, 'router stopped');
+  assert.match(h.weave(['status']).stderr, /weave is not running/);
+  assert.equal(h.weave(['reset']).code, 0);
+  assert.notEqual(h.ns.run('ip', ['link', 'show', 'weave']).code, 0);
+  assert.notEqual(h.ns.run('iptables', ['-t', 'nat', '-S', 'WEAVE']).code, 0);
+  assert.doesNotMatch(h.ns.must('iptables', ['-S', 'FORWARD']), /weave/);
+  assert.ok(!existsSync(join(h.env.WEAVE_DATA_DIR!, 'weave.db')));
+});

@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileGoTemplate, goJsonMarshal, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
+import { isWeaveError } from '../../../src/core/errors.js';
+
+const run = (t: string, data: unknown) => compileGoTemplate(t).execute(data);
+const data = {
+  Version: '1.2.3',
+  Router: { Name: 'a', Peers: [{ NickName: 'h1', UID: 17594046188109229802n }, { NickName: 'h2', UID: 1n }], Targets: null },
+  IPAM: { Range: '10.32.0.0/12' },
+  DNS: null,
+  M: { b: 2, a: 1 },
+};
+
+test('fields, pipelines, len, variables', () => {
+  assert.equal(run('{{.Router.Name}}', data), 'a');
+  assert.equal(run('{{len .Router.Peers}} {{.Router.Peers | len}}', data), '2 2');
+  assert.equal(run('{{$r := .Router}}{{$r.Name}}-{{$.Version}}', data), 'a-1.2.3');
+  assert.equal(run('{{(index .Router.Peers 1).NickName}}', data), 'h2');
+  assert.equal(run('{{.Missing}}', data), '<no value>');
+  assert.equal(run('{{.Router.Targets}}', data), '<nil>');
+});
+
+test('if / else if / else, with, range over arrays and maps', () => {
+  assert.equal(run('{{if .DNS}}dns{{else if .IPAM}}ipam{{else}}none{{end}}', data), 'ipam');
+  assert.equal(run('{{with .IPAM}}{{.Range}}{{else}}off{{end}}', data), '10.32.0.0/12');
+  assert.equal(run('{{with .DNS}}x{{else}}off{{end}}', data), 'off');
+  assert.equal(run('{{range .Router.Peers}}{{.NickName}},{{end}}', data), 'h1,h2,');
+  assert.equal(run('{{range $i, $p := .Router.Peers}}{{$i}}:{{$p.UID}} {{end}}', data), '0:17594046188109229802 1:1 ');
+  assert.equal(run('{{range $k, $v := .M}}{{$k}}={{$v}};{{end}}', data), 'a=1;b=2;');
+  assert.equal(run('{{range .Router.Targets}}x{{else}}empty{{end}}', data), 'empty');
+});
+
+test('trim markers, comments, literals, comparisons', () => {
+  assert.equal(run('a  {{- /* note */ -}}  b', data), 'ab');
+  assert.equal(run('{{"x\\ty"}} {{`raw`}} {{1}} {{true}}', data), 'x\ty raw 1 true');
+  assert.equal(run('{{eq .Version "0" "1.2.3"}} {{ne 1 2}} {{lt 1 2}} {{ge 2 3}}', data), 'true true true false');
+  assert.equal(run('{{and 1 0}} {{or 0 "x"}} {{not .DNS}}', data), '0 x true');
+});
+
+test('printf follows Go widths and precisions', () => {
+  assert.equal(goSprintf('%-21v|', ['192.0.2.2:58463']), '192.0.2.2:58463      |');
+  assert.equal(goSprintf('%12.12v', ['0123456789abcdef']), '0123456789ab');
+  assert.equal(goSprintf('%12.12v', ['ctr1']), '        ctr1');
+  assert.equal(goSprintf('%04.1f%%', [5]), '05.0%');
+  assert.equal(goSprintf('%04.1f', [50]), '50.0');
+  assert.equal(goSprintf('%8d IPs', [524288]), '  524288 IPs');
+  assert.equal(goSprintf('%d %s', [1]), '1 %!s(MISSING)');
+  assert.equal(run('{{printf "%-5v|" .Version}}', data), '1.2.3|');
+});
+
+test('json is Go encoding/json: bigint digits, HTML escaping', () => {
+  assert.equal(run('{{json .Router.Peers}}', data), '[{"NickName":"h1","UID":17594046188109229802},{"NickName":"h2","UID":1}]');
+  assert.equal(goJsonMarshal({ s: '<a&b>' }), '{"s":"\\u003ca\\u0026b\\u003e"}');
+  assert.equal(goJsonMarshal({ a: [], b: {}, c: null }, '    '), '{\n    "a": [],\n    "b": {},\n    "c": null\n}');
+});
+
+test('goJsonMarshal reproduces the original /report JSON byte for byte', () => {
+  const dir = join(process.env.WEAVE_REPO_ROOT ?? process.cwd(), 'test/fixtures/wire-vectors/plain');
+  for (const f of ['h1-report.json', 'h2-report.json']) {
+    const text = readFileSync(join(dir, f), 'utf8');
+    const parsed = parseJsonBigInt(text) as { Router: { Peers: { UID: unknown }[] } };
+    assert.equal(typeof parsed.Router.Peers[0]!.UID, 'bigint');
+    assert.equal(goJsonMarshal(parsed, '    '), text);
+  }
+});
+
+test('bad templates are INVALID_ARGUMENT errors', () => {
+  for (const t of ['{{', '{{.A', '{{if .A}}x', '{{end}}', '{{else}}', '{{nosuchfn 1}}', '{{template "x"}}', '{{"unterminated}}', '{{(1}}', '{{|}}']) {
+    assert.throws(() => run(t, data), (e) => isWeaveError(e, 'INVALID_ARGUMENT'), t);
+  }
+  assert.throws(() => run('{{.Version.X}}', data), (e) => isWeaveError(e, 'INVALID_ARGUMENT'));
+});
+
+test('fuzz: random templates give a string or a WeaveError, never anything else', () => {
+  const parts = ['{{', '}}', '{{-', '-}}', '.', '.Router', '.Name', '|', '$', '$x', ':=', '"', '`', '(', ')', ' ', 'range', 'if', 'else', 'end', 'with', 'len', 'printf', '"%d"', '1', 'a', ',', '/*', '*/', 'json', 'index', 'eq'];
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  for (let n = 0; n < 3000; n++) {
+    let t = '';
+    const len = 1 + Math.floor(rnd() * 14);
+    for (let i = 0; i < len; i++) t += parts[Math.floor(rnd() * parts.length)];
+    try {
+      const out = run(t, data);
+      assert.equal(typeof out, 'string');
+    } catch (e) {
+      assert.ok(isWeaveError(e), `${t}: ${String(e)}`);
+    }
+  }
+});

@@ -124,7 +124,7 @@ export class IpRoute {
   async addAddress(dev: string, cidr: string): Promise<void> {
     const [c, a] = this.cmd(['addr', 'add', cidr, 'dev', dev]);
     const r = await execFile(c, a);
-    if (r.code !== 0 && !/File exists/.test(r.stderr)) {
+    if (r.code !== 0 && !/File exists|already assigned/.test(r.stderr)) {
       throw new WeaveError('KERNEL_FAILED', `ip addr add ${cidr} dev ${dev}: ${r.stderr.trim()}`);
     }
   }

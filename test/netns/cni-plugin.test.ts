@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { Netns, WeaveHost, requireRoot, uniquePrefix, type RunResult } from '../helpers/netns.js';
+import { Netns, WeaveHost, must, requireRoot, uniquePrefix, type RunResult } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
 let h: WeaveHost;
@@ -119,6 +119,10 @@ test('routes: [] means no default route; hairpinMode false; mtu from the config'
   assert.equal(c.ip('route', 'show', 'default').trim(), '');
   assert.equal(addrOf(c).mtu, 1400);
   assert.deepEqual(hostVeth(id), { hairpin: false, master: 'weave' });
+  // The sysfs value Weave Net's test 830 reads (ip netns exec mounts the namespace's own /sys).
+  const sysfs = (veth: string) => must('ip', ['netns', 'exec', h.ns.name, 'cat', `/sys/class/net/weave/brif/${veth}/hairpin_mode`]).trim();
+  assert.equal(sysfs(`vethwepl${id.slice(0, 7)}`), '0');
+  assert.equal(sysfs(`vethwepl${idFor(containers[0]!.name).slice(0, 7)}`), '1');
   const sub = container('subnet');
   const r2 = cni('ADD', conf('0.3.1', { ipam: { subnet: '10.40.1.0/24', routes: [{ dst: '10.32.0.0/12' }] } }), { CNI_CONTAINERID: idFor(sub.name), CNI_NETNS: sub.path });
   assert.equal(r2.code, 0, r2.stdout + r2.stderr);

@@ -20,7 +20,7 @@ const allowed = {
   'api/server': ['core', 'api/types'],
   cli: ['core', 'api/types', 'api/client', 'platform'],
   cni: ['core', 'api/types', 'api/client', 'platform'],
-  daemon: ['core', 'platform', 'mesh', 'dataplane', 'ipam', 'dns', 'api/types', 'api/client', 'api/server'],
+  daemon: ['core', 'platform', 'mesh', 'dataplane', 'ipam', 'dns', 'api/types', 'api/client', 'api/server', 'cni'],
 };
 
 function layerOf(file) {

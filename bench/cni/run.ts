@@ -6,7 +6,7 @@
 // It creates a host network namespace running weaver and a container namespace, and removes
 // them afterwards. The driver loop runs inside the host namespace (as a runtime would).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync } from 'node:fs';
+import { mkdtempSync, rmSync, openSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +39,9 @@ function inner(dir: string, netns: string, cycles: number): void {
   const samples: Record<string, number[]> = {};
   const add = (k: string, v: number) => (samples[k] ??= []).push(v);
   const run = (label: string, exe: string, conf: string, id: string, command: string) => {
-    const r = time(exe, [], conf, cleanEnv({ ...base, CNI_COMMAND: command, CNI_CONTAINERID: id }));
+    // "standalone" = the bundle without the router's fast path (what runs when no router takes the call).
+    const [cmd, args] = label === 'standalone' ? [process.execPath, [join(pluginDir, readdirSync(pluginDir).find((f) => /^weave-plugin-.*\.cjs$/.test(f))!), 'net']] : [exe, []];
+    const r = time(cmd, args, conf, cleanEnv({ ...base, CNI_COMMAND: command, CNI_CONTAINERID: id }));
     if (r.code !== 0) throw new Error(`${label} ${command} failed: ${r.out}${r.err}`);
     add(`${label} ${command}`, r.ms);
   };
@@ -54,9 +56,9 @@ function inner(dir: string, netns: string, cycles: number): void {
   for (let i = 0; i < cycles; i++) {
     const id = `${(0x1000000 + i).toString(16)}${'0'.repeat(57)}`;
     // Alternate the order so neither plugin always runs on a warmer cache.
-    const order = i % 2 === 0 ? ['weave-net', 'bridge'] : ['bridge', 'weave-net'];
+    const order = i % 2 === 0 ? ['weave-net', 'standalone', 'bridge'] : ['bridge', 'standalone', 'weave-net'];
     for (const p of order) {
-      const [exe, conf] = p === 'weave-net' ? [join(pluginDir, 'weave-net'), weaveConf] : ['/usr/lib/cni/bridge', bridgeConf];
+      const [exe, conf] = p === 'bridge' ? ['/usr/lib/cni/bridge', bridgeConf] : [join(pluginDir, 'weave-net'), weaveConf];
       run(p, exe, conf, id, 'ADD');
       run(p, exe, conf, id, 'DEL');
     }
@@ -64,11 +66,12 @@ function inner(dir: string, netns: string, cycles: number): void {
     add('node -e 0', time(process.execPath, ['-e', '0'], '', cleanEnv({})).ms);
   }
   const rows: (string | number)[][] = [['operation', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'p50 × bridge']];
+  const cmp = (k: string, op: string) => (k.startsWith('weave-net') || k.startsWith('standalone')) && (op === 'ADD' || op === 'DEL');
   const ref = (op: string) => summarize(samples[`bridge ${op}`] ?? []).p50;
-  for (const k of ['weave-net ADD', 'bridge ADD', 'weave-net DEL', 'bridge DEL', 'weave-net VERSION', 'node -e 0']) {
+  for (const k of ['weave-net ADD', 'standalone ADD', 'bridge ADD', 'weave-net DEL', 'standalone DEL', 'bridge DEL', 'weave-net VERSION', 'node -e 0']) {
     const s = summarize(samples[k] ?? []);
     const op = k.split(' ')[1]!;
-    const ratio = k.startsWith('weave-net') && (op === 'ADD' || op === 'DEL') ? (s.p50 / ref(op)).toFixed(2) : '';
+    const ratio = cmp(k, op) ? (s.p50 / ref(op)).toFixed(2) : '';
     rows.push([k, String(s.n), s.p50, s.p90, s.p99, s.mean, ratio]);
   }
   process.stdout.write(table(rows) + '\n');

@@ -117,3 +117,5 @@ export interface OwnedAddresses {
 export const WEAVER_PID_FILE = 'weaver.pid';
 /** The embedded store's file in the data directory. */
 export const STORE_FILE = 'weave.db';
+/** The token file in the run directory that authorises the installed CNI plugin's calls. */
+export const CNI_TOKEN_FILE = 'cni.token';

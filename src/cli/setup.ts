@@ -7,6 +7,8 @@ import { existsSync, mkdirSync, copyFileSync, writeFileSync, renameSync, rmSync,
 import { join } from 'node:path';
 import { weaveVersion } from '../core/version.js';
 import type { CliContext } from './context.js';
+import { CNI_TOKEN_FILE } from '../api/types.js';
+import { cniFrontend, nodeWrapper } from './cni-frontend.js';
 
 export const CONFLIST_NAME = '10-weave.conflist';
 
@@ -59,13 +61,16 @@ export async function installCni(ctx: CliContext, opts: { createDirs: boolean; q
     const target = join(cniPluginDir, `weave-plugin-${weaveVersion()}.cjs`);
     copyFileSync(bundle, `${target}.tmp`);
     renameSync(`${target}.tmp`, target);
-    // NODE_EXTRA_CA_CERTS makes node load a CA bundle at start (~35 ms); the plugin needs no TLS.
     for (const [name, kind] of [['weave-net', 'net'], ['weave-ipam', 'ipam']] as const) {
-      writeAtomic(
-        join(cniPluginDir, name),
-        `#!/bin/sh\n# weave ${weaveVersion()} CNI plugin, installed by 'weave setup'\nunset NODE_EXTRA_CA_CERTS\nexec '${process.execPath}' '${target}' ${kind}\n`,
-        0o755,
-      );
+      const o = {
+        kind,
+        httpAddr: ctx.paths.httpAddr,
+        tokenFile: join(ctx.paths.runDir, CNI_TOKEN_FILE),
+        nodePath: process.execPath,
+        bundlePath: target,
+        version: weaveVersion(),
+      };
+      writeAtomic(join(cniPluginDir, name), existsSync('/bin/bash') ? cniFrontend(o) : nodeWrapper(o), 0o755);
     }
     // Older plugin bundles of ours are replaced by this one.
     for (const f of readdirSync(cniPluginDir)) {

@@ -23,6 +23,7 @@ import { STORE_FILE, WEAVER_PID_FILE, type WeaveReport } from '../api/types.js';
 import { DEFAULTS, type DaemonConfig } from './config.js';
 import { resolvePeerName, systemIdentity } from './peer-identity.js';
 import { RouterMetrics } from './metrics.js';
+import { RouterCniService } from './cni-service.js';
 
 export class Weaver {
   private readonly cfg: DaemonConfig;
@@ -34,6 +35,7 @@ export class Weaver {
   private allocator: Allocator | undefined;
   private servers: ApiServer[] = [];
   private metrics: RouterMetrics | undefined;
+  private cni: RouterCniService | undefined;
   private ready = false;
   private stopped = false;
   name = '';
@@ -100,9 +102,11 @@ export class Weaver {
       dnsEntries: () => 0,
     });
 
+    this.cni = new RouterCniService({ runDir: cfg.runDir, httpAddr: cfg.httpAddr });
     await this.listen(cfg.httpAddr, false);
     if (cfg.statusAddr) await this.listen(cfg.statusAddr, true);
     if (cfg.metricsAddr) await this.listen(cfg.metricsAddr, true);
+    this.cni.publish();
     writeFileSync(join(cfg.runDir, WEAVER_PID_FILE), `${process.pid}\n`);
     this.ready = true;
     this.log.info({ httpAddr: cfg.httpAddr }, `Listening for HTTP control messages on ${cfg.httpAddr}`);
@@ -124,6 +128,7 @@ export class Weaver {
         },
         // One peer owns everything: there is nobody to hand our space to.
         leave: async () => {},
+        ...(readOnly || !this.cni ? {} : { cni: this.cni }),
       },
     });
     try {
@@ -189,6 +194,7 @@ export class Weaver {
     await Promise.all(this.servers.map((s) => s.close()));
     this.servers = [];
     this.store?.close();
+    this.cni?.unpublish();
     rmSync(join(this.cfg.runDir, WEAVER_PID_FILE), { force: true });
     this.log.info({}, 'weave stopped');
   }

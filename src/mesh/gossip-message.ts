@@ -42,6 +42,9 @@ function peerNameOf(d: GobTyped, what: string): PeerName {
   return Number(v);
 }
 
+// Values after expectCount has checked how many there are.
+const at = (v: readonly GobTyped[], i: number): GobTyped => v[i] as GobTyped;
+
 export function encodeGossipBody(m: GossipEnvelope): Buffer {
   return new GobEncoder()
     .encode(GOB_STRING, m.channel)
@@ -62,23 +65,21 @@ export function encodeGossipUnicastBody(m: GossipUnicastEnvelope): Buffer {
 export function decodeGossipBody(body: Uint8Array): GossipEnvelope {
   const v = decodeGobStream(body);
   expectCount(v, 3, 'gossip');
-  const [channel, src, payload] = [v[0], v[1], v[2]] as GobTyped[] as [GobTyped, GobTyped, GobTyped];
   return {
-    channel: expectString(channel, 'gossip channel'),
-    src: peerNameOf(src, 'gossip src'),
-    payload: expectBytes(payload, 'gossip payload'),
+    channel: expectString(at(v, 0), 'gossip channel'),
+    src: peerNameOf(at(v, 1), 'gossip src'),
+    payload: expectBytes(at(v, 2), 'gossip payload'),
   };
 }
 
 export function decodeGossipUnicastBody(body: Uint8Array): GossipUnicastEnvelope {
   const v = decodeGobStream(body);
   expectCount(v, 4, 'gossip unicast');
-  const [channel, src, dst, payload] = [v[0], v[1], v[2], v[3]] as GobTyped[] as [GobTyped, GobTyped, GobTyped, GobTyped];
   return {
-    channel: expectString(channel, 'gossip channel'),
-    src: peerNameOf(src, 'gossip src'),
-    dst: peerNameOf(dst, 'gossip dst'),
-    payload: expectBytes(payload, 'gossip payload'),
+    channel: expectString(at(v, 0), 'gossip channel'),
+    src: peerNameOf(at(v, 1), 'gossip src'),
+    dst: peerNameOf(at(v, 2), 'gossip dst'),
+    payload: expectBytes(at(v, 3), 'gossip payload'),
   };
 }
 

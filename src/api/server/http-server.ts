@@ -26,6 +26,16 @@ export interface ExposeService {
   hide(cidr: Cidr): Promise<void>;
 }
 
+/** Runs one CNI plugin invocation inside the router (the fast path of the installed plugin). */
+export interface CniService {
+  /** Checks the caller's token (the file only root can read). */
+  authorized(token: string | undefined): boolean;
+  run(kind: 'net' | 'ipam', env: Record<string, string>, stdin: string): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/** Headers of a CNI call: the plugin's CNI_* environment, one header per variable. */
+export const CNI_ENV_HEADER_PREFIX = 'x-cni-env-';
+
 export interface ApiServices {
   report(): WeaveReport;
   metrics(): Promise<{ contentType: string; body: string }>;
@@ -33,6 +43,7 @@ export interface ApiServices {
   expose: ExposeService;
   /** DELETE /peer: leave the network (hand our address space to a live peer). */
   leave(): Promise<void>;
+  cni?: CniService;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, parts: string[], query: URLSearchParams) => Promise<void> | void;
@@ -146,6 +157,8 @@ export class ApiServer {
       case 'POST expose':
       case 'DELETE expose':
         return n === 2 ? (req, res, p, q) => this.expose(method, res, p, q) : undefined;
+      case 'POST cni':
+        return n === 1 && this.svc.cni && (rest[0] === 'net' || rest[0] === 'ipam') ? (req, res, p) => this.cni(req, res, p[1] as 'net' | 'ipam') : undefined;
     }
     if (!this.svc.ipam) return undefined;
     switch (`${method} ${head ?? ''}`) {
@@ -302,6 +315,30 @@ export class ApiServer {
       asOriginal(e, 400, p.length === 2 ? '' : 'Unable to free: ');
     }
     send(res, 204, '');
+  }
+
+  private async cni(req: IncomingMessage, res: ServerResponse, kind: 'net' | 'ipam'): Promise<void> {
+    const cni = this.svc.cni!;
+    const token = req.headers['x-weave-cni-token'];
+    if (!cni.authorized(typeof token === 'string' ? token : undefined)) {
+      send(res, 403, 'bad or missing CNI token\n');
+      return;
+    }
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (k.startsWith(CNI_ENV_HEADER_PREFIX) && typeof v === 'string') env[k.slice(CNI_ENV_HEADER_PREFIX.length).toUpperCase().replace(/-/g, '_')] = v;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const r = await cni.run(kind, env, Buffer.concat(chunks).toString('utf8'));
+    // The installed plugin prints the body as its stdout and exits with x-cni-exit.
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(r.stdout),
+      'x-cni-exit': String(r.code),
+      'x-cni-log': encodeURIComponent(r.stderr.trimEnd()),
+    });
+    res.end(r.stdout);
   }
 
   private async expose(method: string, res: ServerResponse, p: string[], q: URLSearchParams): Promise<void> {

@@ -13,7 +13,7 @@ import { decodeGossipMessage } from '../../../src/mesh/gossip-message.js';
 import { decodeProtocolMsg } from '../../../src/mesh/protocol.js';
 import { decodeTopologyUpdate } from '../../../src/mesh/topology-update.js';
 import {
-  decodeGobStream, expectList, expectMap, expectStruct, expectUint, type GobStructView, type GobTyped,
+  decodeGobStream, expectMap, expectStruct, expectUint, type GobStructView, type GobTyped,
 } from '../../../src/mesh/gob/index.js';
 import { DIRS, goView, readGobcheck, readStream, splitStream, type Dir } from './wire-fixtures.js';
 

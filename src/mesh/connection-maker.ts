@@ -502,7 +502,7 @@ export class ConnectionMaker {
 
     const dials: { address: string; direct: boolean }[] = [];
     let nextInMs = Infinity;
-    for (const [address, t] of this.targets) {
+    for (const [address, t] of this.byAddress) {
       if (t.phase !== 'waiting') continue;
       if (!valid.has(address)) {
         this.byAddress.delete(address);

@@ -1,0 +1,268 @@
+// One peer of the topology (mesh `peer.go`, `local_peer.go`): its summary (name, nickname,
+// incarnation UID, version, fastdp ShortID) and the connections it reports. A remote peer is
+// only what gossip told us; our own peer is changed through the local operations here, each of
+// which bumps the version so that our newer entry wins wherever it is merged.
+//
+// Also the breadth-first route search every table is built from (`routes`): deterministic, so
+// that peers computing over the same topology agree on next hops (no loops, no lost frames).
+//
+// Invariants: `version` and `uid` stay in uint64 (they are uint64 on the wire); a placeholder
+// (a peer only known as someone's connection target) has uid 0, version 0 and no ShortID.
+import { UNKNOWN_PEER_NAME, formatPeerName, type PeerName } from '../core/peer-name.js';
+
+/** mesh `peerShortIDBits`: fastdp packs the ShortID in 12 bits, so a mesh holds at most 4096. */
+export const PEER_SHORT_ID_BITS = 12;
+export const PEER_SHORT_ID_COUNT = 1 << PEER_SHORT_ID_BITS;
+
+const UINT64 = 64;
+
+/**
+ * What a topology update says about a peer (gob `peerSummary`). `uid` and `version` are bigint:
+ * both are uint64 on the wire, a UID is random over all 64 bits, and a version can be pushed
+ * past 2^53 by an update about an old incarnation of ourselves.
+ */
+export interface PeerSummary {
+  readonly name: PeerName;
+  readonly nickName: string;
+  readonly uid: bigint;
+  readonly version: bigint;
+  /** 12-bit fastdp id; uint16 on the wire. Meaningful only when `hasShortId`. */
+  readonly shortId: number;
+  readonly hasShortId: boolean;
+}
+
+/** One connection a peer reports (gob `connectionSummary`). */
+export interface ConnectionSummary {
+  readonly remoteName: PeerName;
+  /** host:port of the remote end as seen by the reporting peer. */
+  readonly remoteTcpAddr: string;
+  readonly outbound: boolean;
+  /** The overlay has proven the path (heartbeat acknowledged); only these carry data. */
+  readonly established: boolean;
+}
+
+/** One peer's part of a topology update: its summary and its whole connection list. */
+export interface TopologyEntry {
+  readonly peer: PeerSummary;
+  readonly connections: readonly ConnectionSummary[];
+}
+
+/** How the route search finds the peer object behind a connection's remote name. */
+export interface PeerLookup {
+  get(name: PeerName): Peer | undefined;
+}
+
+/** Reached set of a route search: destination → first hop (the start maps to UNKNOWN_PEER_NAME). */
+export type NextHops = Map<PeerName, PeerName>;
+
+export interface RoutesResult {
+  /** True when the search reached `stopAt` (and stopped there). */
+  readonly found: boolean;
+  readonly routes: NextHops;
+}
+
+function byName(a: Peer, b: Peer): number {
+  return a.name - b.name;
+}
+
+export class Peer {
+  readonly name: PeerName;
+  private nick: string;
+  private uidValue: bigint;
+  private versionValue: bigint;
+  private shortIdValue: number;
+  private hasShortIdValue: boolean;
+  private readonly conns = new Map<PeerName, ConnectionSummary>();
+
+  private constructor(summary: PeerSummary, connections: readonly ConnectionSummary[]) {
+    this.name = summary.name;
+    this.nick = summary.nickName;
+    this.uidValue = summary.uid;
+    this.versionValue = summary.version;
+    this.shortIdValue = summary.shortId;
+    this.hasShortIdValue = summary.hasShortId;
+    this.setConnections(connections);
+  }
+
+  /** Our own peer at start: version 0, a ShortID (mesh `newLocalPeer`; randomness is the caller's). */
+  static local(opts: { name: PeerName; nickName: string; uid: bigint; shortId: number }): Peer {
+    return new Peer({ ...opts, version: 0n, hasShortId: true }, []);
+  }
+
+  /** A peer known from a summary, e.g. a connection's remote from the handshake (version 0). */
+  static fromSummary(summary: PeerSummary, connections: readonly ConnectionSummary[] = []): Peer {
+    return new Peer(summary, connections);
+  }
+
+  /** A peer only known as the target of someone's connection (mesh `newPeerPlaceholder`). */
+  static placeholder(name: PeerName): Peer {
+    return new Peer({ name, nickName: '', uid: 0n, version: 0n, shortId: 0, hasShortId: false }, []);
+  }
+
+  get nickName(): string {
+    return this.nick;
+  }
+  get uid(): bigint {
+    return this.uidValue;
+  }
+  get version(): bigint {
+    return this.versionValue;
+  }
+  get shortId(): number {
+    return this.shortIdValue;
+  }
+  get hasShortId(): boolean {
+    return this.hasShortIdValue;
+  }
+  get connections(): ReadonlyMap<PeerName, ConnectionSummary> {
+    return this.conns;
+  }
+
+  summary(): PeerSummary {
+    return {
+      name: this.name,
+      nickName: this.nick,
+      uid: this.uidValue,
+      version: this.versionValue,
+      shortId: this.shortIdValue,
+      hasShortId: this.hasShortIdValue,
+    };
+  }
+
+  /** This peer as an update entry; connections in name order so equal states encode equally. */
+  toEntry(): TopologyEntry {
+    const connections = [...this.conns.values()].sort((a, b) => a.remoteName - b.remoteName);
+    return { peer: this.summary(), connections };
+  }
+
+  /** `name(nickname)`, as the original prints a peer in logs and status. */
+  toString(): string {
+    return `${formatPeerName(this.name)}(${this.nick})`;
+  }
+
+  // --- local-peer operations: only ever applied to our own peer -------------------------------
+
+  /** Records a new (or replacing) connection; mesh `localPeer.addConnection`. */
+  addConnection(conn: ConnectionSummary): void {
+    this.conns.set(conn.remoteName, { ...conn });
+    this.bump();
+  }
+
+  /** Forgets the connection to `remote`; false (and no version change) when there was none. */
+  deleteConnection(remote: PeerName): boolean {
+    if (!this.conns.delete(remote)) return false;
+    this.bump();
+    return true;
+  }
+
+  /**
+   * Marks the connection to `remote` established (the overlay proved the path). False when there
+   * is no such connection: the original then shuts the connection down ("Cannot set unknown
+   * connection active"). The version is bumped even when it already was established, as the
+   * original does on every report.
+   */
+  establishConnection(remote: PeerName): boolean {
+    const conn = this.conns.get(remote);
+    if (!conn) return false;
+    if (!conn.established) this.conns.set(remote, { ...conn, established: true });
+    this.bump();
+    return true;
+  }
+
+  /** A new ShortID for ourselves (after a collision); callers keep the by-ShortID index right. */
+  setShortId(shortId: number): void {
+    this.shortIdValue = shortId;
+    this.hasShortIdValue = true;
+    this.bump();
+  }
+
+  /**
+   * Makes our version exceed `version` (an update about an old incarnation of ourselves carried
+   * it), so that our current entry supersedes the old one everywhere. True when it changed.
+   */
+  setVersionBeyond(version: bigint): boolean {
+    if (version < this.versionValue) return false;
+    // Go's uint64 wraps here; we do the same so the value always fits the wire field.
+    this.versionValue = BigInt.asUintN(UINT64, version + 1n);
+    return true;
+  }
+
+  // --- used by Peers when a newer entry about a remote peer arrives --------------------------
+
+  /** Takes every field but the name from `entry` (the caller re-indexes the ShortID). */
+  adopt(entry: TopologyEntry): void {
+    const s = entry.peer;
+    this.nick = s.nickName;
+    this.uidValue = s.uid;
+    this.versionValue = s.version;
+    this.shortIdValue = s.shortId;
+    this.hasShortIdValue = s.hasShortId;
+    this.setConnections(entry.connections);
+  }
+
+  private setConnections(connections: readonly ConnectionSummary[]): void {
+    this.conns.clear();
+    // A repeated remote keeps the last entry, as the original's map assignment does.
+    for (const c of connections) this.conns.set(c.remoteName, { ...c });
+  }
+
+  private bump(): void {
+    this.versionValue = BigInt.asUintN(UINT64, this.versionValue + 1n);
+  }
+
+  // --- route search ------------------------------------------------------------------------
+
+  /**
+   * Calls `f` for each peer this peer is connected to, in name order, skipping names in
+   * `exclude`. With `establishedAndSymmetric`, only over connections that are established and
+   * whose reverse connection the remote reports, established too (mesh `forEachConnectedPeer`).
+   * Remotes missing from `peers` are skipped (they cannot be reached through anyway).
+   */
+  forEachConnectedPeer(
+    establishedAndSymmetric: boolean,
+    exclude: ReadonlyMap<PeerName, unknown> | ReadonlySet<PeerName>,
+    peers: PeerLookup,
+    f: (remote: Peer) => void,
+  ): void {
+    const remotes: Peer[] = [];
+    for (const [remoteName, conn] of this.conns) {
+      if (establishedAndSymmetric && !conn.established) continue;
+      if (exclude.has(remoteName)) continue;
+      const remote = peers.get(remoteName);
+      if (!remote) continue;
+      if (establishedAndSymmetric) {
+        const back = remote.conns.get(this.name);
+        if (!back || !back.established) continue;
+      }
+      remotes.push(remote);
+    }
+    remotes.sort(byName);
+    for (const r of remotes) f(r);
+  }
+
+  /**
+   * Breadth-first search from this peer (mesh `Peer.routes`): each level is visited in name
+   * order and a peer is reached through the first peer of the previous level that connects to
+   * it, so the result depends only on the topology, never on iteration order. Returns, for every
+   * reached peer, the first hop from this peer towards it (this peer itself → UNKNOWN_PEER_NAME).
+   * With `stopAt`, the search stops when it is about to expand `stopAt` and reports `found`; the
+   * routes then hold exactly what was reached before, which is what broadcast routing needs.
+   */
+  routes(stopAt: PeerName | undefined, establishedAndSymmetric: boolean, peers: PeerLookup): RoutesResult {
+    const routes: NextHops = new Map([[this.name, UNKNOWN_PEER_NAME]]);
+    let next: Peer[] = [this];
+    while (next.length > 0) {
+      const level = next.sort(byName);
+      next = [];
+      for (const cur of level) {
+        if (cur.name === stopAt) return { found: true, routes };
+        cur.forEachConnectedPeer(establishedAndSymmetric, routes, peers, (remote) => {
+          next.push(remote);
+          // Reached the same way as `cur`, or directly when `cur` is where we started.
+          routes.set(remote.name, cur === this ? remote.name : (routes.get(cur.name) ?? UNKNOWN_PEER_NAME));
+        });
+      }
+    }
+    return { found: false, routes };
+  }
+}

@@ -1,0 +1,374 @@
+// The topology table (mesh `peers.go`): our own peer plus every remote peer gossip told us
+// about, by name and by fastdp ShortID. Owns the merge rules of topology gossip and the garbage
+// collection of peers we can no longer reach.
+//
+// Merge (applyUpdate): peers named only as connection targets enter as placeholders; an entry
+// replaces ours when newer (higher version; on a tie the higher UID, then the one with a
+// ShortID); entries about ourselves are never taken, but one from another incarnation of us
+// makes us jump our version past it. Merging is idempotent and order-insensitive, so gossip
+// can deliver anything any number of times in any order.
+//
+// GC is not run by applyUpdate: as in the mesh Weave Net 2.8.1 ships (mesh PR #118), an update
+// only marks GC pending and the owner runs garbageCollect() GC_DELAY_MS later (and right away
+// after deleting one of our connections). Peers with local references (a connection being set
+// up or running) are never collected, nor is ourselves.
+//
+// ShortIDs: several peers may claim one; the lowest name owns it (`getByShortId`), the others
+// wait in a list. When we lose ours we pick a free one at random, now or after a GC frees one.
+//
+// No I/O, no timers, no encoding: the router turns entries into gob and schedules GC.
+import type { Logger } from '../core/logger.js';
+import { formatPeerName, type PeerName } from '../core/peer-name.js';
+import { PEER_SHORT_ID_COUNT, Peer, type TopologyEntry } from './peer.js';
+
+/** mesh: GC runs this long after a topology update marked it pending (coalesces bursts). */
+export const GC_DELAY_MS = 1000;
+
+/** Uniform random integer in [0, bound); injected so tests and simulations are reproducible. */
+export type RandomInt = (bound: number) => number;
+
+export interface PeersDeps {
+  ourself: Peer;
+  randomInt: RandomInt;
+  logger?: Logger;
+}
+
+export interface ApplyUpdateResult {
+  /** Every peer the update spoke about (mesh "origUpdate": what a broadcast relays onward). */
+  readonly received: ReadonlySet<PeerName>;
+  /** Entries we took because they were new or newer (mesh "newUpdate"): the delta to re-gossip. */
+  readonly improved: ReadonlySet<PeerName>;
+  /** Our own entry changed (version jumped past an old incarnation, or a new ShortID): gossip it. */
+  readonly ourselfModified: boolean;
+  /** Anything at all changed in the table (new peers, placeholders included). */
+  readonly changed: boolean;
+}
+
+export interface GcResult {
+  readonly removed: readonly Peer[];
+  /** GC freed a ShortID we had lost and we took it: gossip our own entry. */
+  readonly ourselfModified: boolean;
+}
+
+/** Peers claiming one ShortID: `owner` has the lowest name; an empty slot (no owner) was used before. */
+interface ShortIdSlot {
+  owner: Peer | undefined;
+  others: Peer[];
+}
+
+interface Pending {
+  removed: Peer[];
+  invalidateShortIds: boolean;
+  reassignLocalShortId: boolean;
+  ourselfModified: boolean;
+}
+
+function newPending(): Pending {
+  return { removed: [], invalidateShortIds: false, reassignLocalShortId: false, ourselfModified: false };
+}
+
+/** mesh's tie-break: higher version; then higher UID; then having a ShortID beats not having one. */
+function isNewer(entry: TopologyEntry, cur: Peer): boolean {
+  const s = entry.peer;
+  if (s.version !== cur.version) return s.version > cur.version;
+  if (s.uid !== cur.uid) return s.uid > cur.uid;
+  return s.hasShortId && !cur.hasShortId;
+}
+
+export class Peers {
+  readonly ourself: Peer;
+  private readonly randomInt: RandomInt;
+  private readonly logger: Logger | undefined;
+  private readonly byName = new Map<PeerName, Peer>();
+  private readonly byShortId = new Map<number, ShortIdSlot>();
+  private readonly refCounts = new Map<PeerName, number>();
+  private readonly gcCallbacks: ((removed: readonly Peer[]) => void)[] = [];
+  private readonly invalidateCallbacks: (() => void)[] = [];
+  private gcPendingFlag = false;
+
+  constructor(deps: PeersDeps) {
+    this.ourself = deps.ourself;
+    this.randomInt = deps.randomInt;
+    this.logger = deps.logger;
+    // Ourselves holds a reference for life, so GC can never take us.
+    this.fetchWithDefault(deps.ourself);
+  }
+
+  // --- callbacks ---------------------------------------------------------------------------
+
+  /** Called after each GC that removed peers (IPAM, DNS and the MAC cache forget them). */
+  onGC(cb: (removed: readonly Peer[]) => void): () => void {
+    return register(this.gcCallbacks, cb);
+  }
+
+  /** Called when the ShortID → peer mapping changed (fastdp flows keyed by ShortID are stale). */
+  onInvalidateShortIDs(cb: () => void): () => void {
+    return register(this.invalidateCallbacks, cb);
+  }
+
+  // --- lookups -----------------------------------------------------------------------------
+
+  get(name: PeerName): Peer | undefined {
+    return this.byName.get(name);
+  }
+
+  has(name: PeerName): boolean {
+    return this.byName.has(name);
+  }
+
+  /** The peer owning `shortId` (lowest name among those claiming it). */
+  getByShortId(shortId: number): Peer | undefined {
+    return this.byShortId.get(shortId)?.owner;
+  }
+
+  get size(): number {
+    return this.byName.size;
+  }
+
+  /** Known names in ascending order. */
+  names(): PeerName[] {
+    return [...this.byName.keys()].sort((a, b) => a - b);
+  }
+
+  values(): IterableIterator<Peer> {
+    return this.byName.values();
+  }
+
+  /** True when an update arrived since the last garbageCollect(). */
+  get gcPending(): boolean {
+    return this.gcPendingFlag;
+  }
+
+  // --- local references (connections in progress keep their remote from GC) -----------------
+
+  /** The known peer of that name, else `peer` added; either way one more local reference. */
+  fetchWithDefault(peer: Peer): Peer {
+    const pending = newPending();
+    let held = this.byName.get(peer.name);
+    if (!held) {
+      held = peer;
+      this.byName.set(peer.name, peer);
+      this.addByShortId(peer, pending);
+    }
+    this.refCounts.set(held.name, (this.refCounts.get(held.name) ?? 0) + 1);
+    this.finish(pending);
+    return held;
+  }
+
+  /** The known peer with one more local reference, or undefined. */
+  fetchAndAddRef(name: PeerName): Peer | undefined {
+    const peer = this.byName.get(name);
+    if (peer) this.refCounts.set(name, (this.refCounts.get(name) ?? 0) + 1);
+    return peer;
+  }
+
+  /** Drops one local reference; the peer becomes collectable when none is left. */
+  dereference(name: PeerName): void {
+    const n = (this.refCounts.get(name) ?? 0) - 1;
+    if (n > 0) this.refCounts.set(name, n);
+    else this.refCounts.delete(name);
+  }
+
+  // --- gossip ------------------------------------------------------------------------------
+
+  /** Entries for every known peer, in name order (a full topology gossip). */
+  encodeAll(): TopologyEntry[] {
+    return this.names().map((n) => (this.byName.get(n) as Peer).toEntry());
+  }
+
+  /** Entries for the named peers we still know, in the order given, each once. */
+  encodePeers(names: Iterable<PeerName>): TopologyEntry[] {
+    const out: TopologyEntry[] = [];
+    const seen = new Set<PeerName>();
+    for (const n of names) {
+      if (seen.has(n)) continue;
+      seen.add(n);
+      const peer = this.byName.get(n);
+      if (peer) out.push(peer.toEntry());
+    }
+    return out;
+  }
+
+  /** Merges a received update (see the module header for the rules). */
+  applyUpdate(update: readonly TopologyEntry[]): ApplyUpdateResult {
+    const pending = newPending();
+    const received = new Set<PeerName>();
+    const improved = new Set<PeerName>();
+
+    // Peers first met in this update, created from their own entry; the first entry wins the
+    // creation, later entries about the same peer merge like any other.
+    const created = new Map<PeerName, Peer>();
+    for (const { peer } of update) {
+      received.add(peer.name);
+      if (!this.byName.has(peer.name) && !created.has(peer.name)) created.set(peer.name, Peer.fromSummary(peer));
+    }
+    for (const { connections } of update) {
+      for (const c of connections) {
+        if (!this.byName.has(c.remoteName) && !created.has(c.remoteName)) created.set(c.remoteName, Peer.placeholder(c.remoteName));
+      }
+    }
+    for (const peer of created.values()) {
+      this.byName.set(peer.name, peer);
+      this.addByShortId(peer, pending);
+    }
+
+    const fresh = new Set(created.keys());
+    for (const entry of update) {
+      const name = entry.peer.name;
+      const peer = this.byName.get(name) as Peer;
+      if (peer === this.ourself) {
+        // Only we speak for ourselves; an entry from another incarnation (another UID) may carry
+        // a version at or above ours, and ours must supersede it wherever both meet.
+        if (entry.peer.uid !== peer.uid && peer.setVersionBeyond(entry.peer.version)) pending.ourselfModified = true;
+        continue;
+      }
+      if (fresh.delete(name)) {
+        peer.adopt(entry);
+        improved.add(name);
+        continue;
+      }
+      if (!isNewer(entry, peer)) continue;
+      const shortIdChanged = entry.peer.shortId !== peer.shortId || entry.peer.hasShortId !== peer.hasShortId;
+      if (shortIdChanged) this.deleteByShortId(peer, pending);
+      peer.adopt(entry);
+      if (shortIdChanged) this.addByShortId(peer, pending);
+      improved.add(name);
+    }
+
+    if (created.size > 0 || improved.size > 0) this.gcPendingFlag = true;
+    const ourselfModified = this.finish(pending);
+    return {
+      received,
+      improved,
+      ourselfModified,
+      changed: created.size > 0 || improved.size > 0 || ourselfModified,
+    };
+  }
+
+  /**
+   * Removes every peer we cannot reach over connections (any, established or not, in either
+   * direction as reported) and that holds no local reference; fires onGC with them.
+   */
+  garbageCollect(): GcResult {
+    const pending = newPending();
+    this.gcPendingFlag = false;
+    const { routes: reached } = this.ourself.routes(undefined, false, this.byName);
+    for (const [name, peer] of this.byName) {
+      if (reached.has(name) || this.refCounts.has(name)) continue;
+      this.byName.delete(name);
+      this.deleteByShortId(peer, pending);
+      pending.removed.push(peer);
+    }
+    pending.removed.sort((a, b) => a.name - b.name);
+    // We may have lost our ShortID earlier with none free to take; GC may have freed one.
+    if (pending.removed.length > 0 && this.getByShortId(this.ourself.shortId) !== this.ourself) {
+      pending.reassignLocalShortId = true;
+    }
+    const removed = pending.removed;
+    const ourselfModified = this.finish(pending);
+    return { removed, ourselfModified };
+  }
+
+  /** Gives ourselves `shortId` (bumping our version) and re-indexes; used on collisions and by tests. */
+  setLocalShortId(shortId: number): void {
+    const pending = newPending();
+    this.setLocalShortIdInner(shortId, pending);
+    this.finish(pending);
+  }
+
+  // --- ShortID index -----------------------------------------------------------------------
+
+  private addByShortId(peer: Peer, pending: Pending): void {
+    if (!peer.hasShortId) return;
+    const slot = this.byShortId.get(peer.shortId);
+    if (!slot) {
+      this.byShortId.set(peer.shortId, { owner: peer, others: [] });
+    } else if (!slot.owner) {
+      // A ShortID used before and freed: whoever cached the old owner must drop it.
+      slot.owner = peer;
+      pending.invalidateShortIds = true;
+    } else if (peer.name < slot.owner.name) {
+      // Collision, and the newcomer has the lower name: it takes the ShortID over.
+      if (slot.owner === this.ourself) pending.reassignLocalShortId = true;
+      slot.others.push(slot.owner);
+      slot.owner = peer;
+      pending.invalidateShortIds = true;
+    } else {
+      slot.others.push(peer);
+    }
+  }
+
+  private deleteByShortId(peer: Peer, pending: Pending): void {
+    if (!peer.hasShortId) return;
+    const slot = this.byShortId.get(peer.shortId);
+    if (!slot) return;
+    if (slot.owner !== peer) {
+      const i = slot.others.indexOf(peer);
+      if (i >= 0) slot.others.splice(i, 1);
+      return;
+    }
+    if (slot.others.length === 0) {
+      // Keep the emptied slot, so that its reuse is seen as an invalidation.
+      slot.owner = undefined;
+      return;
+    }
+    let min = 0;
+    for (let i = 1; i < slot.others.length; i++) {
+      if ((slot.others[i] as Peer).name < (slot.others[min] as Peer).name) min = i;
+    }
+    slot.owner = slot.others[min];
+    slot.others.splice(min, 1);
+    pending.invalidateShortIds = true;
+  }
+
+  private setLocalShortIdInner(shortId: number, pending: Pending): void {
+    this.deleteByShortId(this.ourself, pending);
+    this.ourself.setShortId(shortId);
+    this.addByShortId(this.ourself, pending);
+    pending.ourselfModified = true;
+  }
+
+  /** A free ShortID at random (mesh `chooseShortID`): ten blind tries, then the n-th free one. */
+  private chooseShortId(): number | undefined {
+    for (let i = 0; i < 10; i++) {
+      const id = this.randomInt(PEER_SHORT_ID_COUNT);
+      if (!this.byShortId.get(id)?.owner) return id;
+    }
+    let free = PEER_SHORT_ID_COUNT;
+    for (const slot of this.byShortId.values()) if (slot.owner) free--;
+    if (free <= 0) return undefined;
+    let n = this.randomInt(free);
+    for (let id = 0; id < PEER_SHORT_ID_COUNT; id++) {
+      if (this.byShortId.get(id)?.owner) continue;
+      if (n === 0) return id;
+      n--;
+    }
+    return undefined;
+  }
+
+  /** Runs what a change left to do, in the original's order; true when our own entry changed. */
+  private finish(pending: Pending): boolean {
+    if (pending.reassignLocalShortId) {
+      const id = this.chooseShortId();
+      if (id !== undefined) {
+        this.logger?.debug({ peer: formatPeerName(this.ourself.name), shortId: id }, 'ShortID collision: took a new ShortID');
+        this.setLocalShortIdInner(id, pending);
+      }
+      // else: every ShortID is taken; a later GC retries.
+    }
+    if (pending.removed.length > 0) {
+      for (const p of pending.removed) this.logger?.info({ peer: p.toString() }, 'Removed unreachable peer');
+      for (const cb of [...this.gcCallbacks]) cb(pending.removed);
+    }
+    if (pending.invalidateShortIds) for (const cb of [...this.invalidateCallbacks]) cb();
+    return pending.ourselfModified;
+  }
+}
+
+function register<T>(list: T[], cb: T): () => void {
+  list.push(cb);
+  return () => {
+    const i = list.indexOf(cb);
+    if (i >= 0) list.splice(i, 1);
+  };
+}

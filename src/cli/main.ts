@@ -15,6 +15,7 @@ import { expose, hide } from './expose.js';
 import { attach, detach } from './attach.js';
 import { installCni } from './setup.js';
 import { ps } from './ps.js';
+import { connect, forget } from './connect.js';
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -117,6 +118,13 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
       const args = cmd.args;
       return detach(c, args[args.length - 1]!, args.slice(0, -1), cmd.opts().id ? { id: cmd.opts().id as string } : {});
     }));
+
+  program.command('connect').description('connect to more peers (host[:port]); --replace sets the targets to exactly these')
+    .argument('[peers...]').option('--replace', 'replace the current targets')
+    .action(run((c, cmd) => connect(c, cmd.args, !!cmd.opts().replace)));
+
+  program.command('forget').description('forget peers (remove them from the targets)').argument('<peers...>')
+    .action(run((c, cmd) => forget(c, cmd.args)));
 
   program.command('version').description('print versions').action(run((c) => version(c)));
 

@@ -37,6 +37,13 @@ export interface DaemonConfig {
   ipallocDefaultSubnet?: Cidr;
   peers: string[];
   bridgeCheckIntervalMs: number;
+  /** Mesh: encryption password (--password or WEAVE_PASSWORD); undefined = unencrypted. */
+  password?: string;
+  trustedSubnets: Cidr[];
+  discovery: boolean;
+  connLimit: number;
+  resume: boolean;
+  minProtocolVersion: number;
 }
 
 function intArg(min: number, max: number) {
@@ -49,8 +56,6 @@ function intArg(min: number, max: number) {
 // Mesh, encryption and DNS flags belong to later versions; refusing them is clearer than
 // accepting settings that would silently do nothing.
 const notYet = [
-  ['password', 'encryption'],
-  ['trusted-subnets', 'trusted subnets'],
   ['ipalloc-init', 'IPAM initialisation across peers'],
   ['dns-listen-address', 'weaveDNS'],
   ['dns-domain', 'weaveDNS'],
@@ -79,6 +84,9 @@ export function buildDaemonCommand(): Command {
     .option('--no-discovery', 'do not connect to peers of peers')
     .option('--conn-limit <n>', 'maximum number of connections', intArg(0, 1_000_000), DEFAULTS.connLimit)
     .option('--resume', 'reuse the persisted peer list')
+    .option('--password <password>', 'encrypt connections with this password (WEAVE_PASSWORD)')
+    .option('--trusted-subnets <cidrs>', 'comma-separated subnets whose peers are trusted (no encryption)')
+    .option('--min-protocol-version <n>', 'lowest mesh protocol version to accept', intArg(1, 2), 1)
     .addOption(new Option('--bridge-check-interval-ms <ms>').argParser(intArg(50, 600_000)).default(DEFAULTS.bridgeCheckIntervalMs).hideHelp());
   for (const [flag] of notYet) c.addOption(new Option(`--${flag} <value>`).hideHelp());
   c.exitOverride();
@@ -99,11 +107,14 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     const key = flag.replace(/-([a-z])/g, (_m, x: string) => x.toUpperCase());
     if (o[key] !== undefined) throw new WeaveError('INVALID_ARGUMENT', `--${flag}: ${what} is not implemented in this version of weave`);
   }
-  if (process.env.WEAVE_PASSWORD) throw new WeaveError('INVALID_ARGUMENT', 'WEAVE_PASSWORD: encryption is not implemented in this version of weave');
   const peers = c.args;
-  if (peers.length > 0) {
-    throw new WeaveError('INVALID_ARGUMENT', `cannot connect to ${peers.join(', ')}: connections between routers are not implemented in this version of weave (single host only)`);
-  }
+  if (o.resume && peers.length > 0) throw new WeaveError('INVALID_ARGUMENT', '--resume and a list of peers cannot be used together');
+  const password = (o.password as string | undefined) ?? process.env.WEAVE_PASSWORD;
+  const trustedSubnets = String(o.trustedSubnets ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '')
+    .map((x) => parseCidrFlag('--trusted-subnets', x));
   const rangeText = String(o.ipallocRange ?? '');
   let ipallocRange: Cidr | undefined;
   let ipallocDefaultSubnet: Cidr | undefined;
@@ -138,6 +149,12 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     ...(ipallocDefaultSubnet ? { ipallocDefaultSubnet } : {}),
     peers,
     bridgeCheckIntervalMs: Number(o.bridgeCheckIntervalMs),
+    ...(password ? { password } : {}),
+    trustedSubnets,
+    discovery: o.discovery !== false,
+    connLimit: Number(o.connLimit),
+    resume: !!o.resume,
+    minProtocolVersion: Number(o.minProtocolVersion),
   };
 }
 

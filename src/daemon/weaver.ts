@@ -53,7 +53,19 @@ export class Weaver {
     const cfg = this.cfg;
     mkdirSync(cfg.dataDir, { recursive: true });
     mkdirSync(cfg.runDir, { recursive: true });
-    this.log.info({ version: weaveVersion(), config: { ...cfg, ipallocRange: cfg.ipallocRange && formatCidr(cfg.ipallocRange) } }, 'weave starting');
+    this.log.info(
+      {
+        version: weaveVersion(),
+        config: {
+          ...cfg,
+          password: cfg.password ? '<redacted>' : undefined,
+          ipallocRange: cfg.ipallocRange && formatCidr(cfg.ipallocRange),
+          ipallocDefaultSubnet: cfg.ipallocDefaultSubnet && formatCidr(cfg.ipallocDefaultSubnet),
+          trustedSubnets: cfg.trustedSubnets.map(formatCidr),
+        },
+      },
+      'weave starting',
+    );
     const store = new SqliteStore(join(cfg.dataDir, STORE_FILE));
     this.store = store;
 

@@ -186,6 +186,8 @@ interface Target {
   retryIntervalMs: number;
   /** Set when our connection here lost a duplicate tie-break: wait while this peer is connected. */
   heldFor: PeerName | undefined;
+  /** Whether the winning connection to `heldFor` has been seen since (its report may come later). */
+  heldSeen: boolean;
 }
 
 interface OurConnection {
@@ -318,6 +320,7 @@ export class ConnectionMaker {
       this.byAddress.set(address, t);
       t.phase = 'connected';
       t.heldFor = undefined;
+      t.heldSeen = false;
     }
     this.pass();
   }
@@ -371,6 +374,7 @@ export class ConnectionMaker {
     t.tryAfterMs = undefined;
     t.retryIntervalMs = MAX_RETRY_INTERVAL_MS;
     t.heldFor = undefined;
+    t.heldSeen = false;
     this.log.warn({ address, err: t.lastError }, 'connection refused permanently; not retrying');
     this.pass();
   }
@@ -405,7 +409,10 @@ export class ConnectionMaker {
   // ---- internals ----------------------------------------------------------------------
 
   private newTarget(): Target {
-    return { phase: 'waiting', lastError: undefined, tryAfterMs: this.clock.now(), retryIntervalMs: INITIAL_RETRY_INTERVAL_MS, heldFor: undefined };
+    return {
+      phase: 'waiting', lastError: undefined, tryAfterMs: this.clock.now(), retryIntervalMs: INITIAL_RETRY_INTERVAL_MS,
+      heldFor: undefined, heldSeen: false,
+    };
   }
 
   private tryNow(t: Target): void {
@@ -420,8 +427,12 @@ export class ConnectionMaker {
     t.retryIntervalMs = Math.min(i * 1.5, MAX_RETRY_INTERVAL_MS);
   }
 
+  // The router may report the loser's close before the winner's arrival, so until the winner
+  // is seen the ordinary backoff applies: should the winner never show up, we still retry.
   private hold(t: Target, peer: PeerName): void {
     t.heldFor = peer;
+    t.heldSeen = this.connectedPeers().has(peer);
+    this.tryLater(t);
   }
 
   private connectedPeers(): Set<PeerName> {
@@ -509,10 +520,16 @@ export class ConnectionMaker {
         continue;
       }
       if (t.heldFor !== undefined) {
-        if (connectedPeers.has(t.heldFor)) continue;
-        // The connection that beat ours is gone: the peer answered here moments ago.
-        t.heldFor = undefined;
-        this.tryNow(t);
+        if (connectedPeers.has(t.heldFor)) {
+          t.heldSeen = true;
+          continue;
+        }
+        if (t.heldSeen) {
+          // The connection that beat ours is gone: the peer answered here moments ago.
+          t.heldFor = undefined;
+          t.heldSeen = false;
+          this.tryNow(t);
+        }
       }
       if (t.tryAfterMs === undefined) continue;
       const dueInMs = t.tryAfterMs - now;

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { Netns, WeaveHost, must, requireRoot, uniquePrefix, type RunResult } from '../helpers/netns.js';
 
@@ -231,6 +232,26 @@ test('after a router restart the address stays with its container and is not han
   assert.equal(cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: idFor(n.name), CNI_NETNS: n.path }).code, 0);
   assert.notEqual(addrOf(n).ip, ip);
   assert.equal(c.run('ping', ['-c', '1', '-W', '2', addrOf(n).ip]).code, 0);
+});
+
+test('the installed plugin goes through the router (token-checked) and works without it too', async (t) => {
+  if (!requireRoot(t)) return;
+  const denied = await h.client.request('POST', '/cni/net', { headers: { 'x-weave-cni-token': 'wrong' } });
+  assert.equal(denied.status, 403);
+  const tokenFile = join(h.env.WEAVE_RUN_DIR!, 'cni.token');
+  assert.equal((statSync(tokenFile).mode & 0o777).toString(8), '600');
+  // Without a readable token the front end runs the standalone plugin: same result shape.
+  const saved = readFileSync(tokenFile);
+  rmSync(tokenFile);
+  try {
+    const c = container('standalone');
+    const r = cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: idFor(c.name), CNI_NETNS: c.path });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(addrOf(c).ip, /^10\.3[2-9]\./);
+    assert.equal(cni('DEL', conf('1.0.0'), { CNI_CONTAINERID: idFor(c.name), CNI_NETNS: c.path }).code, 0);
+  } finally {
+    writeFileSync(tokenFile, saved, { mode: 0o600 });
+  }
 });
 
 test('ADD with the router stopped fails with code 11 within the bound, naming the router', async (t) => {

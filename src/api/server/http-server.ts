@@ -36,6 +36,13 @@ export interface CniService {
 /** Headers of a CNI call: the plugin's CNI_* environment, one header per variable. */
 export const CNI_ENV_HEADER_PREFIX = 'x-cni-env-';
 
+/** The mesh's part of the API: targets of the connection maker (POST /connect, /forget). */
+export interface MeshService {
+  /** Adds (or, with replace, sets) direct peers; returns one error text per unusable peer. */
+  connect(peers: string[], replace: boolean): string[];
+  forget(peers: string[]): void;
+}
+
 export interface ApiServices {
   report(): WeaveReport;
   metrics(): Promise<{ contentType: string; body: string }>;
@@ -44,6 +51,7 @@ export interface ApiServices {
   /** DELETE /peer: leave the network (hand our address space to a live peer). */
   leave(): Promise<void>;
   cni?: CniService;
+  mesh?: MeshService;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, parts: string[], query: URLSearchParams) => Promise<void> | void;
@@ -66,6 +74,21 @@ function asOriginal(e: unknown, status: number, prefix: string): never {
 function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {
   res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > 1 << 20) throw new WeaveError('INVALID_ARGUMENT', 'request body too large');
+    chunks.push(c as Buffer);
+  }
+  const body = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  // Also accept the parameters in the query string, as Go's r.FormValue does.
+  const url = new URL(req.url ?? '/', 'http://weave');
+  for (const [k, v] of url.searchParams) body.append(k, v);
+  return body;
 }
 
 function cidrFromParts(ip: string | undefined, len: string | undefined): Cidr {
@@ -157,6 +180,9 @@ export class ApiServer {
       case 'POST expose':
       case 'DELETE expose':
         return n === 2 ? (req, res, p, q) => this.expose(method, res, p, q) : undefined;
+      case 'POST connect':
+      case 'POST forget':
+        return n === 0 && this.svc.mesh ? (req, res) => this.meshTargets(head!, req, res) : undefined;
       case 'POST cni':
         return n === 1 && this.svc.cni && (rest[0] === 'net' || rest[0] === 'ipam') ? (req, res, p) => this.cni(req, res, p[1] as 'net' | 'ipam') : undefined;
     }
@@ -339,6 +365,20 @@ export class ApiServer {
       'x-cni-log': encodeURIComponent(r.stderr.trimEnd()),
     });
     res.end(r.stdout);
+  }
+
+  private async meshTargets(verb: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const form = await readForm(req);
+    const peers = form.getAll('peer');
+    if (verb === 'forget') {
+      this.svc.mesh!.forget(peers);
+      send(res, 200, '');
+      return;
+    }
+    const errors = this.svc.mesh!.connect(peers, form.get('replace') === 'true');
+    // The original answers 400 with the joined errors, after acting on the good peers.
+    if (errors.length) send(res, 400, errors.join('\n') + '\n');
+    else send(res, 200, '');
   }
 
   private async expose(method: string, res: ServerResponse, p: string[], q: URLSearchParams): Promise<void> {

@@ -316,6 +316,29 @@ test('duplicate closed: not re-dialled while a connection to that peer stands, p
   assert.equal(dials.length, 3);
 });
 
+test('duplicate closed before the winner is reported: held once it shows; retried by backoff if it never does', () => {
+  const { cm, dials, clock, row } = setup({ random: () => 0.5 });
+  const B = 0x0a0000000003;
+  cm.initiate(['10.0.0.3:6783'], false);
+  cm.connectionAdded('10.0.0.3:6783', B);
+  cm.connectionTerminated('10.0.0.3:6783', new DuplicateConnectionError(B)); // the winner is not known yet
+  assert.equal(dials.length, 1, 'not redialled at once');
+  cm.connectionAdded('10.0.0.3:60000', B, false); // ... here it is
+  assert.equal(row('10.0.0.3:6783')?.state, 'waiting');
+  clock.advance(3600_000);
+  assert.equal(dials.length, 1);
+  cm.connectionTerminated('10.0.0.3:60000', new Error('EOF'), false);
+  assert.equal(dials.length, 2);
+
+  // The winner died before we ever heard of it: the ordinary backoff retries.
+  cm.connectionFailed('10.0.0.3:6783', new DuplicateConnectionError(B));
+  assert.equal(row('10.0.0.3:6783')?.state, 'failed');
+  clock.advance(1999);
+  assert.equal(dials.length, 2);
+  clock.advance(1);
+  assert.equal(dials.length, 3);
+});
+
 test('a dial that throws counts as a failed attempt, with backoff', () => {
   const clock = new FakeClock(START_MS);
   const logger = new MemoryLogger();

@@ -1,0 +1,237 @@
+// The gossip API that IPAM, DNS and the topology plug into (mesh `gossip.go`,
+// `gossip_channel.go`, `surrogate_gossiper.go`), without knowing about connections:
+//   - gossip: state sent to a few neighbours chosen at random (weighted by how many peers they
+//     reach); whatever a receiver learns (its "delta") it gossips on, until nothing is new;
+//   - broadcast: an update relayed along the broadcast tree of its source to every peer;
+//   - unicast: a message relayed hop by hop along the unicast routes to one peer.
+// A channel nobody here runs gets a surrogate gossiper that relays its messages untouched, so
+// peers without IPAM or DNS still carry that gossip (Weave Net's test 120).
+//
+// Sends are coalesced per (neighbour, channel): data queued while a send is pending merges into
+// it (GossipData.merge), so a burst of topology changes costs one message per neighbour.
+import { createHash } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { PeerName } from '../core/peer-name.js';
+import { encodeGossipMessage } from './gossip-message.js';
+import { ProtocolTag } from './protocol.js';
+
+/** Mergeable state or updates of one channel. */
+export interface GossipData {
+  /** One or more gob payloads (each becomes its own message). */
+  encode(): Buffer[];
+  /** This data merged with `other` (may return this, mutated). */
+  merge(other: GossipData): GossipData;
+}
+
+/** What a channel's owner (IPAM, DNS, topology) implements. */
+export interface Gossiper {
+  onGossipUnicast(src: PeerName, msg: Buffer): void;
+  /** Applies a broadcast; returns what was new (undefined: nothing). */
+  onGossipBroadcast(src: PeerName, update: Buffer): GossipData | undefined;
+  /** The complete state, for periodic gossip and new connections (undefined: nothing to say). */
+  gossip(): GossipData | undefined;
+  /** Applies gossip; returns the delta to gossip on (undefined: nothing new). */
+  onGossip(msg: Buffer): GossipData | undefined;
+}
+
+/** What channels need from the router: its name, its routes and its neighbours' links. */
+export interface GossipNetwork {
+  readonly ourName: PeerName;
+  /** Next hop towards `dst` over all connections (unicastAll), or undefined. */
+  nextHop(dst: PeerName): PeerName | undefined;
+  /** Neighbours a broadcast from `src` must go to next (broadcastAll). */
+  broadcastHops(src: PeerName): PeerName[];
+  /** A few neighbours for gossip (randomNeighbours). */
+  gossipTargets(): PeerName[];
+  /** Sends one protocol message (tag + body) to a neighbour; false if not connected. */
+  sendTo(neighbour: PeerName, msg: Buffer): boolean;
+}
+
+class BytesData implements GossipData {
+  constructor(readonly parts: Buffer[]) {}
+  encode(): Buffer[] {
+    return this.parts;
+  }
+  merge(other: GossipData): GossipData {
+    return new BytesData([...this.parts, ...other.encode()]);
+  }
+}
+
+/** Wraps raw payloads as GossipData (used for relaying and by the surrogate). */
+export function bytesGossipData(...parts: Buffer[]): GossipData {
+  return new BytesData(parts);
+}
+
+/**
+ * Relays a channel nobody here runs. Gossip is passed on once per distinct payload (a bounded
+ * memory of hashes stops loops); broadcasts are relayed by the channel itself.
+ */
+export class SurrogateGossiper implements Gossiper {
+  private readonly seen = new Map<string, number>();
+  private readonly clock: Clock;
+  private static readonly KEEP_MS = 2 * 60_000;
+
+  constructor(deps: { clock: Clock }) {
+    this.clock = deps.clock;
+  }
+
+  onGossipUnicast(): void {}
+
+  onGossipBroadcast(_src: PeerName, update: Buffer): GossipData | undefined {
+    return bytesGossipData(update);
+  }
+
+  gossip(): GossipData | undefined {
+    return undefined;
+  }
+
+  onGossip(msg: Buffer): GossipData | undefined {
+    const now = this.clock.now();
+    for (const [k, t] of this.seen) if (now - t > SurrogateGossiper.KEEP_MS) this.seen.delete(k);
+    const h = createHash('sha256').update(msg).digest('base64');
+    if (this.seen.has(h)) return undefined;
+    this.seen.set(h, now);
+    return bytesGossipData(msg);
+  }
+}
+
+export class GossipChannel {
+  readonly name: string;
+  readonly gossiper: Gossiper;
+  private readonly net: GossipNetwork;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  /** Pending coalesced gossip per neighbour. */
+  private readonly pending = new Map<PeerName, GossipData>();
+  private flushScheduled = false;
+
+  constructor(deps: { net: GossipNetwork; clock: Clock; logger: Logger }, name: string, gossiper: Gossiper) {
+    this.name = name;
+    this.gossiper = gossiper;
+    this.net = deps.net;
+    this.clock = deps.clock;
+    this.log = deps.logger;
+  }
+
+  /** Gossips `data` to a few random neighbours (coalesced). */
+  send(data: GossipData): void {
+    for (const n of this.net.gossipTargets()) this.queue(n, data);
+  }
+
+  /** Gossips `data` directly to one neighbour (a new connection gets our full state). */
+  sendDown(neighbour: PeerName, data: GossipData): void {
+    this.queue(neighbour, data);
+  }
+
+  private queue(neighbour: PeerName, data: GossipData): void {
+    const cur = this.pending.get(neighbour);
+    this.pending.set(neighbour, cur ? cur.merge(data) : data);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      this.clock.setTimeout(() => this.flush(), 0);
+    }
+  }
+
+  /** Sends everything queued; called on the next turn after the first queue(). */
+  flush(): void {
+    this.flushScheduled = false;
+    const batch = [...this.pending.entries()];
+    this.pending.clear();
+    for (const [n, data] of batch) {
+      for (const payload of data.encode()) {
+        this.net.sendTo(n, encodeGossipMessage({ tag: ProtocolTag.Gossip, channel: this.name, src: this.net.ourName, payload }));
+      }
+    }
+  }
+
+  /** Broadcasts an update from us to every peer. */
+  broadcast(update: GossipData): void {
+    for (const payload of update.encode()) this.relayBroadcast(this.net.ourName, payload);
+  }
+
+  /** Sends a message to one peer, relayed along the unicast routes. */
+  unicast(dst: PeerName, payload: Buffer): boolean {
+    return this.relayUnicast(this.net.ourName, dst, payload);
+  }
+
+  relayUnicast(src: PeerName, dst: PeerName, payload: Buffer): boolean {
+    const hop = this.net.nextHop(dst);
+    if (hop === undefined) {
+      this.log.debug({ channel: this.name, dst }, 'unicast gossip: no route');
+      return false;
+    }
+    return this.net.sendTo(hop, encodeGossipMessage({ tag: ProtocolTag.GossipUnicast, channel: this.name, src, dst, payload }));
+  }
+
+  relayBroadcast(src: PeerName, payload: Buffer): void {
+    const msg = encodeGossipMessage({ tag: ProtocolTag.GossipBroadcast, channel: this.name, src, payload });
+    for (const hop of this.net.broadcastHops(src)) this.net.sendTo(hop, msg);
+  }
+
+  /** Handles a received gossip message of this channel. */
+  deliver(tag: number, src: PeerName, payload: Buffer, dst?: PeerName): void {
+    try {
+      if (tag === ProtocolTag.GossipUnicast) {
+        if (dst === this.net.ourName) this.gossiper.onGossipUnicast(src, payload);
+        else if (dst !== undefined) this.relayUnicast(src, dst, payload);
+      } else if (tag === ProtocolTag.GossipBroadcast) {
+        this.gossiper.onGossipBroadcast(src, payload);
+        this.relayBroadcast(src, payload);
+      } else {
+        const delta = this.gossiper.onGossip(payload);
+        if (delta) this.send(delta);
+      }
+    } catch (e) {
+      // A peer's bad payload must not take the router down; the original logged and dropped it.
+      this.log.warn({ channel: this.name, src, err: errorMessage(e) }, 'dropped gossip');
+    }
+  }
+}
+
+/** The channels of one router, by name; unknown names get a surrogate on first use. */
+export class GossipChannels {
+  private readonly channels = new Map<string, GossipChannel>();
+  private readonly deps: { net: GossipNetwork; clock: Clock; logger: Logger };
+
+  constructor(deps: { net: GossipNetwork; clock: Clock; logger: Logger }) {
+    this.deps = deps;
+  }
+
+  /** Registers a channel (IPallocation, nameserver, topology). */
+  add(name: string, gossiper: Gossiper): GossipChannel {
+    const c = new GossipChannel(this.deps, name, gossiper);
+    this.channels.set(name, c);
+    return c;
+  }
+
+  get(name: string): GossipChannel {
+    let c = this.channels.get(name);
+    if (!c) {
+      c = new GossipChannel(this.deps, name, new SurrogateGossiper({ clock: this.deps.clock }));
+      this.channels.set(name, c);
+    }
+    return c;
+  }
+
+  all(): GossipChannel[] {
+    return [...this.channels.values()];
+  }
+
+  /** Every channel's complete state to random neighbours (periodic gossip, every 30 s). */
+  gossipAll(): void {
+    for (const c of this.channels.values()) {
+      const g = c.gossiper.gossip();
+      if (g) c.send(g);
+    }
+  }
+
+  /** Every channel's complete state down one new connection. */
+  gossipDown(neighbour: PeerName): void {
+    for (const c of this.channels.values()) {
+      const g = c.gossiper.gossip();
+      if (g) c.sendDown(neighbour, g);
+    }
+  }
+}

@@ -1,0 +1,130 @@
+// node:net sockets as the mesh's byte-stream transport (src/mesh/transport.ts states the
+// contract; this file satisfies it structurally, since platform may not import mesh): one
+// data and one close handler at a time, bytes held while no data handler is installed,
+// handlers never called from inside write()/close(), close reported once.
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { WeaveError } from '../core/errors.js';
+
+export interface ByteTransport {
+  readonly remoteAddress: string;
+  readonly localAddress: string;
+  write(bytes: Uint8Array): void;
+  onData(handler: (chunk: Buffer) => void): void;
+  onClose(handler: (err?: Error) => void): void;
+  close(): void;
+}
+
+function addr(host: string | undefined, port: number | undefined): string {
+  const h = (host ?? '').replace(/^::ffff:/, '');
+  return `${h.includes(':') ? `[${h}]` : h}:${port ?? 0}`;
+}
+
+export class SocketTransport implements ByteTransport {
+  readonly remoteAddress: string;
+  readonly localAddress: string;
+  private readonly socket: Socket;
+  private dataHandler: ((chunk: Buffer) => void) | undefined;
+  private closeHandler: ((err?: Error) => void) | undefined;
+  private held: Buffer[] = [];
+  private closed = false;
+  private closeErr: Error | undefined;
+  private closeReported = false;
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+    this.remoteAddress = addr(socket.remoteAddress, socket.remotePort);
+    this.localAddress = addr(socket.localAddress, socket.localPort);
+    socket.setNoDelay(true);
+    socket.on('data', (c: Buffer) => {
+      if (this.dataHandler) this.dataHandler(c);
+      else this.held.push(c);
+    });
+    socket.on('error', (e) => {
+      this.closeErr ??= e;
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.reportClose();
+    });
+  }
+
+  private reportClose(): void {
+    if (this.closeReported || !this.closed || !this.closeHandler) return;
+    this.closeReported = true;
+    const h = this.closeHandler;
+    const e = this.closeErr;
+    setImmediate(() => h(e));
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.socket.write(bytes);
+  }
+
+  onData(handler: (chunk: Buffer) => void): void {
+    this.dataHandler = handler;
+    if (this.held.length) {
+      const held = this.held;
+      this.held = [];
+      setImmediate(() => {
+        for (const c of held) this.dataHandler?.(c);
+      });
+    }
+  }
+
+  onClose(handler: (err?: Error) => void): void {
+    this.closeHandler = handler;
+    this.reportClose();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.socket.destroy();
+  }
+}
+
+/** Dials `host:port`; resolves once connected (TCP only, IPv4 as Weave Net). */
+export function dialTcp(address: string, opts: { timeoutMs: number; localHost?: string }): Promise<SocketTransport> {
+  const i = address.lastIndexOf(':');
+  const host = address.slice(0, i);
+  const port = Number(address.slice(i + 1));
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port, family: 4, ...(opts.localHost ? { localAddress: opts.localHost } : {}) });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new WeaveError('TIMEOUT', `dial tcp4 ${address}: i/o timeout`));
+    }, opts.timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      resolve(new SocketTransport(s));
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const why = e.code === 'ECONNREFUSED' ? 'connect: connection refused' : e.code === 'EHOSTUNREACH' ? 'connect: no route to host' : e.message;
+      reject(new WeaveError('UNAVAILABLE', `dial tcp4 ${address}: ${why}`, { cause: e }));
+    });
+  });
+}
+
+/** Listens for mesh connections on `host:port` (host '' = all addresses). */
+export class TcpListener {
+  private server: Server | undefined;
+
+  async listen(host: string, port: number, onConnection: (t: SocketTransport) => void): Promise<void> {
+    const server = createServer({ pauseOnConnect: false }, (s) => onConnection(new SocketTransport(s)));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host || '0.0.0.0', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+}

@@ -213,10 +213,11 @@ export class Peer {
   // --- route search ------------------------------------------------------------------------
 
   /**
-   * Calls `f` for each peer this peer is connected to, in name order, skipping names in
-   * `exclude`. With `establishedAndSymmetric`, only over connections that are established and
-   * whose reverse connection the remote reports, established too (mesh `forEachConnectedPeer`).
-   * Remotes missing from `peers` are skipped (they cannot be reached through anyway).
+   * Calls `f` for each peer this peer is connected to, skipping names in `exclude`. With
+   * `establishedAndSymmetric`, only over connections that are established and whose reverse
+   * connection the remote reports, established too (mesh `forEachConnectedPeer`). Remotes
+   * missing from `peers` are skipped (nothing can be reached through them). The order is that of
+   * the connection map: callers that expose it sort (the route search sorts each level).
    */
   forEachConnectedPeer(
     establishedAndSymmetric: boolean,
@@ -224,7 +225,6 @@ export class Peer {
     peers: PeerLookup,
     f: (remote: Peer) => void,
   ): void {
-    const remotes: Peer[] = [];
     for (const [remoteName, conn] of this.conns) {
       if (establishedAndSymmetric && !conn.established) continue;
       if (exclude.has(remoteName)) continue;
@@ -234,10 +234,8 @@ export class Peer {
         const back = remote.conns.get(this.name);
         if (!back || !back.established) continue;
       }
-      remotes.push(remote);
+      f(remote);
     }
-    remotes.sort(byName);
-    for (const r of remotes) f(r);
   }
 
   /**
@@ -250,18 +248,29 @@ export class Peer {
    */
   routes(stopAt: PeerName | undefined, establishedAndSymmetric: boolean, peers: PeerLookup): RoutesResult {
     const routes: NextHops = new Map([[this.name, UNKNOWN_PEER_NAME]]);
-    let next: Peer[] = [this];
-    while (next.length > 0) {
-      const level = next.sort(byName);
-      next = [];
+    let level: Peer[] = [this];
+    while (level.length > 0) {
+      level.sort(byName);
+      const next: Peer[] = [];
       for (const cur of level) {
         if (cur.name === stopAt) return { found: true, routes };
-        cur.forEachConnectedPeer(establishedAndSymmetric, routes, peers, (remote) => {
+        // Peers first reached from `cur` are reached the way `cur` is, or directly from the start.
+        const via = cur === this ? undefined : routes.get(cur.name);
+        // The same test as forEachConnectedPeer, inlined: this loop is the hot path of routing.
+        for (const [remoteName, conn] of cur.conns) {
+          if (establishedAndSymmetric && !conn.established) continue;
+          if (routes.has(remoteName)) continue;
+          const remote = peers.get(remoteName);
+          if (!remote) continue;
+          if (establishedAndSymmetric) {
+            const back = remote.conns.get(cur.name);
+            if (!back || !back.established) continue;
+          }
+          routes.set(remoteName, via ?? remoteName);
           next.push(remote);
-          // Reached the same way as `cur`, or directly when `cur` is where we started.
-          routes.set(remote.name, cur === this ? remote.name : (routes.get(cur.name) ?? UNKNOWN_PEER_NAME));
-        });
+        }
       }
+      level = next;
     }
     return { found: false, routes };
   }

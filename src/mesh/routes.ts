@@ -79,7 +79,7 @@ export class Routes {
     return this.unicastAllTable.get(dest);
   }
 
-  /** Neighbours to forward a broadcast from `source` to, over established symmetric connections. */
+  /** Neighbours (in name order) to forward a broadcast from `source` to, over established symmetric connections. */
   broadcast(source: PeerName): readonly PeerName[] {
     return this.lookupOrCalculate(source, this.broadcastCache, true);
   }
@@ -161,6 +161,6 @@ export class Routes {
     const { found, routes: reached } = peer.routes(ourself.name, establishedAndSymmetric, this.peers);
     const hops: PeerName[] = [];
     if (found) ourself.forEachConnectedPeer(establishedAndSymmetric, reached, this.peers, (remote) => hops.push(remote.name));
-    return Object.freeze(hops);
+    return Object.freeze(hops.sort((a, b) => a - b));
   }
 }

@@ -1,0 +1,495 @@
+// The mesh router (mesh `router.go`, `local_peer.go`, `connection.go`): accepts and dials TCP
+// connections, runs the protocol intro on each, keeps one connection per remote peer, keeps
+// the topology (ourselves + what gossip tells us), routes, and the gossip channels.
+//
+// How it holds together:
+// - Transports are injected (`dial`, and `accept()` for inbound streams), so a whole mesh runs in
+//   one process over in-memory pipes with a FakeClock; the daemon passes TCP.
+// - A connection becomes part of the topology once its intro succeeds. There is no overlay yet
+//   (the data plane comes with its own milestone), so a connection counts as established at once,
+//   as with the original's null overlay; the `Overlays` feature is not advertised.
+// - Topology changes of our own bump our version and are broadcast after a 1 s debounce (the
+//   original's deferTopologyUpdateDuration); routes are recalculated 100 ms after changes; GC of
+//   unreachable peers runs right after a connection goes and with every applied update.
+// - Two connections to the same peer (simultaneous dials) keep the same one on both sides
+//   (preferConnection), and the loser's address is not re-dialled while the winner lives: the
+//   original's "Multiple connections" flapping does not happen.
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { WeaveError, errorMessage, toWeaveError } from '../core/errors.js';
+import { cidrContains, tryParseIPv4, type Cidr } from '../core/ip.js';
+import type { Logger } from '../core/logger.js';
+import { formatPeerName, type PeerName } from '../core/peer-name.js';
+import { ConnectionMaker, DuplicateConnectionError, preferConnection, type TargetStatus } from './connection-maker.js';
+import { decodeGossipMessage } from './gossip-message.js';
+import { GossipChannels, type GossipChannel, type Gossiper, type GossipData } from './gossip.js';
+import { runHandshake, type HandshakeResult } from './handshake.js';
+import type { MessageConn } from './message-conn.js';
+import { Peer, type TopologyEntry } from './peer.js';
+import { Peers } from './peers.js';
+import { ProtocolTag, type ProtocolMsg } from './protocol.js';
+import { ROUTES_RECALC_DELAY_MS, Routes } from './routes.js';
+import { TokenBucket } from './token-bucket.js';
+import { decodeTopologyUpdate, encodeTopologyUpdate } from './topology-update.js';
+import type { MeshTransport } from './transport.js';
+
+/** mesh `deferTopologyUpdateDuration`. */
+export const TOPOLOGY_UPDATE_DELAY_MS = 1000;
+/** mesh `defaultGossipInterval`. */
+export const GOSSIP_INTERVAL_MS = 30_000;
+export const TOPOLOGY_CHANNEL = 'topology';
+
+export interface MeshRouterDeps {
+  clock: Clock;
+  logger: Logger;
+  randomBytes: (n: number) => Buffer;
+  /** Uniform in [0, 1). */
+  random: () => number;
+  /** Opens a stream to `host:port` (TCP in production, pipes in tests). */
+  dial(address: string): Promise<MeshTransport>;
+}
+
+export interface MeshRouterOptions {
+  name: PeerName;
+  nickName: string;
+  /** Port we listen on; discovered peers are dialled at `<ip>:<port>`. */
+  port: number;
+  password?: string;
+  trustedSubnets?: Cidr[];
+  discovery?: boolean;
+  /** 0 = unlimited. */
+  connLimit?: number;
+  minProtocolVersion?: number;
+}
+
+export interface LocalConnection {
+  readonly remote: Peer;
+  readonly address: string;
+  readonly outbound: boolean;
+  readonly connUid: bigint;
+  readonly untrusted: boolean;
+  readonly conn: MessageConn;
+  established: boolean;
+}
+
+/** Connection status rows as the original's LocalConnectionStatus. */
+export interface LocalConnectionRow {
+  address: string;
+  outbound: boolean;
+  state: string;
+  info: string;
+  attrs: Record<string, unknown> | null;
+}
+
+class TopologyData implements GossipData {
+  constructor(private readonly peers: Peers, readonly names: Set<PeerName>) {}
+  encode(): Buffer[] {
+    const entries = this.peers.encodePeers(this.names);
+    return entries.length ? [encodeTopologyUpdate(entries.map(toWire))] : [];
+  }
+  merge(other: GossipData): GossipData {
+    if (other instanceof TopologyData) for (const n of other.names) this.names.add(n);
+    return this;
+  }
+}
+
+function toWire(e: TopologyEntry) {
+  return { peer: e.peer, connections: e.connections.map((c) => ({ name: c.remoteName, remoteTcpAddr: c.remoteTcpAddr, outbound: c.outbound, established: c.established })) };
+}
+
+function fromWire(update: ReturnType<typeof decodeTopologyUpdate>): TopologyEntry[] {
+  return update.map((p) => ({ peer: p.peer, connections: p.connections.map((c) => ({ remoteName: c.name, remoteTcpAddr: c.remoteTcpAddr, outbound: c.outbound, established: c.established })) }));
+}
+
+export class MeshRouter {
+  readonly ourself: Peer;
+  readonly peers: Peers;
+  readonly routes: Routes;
+  readonly channels: GossipChannels;
+  readonly connectionMaker: ConnectionMaker;
+  private readonly deps: MeshRouterDeps;
+  private readonly opts: Required<Omit<MeshRouterOptions, 'password'>> & { password?: string };
+  private readonly log: Logger;
+  private readonly connections = new Map<PeerName, LocalConnection>();
+  private readonly handshaking = new Set<MeshTransport>();
+  private readonly acceptLimiter: TokenBucket;
+  private topologyTimer: TimerHandle | undefined;
+  private routesTimer: TimerHandle | undefined;
+  private gossipTimer: TimerHandle | undefined;
+  private topologyChannel!: GossipChannel;
+  private running = false;
+  terminationCount = 0;
+  /** Called whenever connections or their states change (metrics, status). */
+  onConnectionsChanged: () => void = () => {};
+
+  constructor(deps: MeshRouterDeps, opts: MeshRouterOptions) {
+    this.deps = deps;
+    this.log = deps.logger;
+    this.opts = {
+      trustedSubnets: [],
+      discovery: true,
+      connLimit: 200,
+      minProtocolVersion: 1,
+      ...opts,
+    };
+    const uid = deps.randomBytes(8).readBigUInt64BE() || 1n;
+    const shortId = deps.randomBytes(2).readUInt16BE() & 0xfff;
+    this.ourself = Peer.local({ name: opts.name, nickName: opts.nickName, uid, shortId });
+    const randomInt = (bound: number) => Math.floor(deps.random() * bound);
+    this.peers = new Peers({ ourself: this.ourself, randomInt, logger: deps.logger });
+    this.routes = new Routes({ peers: this.peers, randomInt });
+    this.acceptLimiter = new TokenBucket({ clock: deps.clock }, {});
+    this.channels = new GossipChannels({
+      clock: deps.clock,
+      logger: deps.logger,
+      net: {
+        ourName: opts.name,
+        nextHop: (dst) => {
+          const h = this.routes.unicastAll(dst);
+          return h === undefined || h === 0 ? undefined : h;
+        },
+        broadcastHops: (src) => [...this.routes.broadcastAll(src)],
+        gossipTargets: () => this.routes.randomNeighbours(opts.name),
+        sendTo: (n, msg) => this.sendTo(n, msg),
+      },
+    });
+    this.topologyChannel = this.channels.add(TOPOLOGY_CHANNEL, this.topologyGossiper());
+    this.connectionMaker = new ConnectionMaker(
+      {
+        clock: deps.clock,
+        random: deps.random,
+        logger: deps.logger.child({ component: 'connection-maker' }),
+        dial: (address) => void this.dial(address),
+      },
+      { ourName: opts.name, port: opts.port, discovery: this.opts.discovery },
+    );
+    this.peers.onGC((removed) => {
+      for (const p of removed) this.log.info({ peer: p.toString() }, `Removed unreachable peer ${p.toString()}`);
+    });
+  }
+
+  get name(): PeerName {
+    return this.opts.name;
+  }
+
+  get usingPassword(): boolean {
+    return !!this.opts.password;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.connectionMaker.start();
+    this.gossipTimer = this.deps.clock.setInterval(() => this.channels.gossipAll(), GOSSIP_INTERVAL_MS);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.connectionMaker.stop();
+    this.acceptLimiter.stop();
+    for (const t of [this.gossipTimer, this.topologyTimer, this.routesTimer]) t?.cancel();
+    for (const t of this.handshaking) t.close();
+    for (const c of [...this.connections.values()]) c.conn.close(new WeaveError('CANCELLED', 'router stopping'));
+  }
+
+  /** Adds a gossip channel for a service (IPAM, DNS). */
+  newGossip(name: string, gossiper: Gossiper): GossipChannel {
+    return this.channels.add(name, gossiper);
+  }
+
+  // --- connections ----------------------------------------------------------------------------
+
+  private trusts(address: string): boolean {
+    const ip = tryParseIPv4(address.slice(0, address.lastIndexOf(':')));
+    return ip !== undefined && this.opts.trustedSubnets.some((s) => cidrContains(s, ip));
+  }
+
+  private async dial(address: string): Promise<void> {
+    let transport: MeshTransport;
+    try {
+      transport = await this.deps.dial(address);
+    } catch (e) {
+      this.connectionMaker.connectionFailed(address, toWeaveError(e));
+      return;
+    }
+    if (!this.running) {
+      transport.close();
+      return;
+    }
+    await this.handshake(transport, address, true);
+  }
+
+  /** An inbound stream (the daemon's TCP listener calls this). */
+  accept(transport: MeshTransport): void {
+    if (!this.running) {
+      transport.close();
+      return;
+    }
+    if (!this.acceptLimiter.tryTake()) {
+      this.log.warn({ remote: transport.remoteAddress }, 'connection refused: too many connection attempts');
+      transport.close();
+      return;
+    }
+    this.log.info({ remote: transport.remoteAddress }, `->[${transport.remoteAddress}] connection accepted`);
+    void this.handshake(transport, transport.remoteAddress, false);
+  }
+
+  private async handshake(transport: MeshTransport, address: string, outbound: boolean): Promise<void> {
+    this.handshaking.add(transport);
+    let result: HandshakeResult;
+    let conn: MessageConn;
+    try {
+      ({ result, conn } = await runHandshake(
+        { transport, clock: this.deps.clock, randomBytes: this.deps.randomBytes, logger: this.log },
+        {
+          outbound,
+          name: this.opts.name,
+          nickName: this.opts.nickName,
+          uid: this.ourself.uid,
+          shortId: this.ourself.shortId,
+          ...(this.opts.password ? { password: this.opts.password } : {}),
+          trustRemote: this.trusts(transport.remoteAddress),
+          minVersion: this.opts.minProtocolVersion,
+        },
+      ));
+    } catch (e) {
+      const w = toWeaveError(e);
+      this.log.info({ remote: address, err: w.message }, `->[${address}] connection shutting down due to error during handshake: ${w.message}`);
+      if (outbound) this.connectionMaker.connectionFailed(address, w);
+      return;
+    } finally {
+      this.handshaking.delete(transport);
+    }
+    const remoteName = result.remote.name;
+    const remoteLabel = `${formatPeerName(remoteName)}(${result.remote.nickName})`;
+    const refuse = (err: WeaveError, permanent: boolean) => {
+      this.log.info({ remote: address, peer: remoteLabel, err: err.message }, `->[${address}|${remoteLabel}]: connection shutting down due to error: ${err.message}`);
+      conn.close(err);
+      if (!outbound) return;
+      if (permanent) this.connectionMaker.connectionRefusedPermanently(address, err.message);
+      else this.connectionMaker.connectionFailed(address, err);
+    };
+    if (remoteName === this.opts.name) {
+      refuse(new WeaveError('INVALID_ARGUMENT', 'cannot connect to ourself'), true);
+      return;
+    }
+    const candidate = Peer.fromSummary({
+      name: remoteName,
+      nickName: result.remote.nickName,
+      uid: result.remote.uid,
+      version: 0n,
+      shortId: result.remote.shortId ?? 0,
+      hasShortId: result.remote.shortId !== undefined,
+    });
+    const remote = this.peers.fetchWithDefault(candidate);
+    if (remote.uid !== result.remote.uid && remote !== candidate) {
+      this.peers.dereference(remoteName);
+      refuse(new WeaveError('CONFLICT', `Multiple peers with name ${remoteLabel}: ${formatPeerName(remoteName)} ${remote.uid} != ${result.remote.uid}`), false);
+      return;
+    }
+    const existing = this.connections.get(remoteName);
+    const local: LocalConnection = { remote, address, outbound, connUid: result.connUid, untrusted: result.untrusted, conn, established: false };
+    if (existing) {
+      // The original's rule (lower connection UID wins), which Go peers apply too, so both ends
+      // of a mixed pair keep the same connection; the loser is not re-dialled (see onClose).
+      const keep = preferConnection(
+        { uid: existing.connUid, outbound: existing.outbound, localName: this.opts.name, remoteName },
+        { uid: local.connUid, outbound: local.outbound, localName: this.opts.name, remoteName },
+        'uid',
+      );
+      const loser = keep === undefined ? local : keep.uid === existing.connUid && keep.outbound === existing.outbound ? local : existing;
+      const dup = new DuplicateConnectionError(remoteName, remoteLabel, `${formatPeerName(this.opts.name)}(${this.opts.nickName})`);
+      this.peers.dereference(remoteName);
+      if (loser === local) {
+        conn.close(dup);
+        if (outbound) this.connectionMaker.connectionTerminated(address, dup, outbound);
+        return;
+      }
+      this.connections.delete(remoteName);
+      existing.conn.close(dup);
+    }
+    if (this.opts.connLimit > 0 && this.connections.size >= this.opts.connLimit) {
+      this.peers.dereference(remoteName);
+      refuse(new WeaveError('UNAVAILABLE', `Connection limit reached (${this.opts.connLimit})`), false);
+      return;
+    }
+    this.connections.set(remoteName, local);
+    this.ourself.addConnection({ remoteName, remoteTcpAddr: address, outbound, established: false });
+    this.log.info({ remote: address, peer: remoteLabel, version: result.version }, `->[${address}|${remoteLabel}]: connection ready; using protocol version ${result.version}`);
+    conn.start({
+      onMessage: (m) => this.onMessage(local, m),
+      onClose: (err) => this.onClose(local, err),
+    });
+    this.connectionMaker.connectionAdded(address, remoteName, outbound);
+    // No overlay to prove the path yet: the connection is established once added.
+    local.established = true;
+    this.ourself.establishConnection(remoteName);
+    this.log.info({ peer: remoteLabel }, `->[${address}|${remoteLabel}]: connection fully established`);
+    this.topologyChanged();
+    this.channels.gossipDown(remoteName);
+    this.onConnectionsChanged();
+  }
+
+  private onMessage(c: LocalConnection, m: ProtocolMsg): void {
+    switch (m.tag) {
+      case ProtocolTag.Heartbeat:
+        return;
+      case ProtocolTag.Gossip:
+      case ProtocolTag.GossipUnicast:
+      case ProtocolTag.GossipBroadcast: {
+        let g;
+        try {
+          g = decodeGossipMessage(m.tag, m.body);
+        } catch (e) {
+          c.conn.close(toWeaveError(e, 'DECODE_FAILED'));
+          return;
+        }
+        this.channels.get(g.channel).deliver(g.tag, g.src, g.payload, 'dst' in g ? g.dst : undefined);
+        return;
+      }
+      default:
+        // Overlay control messages and unknown tags: nothing to do without an overlay.
+        return;
+    }
+  }
+
+  private onClose(c: LocalConnection, err: WeaveError | undefined): void {
+    const remoteLabel = c.remote.toString();
+    if (this.connections.get(c.remote.name) === c) {
+      this.connections.delete(c.remote.name);
+      this.ourself.deleteConnection(c.remote.name);
+      this.peers.dereference(c.remote.name);
+      this.terminationCount++;
+      this.log.info({ peer: remoteLabel, err: err?.message }, `->[${c.address}|${remoteLabel}]: connection deleted${err ? `: ${err.message}` : ''}`);
+      this.topologyChanged();
+      this.garbageCollect();
+    }
+    // A connection that goes while another one to the same peer lives was a duplicate, whoever
+    // closed it (the remote may have closed it first): the maker must not re-dial it then.
+    const other = this.connections.get(c.remote.name);
+    const why = other && other !== c && !(err instanceof DuplicateConnectionError) ? new DuplicateConnectionError(c.remote.name, remoteLabel) : err;
+    this.connectionMaker.connectionTerminated(c.address, why, c.outbound);
+    this.onConnectionsChanged();
+  }
+
+  /** Sends one protocol message (tag + body) to a connected neighbour. */
+  private sendTo(neighbour: PeerName, msg: Buffer): boolean {
+    const c = this.connections.get(neighbour);
+    if (!c || c.conn.closed || msg.length === 0) return false;
+    try {
+      c.conn.send(msg[0]!, msg.subarray(1));
+      return true;
+    } catch (e) {
+      this.log.debug({ peer: c.remote.toString(), err: errorMessage(e) }, 'send failed');
+      return false;
+    }
+  }
+
+  // --- topology -------------------------------------------------------------------------------
+
+  /** Our own entry changed: routes soon, a broadcast of it after the debounce. */
+  private topologyChanged(): void {
+    this.scheduleRoutes();
+    this.topologyTimer ??= this.deps.clock.setTimeout(() => {
+      this.topologyTimer = undefined;
+      this.topologyChannel.broadcast(new TopologyData(this.peers, new Set([this.opts.name])));
+    }, TOPOLOGY_UPDATE_DELAY_MS);
+    this.refreshTargets();
+  }
+
+  private scheduleRoutes(): void {
+    this.routesTimer ??= this.deps.clock.setTimeout(() => {
+      this.routesTimer = undefined;
+      this.routes.recalculate();
+    }, ROUTES_RECALC_DELAY_MS);
+  }
+
+  private garbageCollect(): void {
+    const r = this.peers.garbageCollect();
+    if (r.removed.length || r.ourselfModified) {
+      this.scheduleRoutes();
+      if (r.ourselfModified) this.topologyChanged();
+      this.refreshTargets();
+    }
+  }
+
+  private applyTopology(msg: Buffer): GossipData | undefined {
+    const update = fromWire(decodeTopologyUpdate(msg));
+    const r = this.peers.applyUpdate(update);
+    if (r.ourselfModified) this.topologyChanged();
+    const improved = new Set(r.improved);
+    if (r.changed) {
+      // Collect at once, as the original's applyUpdate does, and never pass on entries of
+      // peers we cannot reach: otherwise peers that left are taught back and forth forever.
+      const gc = this.peers.garbageCollect();
+      for (const p of gc.removed) improved.delete(p.name);
+      if (gc.ourselfModified) this.topologyChanged();
+      this.scheduleRoutes();
+      this.refreshTargets();
+    }
+    return improved.size ? new TopologyData(this.peers, improved) : undefined;
+  }
+
+  private topologyGossiper(): Gossiper {
+    return {
+      onGossipUnicast: () => {},
+      onGossipBroadcast: (_src, update) => this.applyTopology(update),
+      gossip: () => new TopologyData(this.peers, new Set(this.peers.names())),
+      onGossip: (msg) => this.applyTopology(msg),
+    };
+  }
+
+  /** Tells the connection maker about connections between other peers (discovery). */
+  private refreshTargets(): void {
+    const connections = [];
+    for (const p of this.peers.values()) {
+      if (p === this.ourself) continue;
+      for (const c of p.connections.values()) {
+        if (c.remoteName === this.opts.name) continue;
+        connections.push({ from: p.name, to: c.remoteName, remoteTcpAddr: c.remoteTcpAddr, outbound: c.outbound });
+      }
+    }
+    this.connectionMaker.refresh({ connections, connectedPeers: new Set(this.connections.keys()) });
+  }
+
+  // --- targets and status ---------------------------------------------------------------------
+
+  connect(peers: string[], replace: boolean): string[] {
+    return this.connectionMaker.initiate(peers, replace);
+  }
+
+  forget(peers: string[]): void {
+    this.connectionMaker.forget(peers);
+  }
+
+  localConnections(): LocalConnection[] {
+    return [...this.connections.values()];
+  }
+
+  /** Rows of `/status/connections`: live connections, then targets still being worked on. */
+  connectionRows(): LocalConnectionRow[] {
+    const rows: LocalConnectionRow[] = [];
+    for (const c of this.connections.values()) {
+      // No overlay yet: the overlay column stays empty (`%-6v` of "").
+      let info = `${''.padEnd(6)} ${c.remote.toString()}`;
+      if (this.usingPassword) info = `${(c.untrusted ? 'encrypted' : 'unencrypted').padEnd(11)} ${info}`;
+      rows.push({
+        address: c.address,
+        outbound: c.outbound,
+        state: c.established ? 'established' : 'pending',
+        info,
+        attrs: this.usingPassword && c.untrusted ? { encrypted: true } : null,
+      });
+    }
+    for (const t of this.connectionMaker.status()) {
+      const row = targetRow(t);
+      if (row) rows.push(row);
+    }
+    return rows;
+  }
+}
+
+function targetRow(t: TargetStatus): LocalConnectionRow | undefined {
+  if (t.state === 'connected') return undefined;
+  return { address: t.address, outbound: true, state: t.state, info: t.info, attrs: null };
+}

@@ -1,0 +1,120 @@
+// A whole mesh in one process: routers over in-memory pipes, one FakeClock, seeded randomness.
+// Convergence is reached by advancing the clock in steps and flushing the microtask/immediate
+// queues between them, never by sleeping.
+import { FakeClock } from '../../src/core/clock.js';
+import { silentLogger, type Logger } from '../../src/core/logger.js';
+import { formatPeerName } from '../../src/core/peer-name.js';
+import { WeaveError } from '../../src/core/errors.js';
+import { MeshRouter, type MeshRouterOptions } from '../../src/mesh/router.js';
+import type { MeshTransport } from '../../src/mesh/transport.js';
+import { createDuplexPipe, flush } from './duplex-pipe.js';
+
+/** A small deterministic PRNG (mulberry32). */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class SimNetwork {
+  readonly clock = new FakeClock();
+  readonly random: () => number;
+  readonly routers = new Map<string, MeshRouter>();
+  /** Pairs of addresses (sorted) whose traffic is cut. */
+  private readonly cut = new Set<string>();
+  private port = 40000;
+  private readonly log: Logger;
+
+  constructor(seed: number, logger: Logger = silentLogger) {
+    this.random = seeded(seed);
+    this.log = logger;
+  }
+
+  private randomBytes = (n: number): Buffer => {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = Math.floor(this.random() * 256);
+    return b;
+  };
+
+  /** Address of router i: 10.1.x.y:6783. */
+  static address(i: number): string {
+    return `10.1.${(i >> 8) & 255}.${i & 255}:6783`;
+  }
+
+  add(i: number, opts: Partial<MeshRouterOptions> = {}): MeshRouter {
+    const address = SimNetwork.address(i);
+    const r = new MeshRouter(
+      {
+        clock: this.clock,
+        logger: this.log,
+        randomBytes: this.randomBytes,
+        random: this.random,
+        dial: (to) => this.dial(address, to),
+      },
+      { name: 0x7a0000000000 + i, nickName: `h${i}`, port: 6783, ...opts },
+    );
+    this.routers.set(address, r);
+    r.start();
+    return r;
+  }
+
+  private pairKey(a: string, b: string): string {
+    const [x, y] = [a.split(':')[0]!, b.split(':')[0]!].sort();
+    return `${x}|${y}`;
+  }
+
+  async dial(from: string, to: string): Promise<MeshTransport> {
+    await Promise.resolve();
+    const target = this.routers.get(to);
+    if (!target || this.cut.has(this.pairKey(from, to))) {
+      throw new WeaveError('UNAVAILABLE', `dial tcp4 ${to}: connect: connection refused`);
+    }
+    const [a, b] = createDuplexPipe({ a: `${from.split(':')[0]}:${this.port++}`, b: to });
+    target.accept(b);
+    return a;
+  }
+
+  /** Cuts (or restores) the link between two routers: live connections between them die. */
+  partition(i: number, j: number, cut = true): void {
+    const [a, b] = [SimNetwork.address(i), SimNetwork.address(j)];
+    const key = this.pairKey(a, b);
+    if (!cut) {
+      this.cut.delete(key);
+      return;
+    }
+    this.cut.add(key);
+    const ra = this.routers.get(a);
+    const rb = this.routers.get(b);
+    if (!ra || !rb) return;
+    for (const c of ra.localConnections()) if (c.remote.name === rb.name) c.conn.close(new WeaveError('IO_FAILED', 'link cut'));
+  }
+
+  async remove(i: number): Promise<void> {
+    const a = SimNetwork.address(i);
+    const r = this.routers.get(a);
+    this.routers.delete(a);
+    await r?.stop();
+  }
+
+  /** Advances time in steps, letting all async work run between steps. */
+  async run(totalMs: number, stepMs = 50): Promise<void> {
+    for (let t = 0; t < totalMs; t += stepMs) {
+      await flush(2);
+      this.clock.advance(stepMs);
+    }
+    await flush(3);
+  }
+
+  /** Every router's view as a comparable string: peers with versions and connections. */
+  view(r: MeshRouter): string {
+    return r.peers
+      .encodeAll()
+      .map((e) => `${formatPeerName(e.peer.name)} v${e.peer.version} [${e.connections.map((c) => `${formatPeerName(c.remoteName)}${c.established ? '+' : '-'}`).join(',')}]`)
+      .join('\n');
+  }
+}

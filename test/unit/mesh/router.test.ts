@@ -1,0 +1,188 @@
+// The mesh router over in-memory pipes with a fake clock: connections, topology convergence,
+// discovery, gossip (broadcast, unicast relayed over hops, surrogate relaying), encryption
+// settings, duplicate connections, and a 100-router simulation with partitions.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SimNetwork } from '../../helpers/mesh-sim.js';
+import { bytesGossipData, type GossipData, type Gossiper } from '../../../src/mesh/gossip.js';
+import type { PeerName } from '../../../src/core/peer-name.js';
+import type { MeshRouter } from '../../../src/mesh/router.js';
+
+const addr = SimNetwork.address;
+
+function established(r: MeshRouter): PeerName[] {
+  return r.localConnections().filter((c) => c.established).map((c) => c.remote.name).sort();
+}
+
+test('two routers connect, both see an established connection and the same topology', async () => {
+  const net = new SimNetwork(1);
+  const a = net.add(1);
+  const b = net.add(2);
+  b.connect([addr(1)], false);
+  await net.run(3000);
+  assert.deepEqual(established(a), [b.name]);
+  assert.deepEqual(established(b), [a.name]);
+  assert.equal(net.view(a), net.view(b));
+  assert.equal(a.routes.unicast(b.name), b.name);
+  const row = b.connectionRows()[0]!;
+  assert.equal(row.state, 'established');
+  assert.equal(row.outbound, true);
+  assert.equal(row.address, addr(1));
+});
+
+test('discovery turns a chain into a full mesh; without it, routes go through the middle', async () => {
+  for (const discovery of [true, false]) {
+    const net = new SimNetwork(2);
+    const h1 = net.add(1, { discovery });
+    const h2 = net.add(2, { discovery });
+    const h3 = net.add(3, { discovery });
+    h2.connect([addr(1)], false);
+    h3.connect([addr(2)], false);
+    await net.run(10_000);
+    if (discovery) {
+      assert.deepEqual(established(h1), [h2.name, h3.name].sort());
+      assert.equal(h1.routes.unicast(h3.name), h3.name);
+    } else {
+      assert.deepEqual(established(h1), [h2.name]);
+      assert.equal(h1.routes.unicast(h3.name), h2.name);
+      assert.equal(h3.routes.unicast(h1.name), h2.name);
+    }
+    for (const r of [h2, h3]) assert.equal(net.view(r), net.view(h1));
+  }
+});
+
+class Recorder implements Gossiper {
+  readonly unicasts: [PeerName, string][] = [];
+  readonly broadcasts: [PeerName, string][] = [];
+  readonly state = new Set<string>();
+  onGossipUnicast(src: PeerName, msg: Buffer): void {
+    this.unicasts.push([src, msg.toString()]);
+  }
+  onGossipBroadcast(src: PeerName, update: Buffer): GossipData | undefined {
+    this.broadcasts.push([src, update.toString()]);
+    return undefined;
+  }
+  gossip(): GossipData | undefined {
+    return this.state.size ? bytesGossipData(...[...this.state].map((s) => Buffer.from(s))) : undefined;
+  }
+  onGossip(msg: Buffer): GossipData | undefined {
+    const s = msg.toString();
+    if (this.state.has(s)) return undefined;
+    this.state.add(s);
+    return bytesGossipData(msg);
+  }
+}
+
+test('gossip: broadcast and unicast reach every peer through one without the channel', async () => {
+  const net = new SimNetwork(3);
+  const h1 = net.add(1, { discovery: false });
+  const h2 = net.add(2, { discovery: false }); // runs no "test" channel: a surrogate relays
+  const h3 = net.add(3, { discovery: false });
+  const g1 = new Recorder();
+  const g3 = new Recorder();
+  const c1 = h1.newGossip('test', g1);
+  const c3 = h3.newGossip('test', g3);
+  h2.connect([addr(1)], false);
+  h3.connect([addr(2)], false);
+  await net.run(5000);
+  c1.broadcast(bytesGossipData(Buffer.from('hello all')));
+  assert.equal(c3.unicast(h1.name, Buffer.from('hi h1')), true);
+  g1.state.add('state-from-h1');
+  c1.send(g1.gossip()!);
+  await net.run(2000);
+  assert.deepEqual(g3.broadcasts, [[h1.name, 'hello all']]);
+  assert.deepEqual(g1.unicasts, [[h3.name, 'hi h1']]);
+  assert.ok(g3.state.has('state-from-h1'), 'gossip relayed through the surrogate');
+  assert.equal(h2.channels.get('test').gossiper.constructor.name, 'SurrogateGossiper');
+});
+
+test('encryption: same password connects, different or missing password is refused', async () => {
+  const net = new SimNetwork(4);
+  const a = net.add(1, { password: 's3cret' });
+  const b = net.add(2, { password: 's3cret' });
+  const c = net.add(3, { password: 'other' });
+  const d = net.add(4);
+  b.connect([addr(1)], false);
+  c.connect([addr(1)], false);
+  d.connect([addr(1)], false);
+  await net.run(3000);
+  assert.deepEqual(established(a), [b.name]);
+  assert.deepEqual(established(c), []);
+  assert.deepEqual(established(d), []);
+  assert.match(c.connectionRows().find((r) => r.address === addr(1))!.info, /decrypt/i);
+  assert.match(d.connectionRows().find((r) => r.address === addr(1))!.info, /encrypted connection/);
+  assert.equal(b.connectionRows()[0]!.info.startsWith('encrypted   '), true);
+});
+
+test('simultaneous dials settle on one connection and stay settled', async () => {
+  const net = new SimNetwork(5);
+  const a = net.add(1);
+  const b = net.add(2);
+  a.connect([addr(2)], false);
+  b.connect([addr(1)], false);
+  await net.run(5000);
+  assert.equal(a.localConnections().length, 1);
+  assert.equal(b.localConnections().length, 1);
+  const uid = a.localConnections()[0]!.connUid;
+  assert.equal(b.localConnections()[0]!.connUid, uid);
+  const terminations = a.terminationCount + b.terminationCount;
+  await net.run(10 * 60_000, 1000);
+  assert.equal(a.localConnections()[0]!.connUid, uid, 'no flapping');
+  assert.equal(a.terminationCount + b.terminationCount, terminations);
+});
+
+test('a restarted peer is reconnected and the old incarnation is collected', async () => {
+  const net = new SimNetwork(6);
+  const a = net.add(1);
+  net.add(2).connect([addr(1)], false);
+  await net.run(3000);
+  await net.remove(2);
+  await net.run(3000);
+  assert.equal(a.peers.size, 1, 'unreachable peer collected');
+  const b2 = net.add(2);
+  b2.connect([addr(1)], false);
+  await net.run(5000);
+  assert.deepEqual(established(a), [b2.name]);
+  assert.equal(net.view(a), net.view(b2));
+});
+
+test('simulation: 100 routers, random joins, partitions and leaves; topology and routes converge', async () => {
+  const seed = 4242;
+  const net = new SimNetwork(seed);
+  const n = 100;
+  const rnd = net.random;
+  // Discovery off: with it, 100 routers would form a full mesh (4950 connections); here each
+  // joins through two random earlier routers, so gossip must travel over many hops.
+  for (let i = 1; i <= n; i++) {
+    const r = net.add(i, { discovery: false });
+    if (i > 1) r.connect([addr(1 + Math.floor(rnd() * (i - 1))), addr(1 + Math.floor(rnd() * (i - 1)))], false);
+  }
+  const check = async (what: string) => {
+    await net.run(20_000, 250);
+    const routers = [...net.routers.values()];
+    const first = net.view(routers[0]!);
+    for (const r of routers) assert.equal(net.view(r), first, `${what}: topology differs at ${r.name} (seed ${seed})`);
+    // Following unicast next hops from any router reaches any other without loops.
+    const byName = new Map(routers.map((r) => [r.name, r]));
+    for (const from of routers) {
+      for (const to of routers) {
+        let cur = from;
+        const seen = new Set<PeerName>();
+        while (cur !== to) {
+          assert.ok(!seen.has(cur.name), `${what}: routing loop (seed ${seed})`);
+          seen.add(cur.name);
+          const hop = cur.routes.unicast(to.name);
+          assert.ok(hop !== undefined && byName.has(hop), `${what}: no route from ${cur.name} to ${to.name} (seed ${seed})`);
+          cur = byName.get(hop)!;
+        }
+      }
+    }
+  };
+  await check('joined');
+  // Cut ten random links (never router 1's, so the rest stays connected through it) and
+  // remove five routers; then every router connects to router 1 as well.
+  for (let k = 0; k < 10; k++) net.partition(2 + Math.floor(rnd() * (n - 1)), 2 + Math.floor(rnd() * (n - 1)));
+  for (let k = 0; k < 5; k++) await net.remove(50 + k);
+  for (const r of net.routers.values()) if (r.name !== 0x7a0000000001) r.connect([addr(1)], false);
+  await check('after partitions and leaves');
+});

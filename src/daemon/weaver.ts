@@ -24,6 +24,21 @@ import { DEFAULTS, type DaemonConfig } from './config.js';
 import { resolvePeerName, systemIdentity } from './peer-identity.js';
 import { RouterMetrics } from './metrics.js';
 import { RouterCniService } from './cni-service.js';
+import { MeshRouter } from '../mesh/router.js';
+import { formatPeerName, parsePeerName } from '../core/peer-name.js';
+import { TcpListener, dialTcp } from '../platform/tcp-transport.js';
+
+const KEY_TARGETS = 'directPeers';
+
+function parseTargets(text: string | undefined): string[] {
+  if (!text) return [];
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
 
 export class Weaver {
   private readonly cfg: DaemonConfig;
@@ -36,6 +51,8 @@ export class Weaver {
   private servers: ApiServer[] = [];
   private metrics: RouterMetrics | undefined;
   private cni: RouterCniService | undefined;
+  private mesh: MeshRouter | undefined;
+  private listener: TcpListener | undefined;
   private ready = false;
   private stopped = false;
   name = '';
@@ -103,14 +120,23 @@ export class Weaver {
     this.bridge.onRecreated = () => exposer.reapply();
     this.bridge.start();
 
+    await this.startMesh();
+
     const alloc = this.allocator;
+    const mesh = this.mesh!;
     this.metrics = new RouterMetrics({
       ipamEnabled: !!alloc,
       localUsedIps: () => alloc?.activeCount() ?? 0,
       maxIps: () => (cfg.ipallocRange ? cidrSize(cfg.ipallocRange.prefix) : 0),
       pendingAllocates: () => alloc?.pendingAllocates().length ?? 0,
       pendingClaims: () => 0,
-      connections: () => [],
+      connections: () =>
+        mesh.connectionRows().map((r) => ({
+          state: r.state,
+          // No overlay yet: connections carry control traffic only.
+          type: 'unknown',
+          encryption: mesh.usingPassword && r.attrs?.encrypted === true ? 'yes' : '',
+        })),
       dnsEntries: () => 0,
     });
 
@@ -122,6 +148,65 @@ export class Weaver {
     writeFileSync(join(cfg.runDir, WEAVER_PID_FILE), `${process.pid}\n`);
     this.ready = true;
     this.log.info({ httpAddr: cfg.httpAddr }, `Listening for HTTP control messages on ${cfg.httpAddr}`);
+  }
+
+  /** The mesh: TCP listener on --host:--port, targets from the command line or the store. */
+  private async startMesh(): Promise<void> {
+    const cfg = this.cfg;
+    const store = this.store!;
+    const mesh = new MeshRouter(
+      {
+        clock: this.clock,
+        logger: this.log.child({ component: 'mesh' }),
+        randomBytes,
+        random: Math.random,
+        dial: (address) => dialTcp(address, { timeoutMs: 10_000, ...(cfg.host ? { localHost: cfg.host } : {}) }),
+      },
+      {
+        name: parsePeerName(this.name),
+        nickName: this.nickname,
+        port: cfg.port,
+        ...(cfg.password ? { password: cfg.password } : {}),
+        trustedSubnets: cfg.trustedSubnets,
+        discovery: cfg.discovery,
+        connLimit: cfg.connLimit,
+        minProtocolVersion: cfg.minProtocolVersion,
+      },
+    );
+    this.mesh = mesh;
+    this.log.info({}, cfg.password ? 'Communication between peers via untrusted networks is encrypted.' : 'Communication between peers is unencrypted.');
+    const listener = new TcpListener();
+    try {
+      await listener.listen(cfg.host, cfg.port, (t) => mesh.accept(t));
+    } catch (e) {
+      throw new WeaveError('UNAVAILABLE', `cannot listen for peers on ${cfg.host || '0.0.0.0'}:${cfg.port}: ${errorMessage(e)}`, { cause: e });
+    }
+    this.listener = listener;
+    // Targets survive restarts (weave connect/forget); --resume starts from them.
+    const persisted = parseTargets(store.get(KEY_TARGETS));
+    const initial = cfg.resume ? persisted : cfg.peers;
+    this.log.info({ peers: initial }, cfg.resume ? `Resuming with the persisted peer list: ${JSON.stringify(initial)}` : `Launch detected - using supplied peer list: ${JSON.stringify(initial)}`);
+    mesh.start();
+    const errors = mesh.connect(initial, true);
+    for (const e of errors) this.log.warn({ err: e }, 'ignoring peer');
+    store.set(KEY_TARGETS, JSON.stringify(mesh.connectionMaker.targets()));
+  }
+
+  private meshService() {
+    const mesh = this.mesh!;
+    const store = this.store!;
+    const save = () => store.set(KEY_TARGETS, JSON.stringify(mesh.connectionMaker.targets()));
+    return {
+      connect: (peers: string[], replace: boolean) => {
+        const errors = mesh.connect(peers, replace);
+        save();
+        return errors;
+      },
+      forget: (peers: string[]) => {
+        mesh.forget(peers);
+        save();
+      },
+    };
   }
 
   private async listen(addr: string, readOnly: boolean): Promise<void> {
@@ -141,6 +226,7 @@ export class Weaver {
         // One peer owns everything: there is nobody to hand our space to.
         leave: async () => {},
         ...(readOnly || !this.cni ? {} : { cni: this.cni }),
+        ...(readOnly || !this.mesh ? {} : { mesh: this.meshService() }),
       },
     });
     try {
@@ -157,27 +243,7 @@ export class Weaver {
       Ready: this.ready,
       Version: weaveVersion(),
       VersionCheck: { Enabled: false, Success: false, NewVersion: '', NextCheckAt: '0001-01-01T00:00:00Z' },
-      Router: {
-        Protocol: 'weave',
-        ProtocolMinVersion: 1,
-        ProtocolMaxVersion: 2,
-        Encryption: false,
-        PeerDiscovery: true,
-        Name: this.name,
-        NickName: this.nickname,
-        Port: cfg.port,
-        Peers: [{ Name: this.name, NickName: this.nickname, UID: this.uid, ShortID: this.shortId, Version: 1, Connections: [] }],
-        UnicastRoutes: [{ Dest: this.name, Via: '00:00:00:00:00:00' }],
-        BroadcastRoutes: [{ Source: this.name, Via: null }],
-        Connections: [],
-        TerminationCount: 0,
-        Targets: null,
-        OverlayDiagnostics: {},
-        TrustedSubnets: [],
-        Interface: cfg.bridge,
-        CaptureStats: null,
-        MACs: null,
-      },
+      Router: this.routerStatus(),
     };
     const a = this.allocator;
     if (a && cfg.ipallocRange) {
@@ -196,6 +262,70 @@ export class Weaver {
     return report;
   }
 
+  private routerStatus(): WeaveReport['Router'] {
+    const cfg = this.cfg;
+    const mesh = this.mesh;
+    const base = {
+      Protocol: 'weave',
+      ProtocolMinVersion: 1,
+      ProtocolMaxVersion: 2,
+      Encryption: !!cfg.password,
+      PeerDiscovery: cfg.discovery,
+      Name: this.name,
+      NickName: this.nickname,
+      Port: cfg.port,
+      OverlayDiagnostics: {},
+      TrustedSubnets: cfg.trustedSubnets.map(formatCidr),
+      Interface: cfg.bridge,
+      CaptureStats: null,
+      MACs: null,
+    };
+    if (!mesh) {
+      return {
+        ...base,
+        Peers: [{ Name: this.name, NickName: this.nickname, UID: this.uid, ShortID: this.shortId, Version: 0, Connections: [] }],
+        UnicastRoutes: [],
+        BroadcastRoutes: [],
+        Connections: [],
+        TerminationCount: 0,
+        Targets: null,
+      };
+    }
+    const nick = (n: number) => mesh.peers.get(n)?.nickName ?? '';
+    const targets = mesh.connectionMaker.targets();
+    const names = mesh.peers.names();
+    return {
+      ...base,
+      Peers: names.map((n) => {
+        const p = mesh.peers.get(n)!;
+        return {
+          Name: formatPeerName(n),
+          NickName: p.nickName,
+          UID: p.uid,
+          ShortID: p.shortId,
+          Version: Number(p.version),
+          Connections: [...p.connections.values()].map((c) => ({
+            Name: formatPeerName(c.remoteName),
+            NickName: nick(c.remoteName),
+            Address: c.remoteTcpAddr,
+            Outbound: c.outbound,
+            Established: c.established,
+          })),
+        };
+      }),
+      UnicastRoutes: names
+        .filter((n) => mesh.routes.unicast(n) !== undefined)
+        .map((n) => ({ Dest: formatPeerName(n), Via: formatPeerName(mesh.routes.unicast(n)!) })),
+      BroadcastRoutes: names.map((n) => {
+        const via = mesh.routes.broadcast(n);
+        return { Source: formatPeerName(n), Via: via.length ? via.map(formatPeerName) : null };
+      }),
+      Connections: mesh.connectionRows().map((r) => ({ Address: r.address, Outbound: r.outbound, State: r.state, Info: r.info, Attrs: r.attrs })),
+      TerminationCount: mesh.terminationCount,
+      Targets: targets.length ? targets : null,
+    };
+  }
+
   /** Stops serving and releases everything; idempotent. The bridge stays (weave reset removes it). */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -203,6 +333,8 @@ export class Weaver {
     this.ready = false;
     this.bridge?.stop();
     this.allocator?.cancelPending();
+    await this.mesh?.stop();
+    await this.listener?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.servers = [];
     this.store?.close();

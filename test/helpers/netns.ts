@@ -130,9 +130,13 @@ export class WeaveHost {
     this.weaver = child;
     this.weaverExit = new Promise((r) => child.on('exit', (code) => r(code)));
     await this.startProxy();
-    await this.client.waitUntilUp(20_000).catch((e: Error) => {
+    const exited = this.weaverExit.then((code) => {
+      throw new Error(`weaver exited (${code}) before it was up`);
+    });
+    await Promise.race([this.client.waitUntilUp(20_000), exited]).catch((e: Error) => {
       throw new Error(`weaver did not start: ${e.message}\n${this.log()}`);
     });
+    exited.catch(() => undefined);
   }
 
   async startProxy(): Promise<void> {
@@ -184,5 +188,40 @@ export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs: number,
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * An underlay joining hosts: a namespace holding a bridge, one veth per host (`eth0` inside
+ * the host, 192.0.2.<i>/24). `cut(i)`/`restore(i)` take a host's underlay link down and up.
+ */
+export class Underlay {
+  readonly ns: Netns;
+  private readonly prefix: string;
+  constructor(prefix: string) {
+    this.prefix = prefix;
+    this.ns = new Netns(`${prefix}-u`);
+    this.ns.ip('link', 'add', 'br0', 'type', 'bridge');
+    this.ns.ip('link', 'set', 'br0', 'up');
+  }
+  /** Plugs host `i` in; returns its underlay address (without prefix length). */
+  attach(host: WeaveHost, i: number): string {
+    const inner = `${this.prefix}h${i}`;
+    must('ip', ['link', 'add', inner, 'netns', host.ns.name, 'type', 'veth', 'peer', 'name', `u${i}`, 'netns', this.ns.name]);
+    host.ns.ip('link', 'set', inner, 'name', 'eth0');
+    host.ns.ip('addr', 'add', `192.0.2.${i}/24`, 'dev', 'eth0');
+    host.ns.ip('link', 'set', 'eth0', 'up');
+    this.ns.ip('link', 'set', `u${i}`, 'master', 'br0');
+    this.ns.ip('link', 'set', `u${i}`, 'up');
+    return `192.0.2.${i}`;
+  }
+  cut(i: number): void {
+    this.ns.ip('link', 'set', `u${i}`, 'down');
+  }
+  restore(i: number): void {
+    this.ns.ip('link', 'set', `u${i}`, 'up');
+  }
+  destroy(): void {
+    this.ns.destroy();
   }
 }

@@ -105,6 +105,10 @@ export class GossipChannel {
   private readonly log: Logger;
   /** Pending coalesced gossip per neighbour. */
   private readonly pending = new Map<PeerName, GossipData>();
+  /** Broadcasts seen lately (hash → time): each is applied and relayed once. */
+  private readonly recentBroadcasts = new Map<string, number>();
+  private static readonly BROADCAST_MEMORY_MS = 60_000;
+  private static readonly BROADCAST_MEMORY_MAX = 4096;
   private flushScheduled = false;
 
   constructor(deps: { net: GossipNetwork; clock: Clock; logger: Logger }, name: string, gossiper: Gossiper) {
@@ -170,6 +174,20 @@ export class GossipChannel {
     for (const hop of this.net.broadcastHops(src)) this.net.sendTo(hop, msg);
   }
 
+  private firstSighting(src: PeerName, payload: Buffer): boolean {
+    const now = this.clock.now();
+    const key = createHash('sha1').update(String(src)).update(payload).digest('base64');
+    if (this.recentBroadcasts.has(key)) return false;
+    if (this.recentBroadcasts.size >= GossipChannel.BROADCAST_MEMORY_MAX) {
+      for (const [k, t] of this.recentBroadcasts) {
+        if (now - t > GossipChannel.BROADCAST_MEMORY_MS || this.recentBroadcasts.size >= GossipChannel.BROADCAST_MEMORY_MAX) this.recentBroadcasts.delete(k);
+        else break;
+      }
+    }
+    this.recentBroadcasts.set(key, now);
+    return true;
+  }
+
   /** Handles a received gossip message of this channel. */
   deliver(tag: number, src: PeerName, payload: Buffer, dst?: PeerName): void {
     try {
@@ -177,6 +195,10 @@ export class GossipChannel {
         if (dst === this.net.ourName) this.gossiper.onGossipUnicast(src, payload);
         else if (dst !== undefined) this.relayUnicast(src, dst, payload);
       } else if (tag === ProtocolTag.GossipBroadcast) {
+        // Broadcast trees are computed from each router's own view of the topology; while views
+        // disagree two routers can relay one broadcast back and forth. Relaying each broadcast
+        // once breaks such cycles (the original had no such guard); updates are idempotent.
+        if (!this.firstSighting(src, payload)) return;
         this.gossiper.onGossipBroadcast(src, payload);
         this.relayBroadcast(src, payload);
       } else {

@@ -9,12 +9,13 @@ export interface MetricsSources {
   pendingClaims(): number;
   connections(): { state: string; type: string; encryption: string }[];
   dnsEntries(): number;
+  /** Connections terminated since start (the mesh counts them). */
+  terminations(): number;
   ipamEnabled: boolean;
 }
 
 export class RouterMetrics {
   readonly registry = new Registry();
-  readonly terminations: Counter;
 
   constructor(src: MetricsSources) {
     collectDefaultMetrics({ register: this.registry });
@@ -29,7 +30,15 @@ export class RouterMetrics {
         for (const c of src.connections()) this.inc({ state: c.state, type: c.type, encryption: c.encryption });
       },
     });
-    this.terminations = new Counter({ name: 'weave_connection_terminations_total', help: 'Number of peer-to-peer connections terminated.', registers: reg });
+    new Counter({
+      name: 'weave_connection_terminations_total',
+      help: 'Number of peer-to-peer connections terminated.',
+      registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.terminations());
+      },
+    });
     if (src.ipamEnabled) {
       new Gauge({ name: 'weave_ips', help: 'Number of IP addresses.', labelNames: ['state'], registers: reg, collect() { this.set({ state: 'local-used' }, src.localUsedIps()); } });
       new Gauge({ name: 'weave_max_ips', help: 'Size of IP address space used by allocator.', registers: reg, collect() { this.set(src.maxIps()); } });

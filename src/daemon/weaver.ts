@@ -138,6 +138,7 @@ export class Weaver {
           encryption: mesh.usingPassword && r.attrs?.encrypted === true ? 'yes' : '',
         })),
       dnsEntries: () => 0,
+      terminations: () => mesh.terminationCount,
     });
 
     this.cni = new RouterCniService({ runDir: cfg.runDir, httpAddr: cfg.httpAddr });

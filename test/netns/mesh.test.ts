@@ -134,6 +134,7 @@ test('kill -9 and restart of one router: the mesh re-forms', async (t) => {
   await h(2).stopWeaver('SIGKILL');
   await eventually(async () => !establishedTo(await status(1, 'connections')).includes(name(2)), 15_000, 'h1 notices h2 gone');
   await h(2).startWeaver({ name: name(2), nickname: 'host2', args: ['--resume'] });
+  assert.match(await h(1).client.call('GET', '/metrics', 'm'), /^weave_connection_terminations_total [1-9]/m);
   for (const i of [1, 3]) {
     await eventually(async () => establishedTo(await status(i, 'connections')).includes(name(2)), 20_000, `host${i} reconnected to h2`);
   }

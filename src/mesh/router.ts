@@ -24,7 +24,7 @@ import { decodeGossipMessage } from './gossip-message.js';
 import { GossipChannels, type GossipChannel, type Gossiper, type GossipData } from './gossip.js';
 import { runHandshake, type HandshakeResult } from './handshake.js';
 import type { MessageConn } from './message-conn.js';
-import { Peer, type TopologyEntry } from './peer.js';
+import { Peer } from './peer.js';
 import { Peers } from './peers.js';
 import { ProtocolTag, type ProtocolMsg } from './protocol.js';
 import { ROUTES_RECALC_DELAY_MS, Routes } from './routes.js';
@@ -84,20 +84,12 @@ class TopologyData implements GossipData {
   constructor(private readonly peers: Peers, readonly names: Set<PeerName>) {}
   encode(): Buffer[] {
     const entries = this.peers.encodePeers(this.names);
-    return entries.length ? [encodeTopologyUpdate(entries.map(toWire))] : [];
+    return entries.length ? [encodeTopologyUpdate(entries)] : [];
   }
   merge(other: GossipData): GossipData {
     if (other instanceof TopologyData) for (const n of other.names) this.names.add(n);
     return this;
   }
-}
-
-function toWire(e: TopologyEntry) {
-  return { peer: e.peer, connections: e.connections.map((c) => ({ name: c.remoteName, remoteTcpAddr: c.remoteTcpAddr, outbound: c.outbound, established: c.established })) };
-}
-
-function fromWire(update: ReturnType<typeof decodeTopologyUpdate>): TopologyEntry[] {
-  return update.map((p) => ({ peer: p.peer, connections: p.connections.map((c) => ({ remoteName: c.name, remoteTcpAddr: c.remoteTcpAddr, outbound: c.outbound, established: c.established })) }));
 }
 
 export class MeshRouter {
@@ -414,7 +406,7 @@ export class MeshRouter {
   }
 
   private applyTopology(msg: Buffer): GossipData | undefined {
-    const update = fromWire(decodeTopologyUpdate(msg));
+    const update = decodeTopologyUpdate(msg);
     const r = this.peers.applyUpdate(update);
     if (r.ourselfModified) this.topologyChanged();
     const improved = new Set(r.improved);

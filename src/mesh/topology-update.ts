@@ -11,6 +11,7 @@
 import { WeaveError } from '../core/errors.js';
 import { PEER_NAME_BYTES, peerNameFromBytes, peerNameToBytes, type PeerName } from '../core/peer-name.js';
 import { decodeGobStream } from './gob/gob-decoder.js';
+import type { ConnectionSummary, PeerSummary, TopologyEntry } from './peer.js';
 import { GobEncoder } from './gob/gob-encoder.js';
 import { expectList, expectStruct, type GobStructView } from './gob/gob-expect.js';
 import {
@@ -18,28 +19,8 @@ import {
   type GobSliceType, type GobStructType,
 } from './gob/gob-type.js';
 
-export interface PeerSummary {
-  readonly name: PeerName;
-  readonly nickName: string;
-  /** Random per incarnation, uint64. */
-  readonly uid: bigint;
-  readonly version: bigint;
-  /** 12-bit fastdp id (uint16 on the wire). */
-  readonly shortId: number;
-  readonly hasShortId: boolean;
-}
-
-export interface ConnectionSummary {
-  readonly name: PeerName;
-  readonly remoteTcpAddr: string;
-  readonly outbound: boolean;
-  readonly established: boolean;
-}
-
-export interface TopologyPeer {
-  readonly peer: PeerSummary;
-  readonly connections: readonly ConnectionSummary[];
-}
+/** The peers of an update: the topology's own entry type (peer.ts), so nothing converts. */
+export type TopologyPeer = TopologyEntry;
 
 export const PEER_SUMMARY_GOB_TYPE: GobStructType = gobStruct('peerSummary', [
   ['NameByte', GOB_BYTES],
@@ -87,7 +68,7 @@ export function encodeTopologyUpdate(peers: readonly TopologyPeer[]): Buffer {
       CONNECTION_SUMMARIES_GOB_TYPE,
       connections.map((c) =>
         gobStructValue('connectionSummary', [
-          ['NameByte', peerNameToBytes(c.name)],
+          ['NameByte', peerNameToBytes(c.remoteName)],
           ['RemoteTCPAddr', c.remoteTcpAddr],
           ['Outbound', c.outbound],
           ['Established', c.established],
@@ -113,10 +94,10 @@ export function decodeTopologyUpdate(payload: Uint8Array): TopologyPeer[] {
       shortId: ps.uintBits('ShortID', 16),
       hasShortId: ps.bool('HasShortID'),
     };
-    const connections = expectList(values[i + 1] as (typeof values)[number], 'connectionSummaries').map((d) => {
+    const connections = expectList(values[i + 1] as (typeof values)[number], 'connectionSummaries').map((d): ConnectionSummary => {
       const cs = expectStruct(d, 'connectionSummary');
       return {
-        name: nameOf(cs, 'connectionSummary'),
+        remoteName: nameOf(cs, 'connectionSummary'),
         remoteTcpAddr: cs.string('RemoteTCPAddr'),
         outbound: cs.bool('Outbound'),
         established: cs.bool('Established'),

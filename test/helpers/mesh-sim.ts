@@ -8,18 +8,9 @@ import { WeaveError } from '../../src/core/errors.js';
 import { MeshRouter, type MeshRouterOptions } from '../../src/mesh/router.js';
 import type { MeshTransport } from '../../src/mesh/transport.js';
 import { createDuplexPipe, flush } from './duplex-pipe.js';
+import { seeded } from './prng.js';
 
-/** A small deterministic PRNG (mulberry32). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seeded };
 
 export class SimNetwork {
   readonly clock = new FakeClock();

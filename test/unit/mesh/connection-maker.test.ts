@@ -10,21 +10,10 @@ import {
   ConnectionMaker, DEFAULT_MESH_PORT, DuplicateConnectionError, INITIAL_RETRY_INTERVAL_MS, MAX_RETRY_INTERVAL_MS, RESET_AFTER_MS,
   formatGoTime, parsePeerAddress, preferConnection, type ConnectionIdentity, type ConnectionMakerOptions, type TopologyConnection,
 } from '../../../src/mesh/connection-maker.js';
+import { seeded } from '../../helpers/prng.js';
 
 const OUR_NAME: PeerName = 0x0a0000000001;
 const START_MS = 1_700_000_000_000;
-
-// mulberry32: small, seeded, good enough for jitter.
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Dial { address: string; direct: boolean; atMs: number }
 

@@ -149,8 +149,8 @@ test('topology updates: round trip, zero fields omitted, bad shapes refused', ()
     {
       peer: { name: 0x7a0000000002, nickName: '', uid: 1n, version: 7n, shortId: 4095, hasShortId: true },
       connections: [
-        { name: 0x7a0000000001, remoteTcpAddr: '192.0.2.1:6783', outbound: true, established: false },
-        { name: 0x7a0000000003, remoteTcpAddr: '', outbound: false, established: true },
+        { remoteName: 0x7a0000000001, remoteTcpAddr: '192.0.2.1:6783', outbound: true, established: false },
+        { remoteName: 0x7a0000000003, remoteTcpAddr: '', outbound: false, established: true },
       ],
     },
   ];

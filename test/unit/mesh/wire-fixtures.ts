@@ -121,17 +121,8 @@ export function goView(t: GobType, v: GobValue | undefined): unknown {
   }
 }
 
-/** mulberry32: small, seeded, good enough for property and fuzz tests. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (test/helpers/prng.ts), under the name these tests use. */
+export { seeded as prng } from '../../helpers/prng.js';
 
 export function randInt(rand: () => number, n: number): number {
   return Math.floor(rand() * n);

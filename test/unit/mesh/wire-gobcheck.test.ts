@@ -85,7 +85,7 @@ function render(dir: Dir): string {
     if (g.channel === 'topology') {
       for (const { peer, connections } of decodeTopologyUpdate(g.payload)) {
         const conns = connections.length === 0 ? null : connections.map((c) => ({
-          NameByte: peerNameToBytes(c.name).toString('base64'),
+          NameByte: peerNameToBytes(c.remoteName).toString('base64'),
           RemoteTCPAddr: c.remoteTcpAddr,
           Outbound: c.outbound,
           Established: c.established,

@@ -141,7 +141,7 @@ for (const dir of DIRS) {
         assert.equal(p.peer.shortId, w.peerSummary.ShortID);
         assert.equal(p.peer.hasShortId, w.peerSummary.HasShortID);
         assert.deepEqual(
-          p.connections.map((c) => [formatPeerName(c.name), c.remoteTcpAddr, c.outbound, c.established]),
+          p.connections.map((c) => [formatPeerName(c.remoteName), c.remoteTcpAddr, c.outbound, c.established]),
           w.connectionSummaries.map((c) => [c.NameByte_decoded, c.RemoteTCPAddr, c.Outbound ?? false, c.Established ?? false]),
         );
         seen++;

@@ -434,7 +434,8 @@ export class MeshRouter {
   /** Tells the connection maker about connections between other peers (discovery). */
   private refreshTargets(): void {
     const connections = [];
-    for (const p of this.peers.values()) {
+    // Without discovery the maker only needs to know whom we are connected to.
+    for (const p of this.opts.discovery ? this.peers.values() : []) {
       if (p === this.ourself) continue;
       for (const c of p.connections.values()) {
         if (c.remoteName === this.opts.name) continue;

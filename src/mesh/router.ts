@@ -407,15 +407,42 @@ export class MeshRouter {
 
   private applyTopology(msg: Buffer): GossipData | undefined {
     const update = decodeTopologyUpdate(msg);
+    // What the update's peers were connected to before, to tell whether it can have made
+    // anyone unreachable (the only case in which a collection can find something).
+    const before = new Map<PeerName, ReadonlySet<PeerName>>();
+    for (const e of update) {
+      const p = this.peers.get(e.peer.name);
+      if (p) before.set(p.name, new Set(p.connections.keys()));
+    }
     const r = this.peers.applyUpdate(update);
     if (r.ourselfModified) this.topologyChanged();
     const improved = new Set(r.improved);
     if (r.changed) {
       // Collect at once, as the original's applyUpdate does, and never pass on entries of
       // peers we cannot reach: otherwise peers that left are taught back and forth forever.
-      const gc = this.peers.garbageCollect();
-      for (const p of gc.removed) improved.delete(p.name);
-      if (gc.ourselfModified) this.topologyChanged();
+      // A full search per update is what makes big meshes slow, so only when needed: a peer
+      // new to us (it may be unreachable), or a peer that lost a connection.
+      let needGC = false;
+      for (const name of r.improved) {
+        const old = before.get(name);
+        const cur = this.peers.get(name);
+        if (!old || !cur) {
+          needGC = true;
+          break;
+        }
+        for (const n of old) {
+          if (!cur.connections.has(n)) {
+            needGC = true;
+            break;
+          }
+        }
+        if (needGC) break;
+      }
+      if (needGC) {
+        const gc = this.peers.garbageCollect();
+        for (const p of gc.removed) improved.delete(p.name);
+        if (gc.ourselfModified) this.topologyChanged();
+      }
       this.scheduleRoutes();
       this.refreshTargets();
     }

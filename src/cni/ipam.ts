@@ -2,7 +2,7 @@
 // IPAM plugin (ipam.type names one; the interface plugin only). Both answer the same five
 // verbs; the router one keys everything by CNI_CONTAINERID, as the original (POST/DELETE
 // /ip/<id>), and tags allocations `owner=cni:<network>` for GC.
-import { formatCidr, formatIPv4 } from '../core/ip.js';
+import { formatCidr, formatIPv4, tryParseCidr, tryParseIPv4, type Cidr, type IPv4 } from '../core/ip.js';
 import { CniError, CNI_ERR } from './cni-error.js';
 import type { Attachment } from './config.js';
 import type { PluginContext } from './context.js';
@@ -28,6 +28,30 @@ export interface IpamBackend {
   gc(valid: Attachment[]): Promise<GcOutcome>;
 }
 
+/**
+ * The address a runtime asked for, by the CNI conventions: `runtimeConfig.ips` (capability
+ * `ips`), then `args.cni.ips`, then `CNI_ARGS` `IP=` (args win over CNI_ARGS); the first IPv4
+ * address, with its prefix length when given. Undefined when none was asked for.
+ */
+export function requestedAddress(
+  runtimeConfig: Record<string, unknown>,
+  args: Record<string, unknown>,
+  cniArgs: Record<string, string>,
+): { ip: IPv4; prefix?: number } | undefined {
+  const lists: unknown[] = [runtimeConfig.ips, (args.cni as Record<string, unknown> | undefined)?.ips, cniArgs.IP?.split(',')];
+  for (const list of lists) {
+    if (!Array.isArray(list)) continue;
+    for (const item of list) {
+      if (typeof item !== 'string') continue;
+      const c = tryParseCidr(item.trim());
+      if (c) return { ip: c.ip, prefix: c.prefix };
+      const ip = tryParseIPv4(item.trim());
+      if (ip !== undefined) return { ip };
+    }
+  }
+  return undefined;
+}
+
 export class WeaveIpam implements IpamBackend {
   readonly delegated = false;
   private readonly ctx: PluginContext;
@@ -38,10 +62,20 @@ export class WeaveIpam implements IpamBackend {
 
   async add(): Promise<CniResult> {
     const { conf, env } = this.ctx;
-    const cidr = await this.ctx.router().allocate(env.containerId, {
-      ...(conf.ipam.subnet ? { subnet: conf.ipam.subnet } : {}),
-      owner: cniOwner(conf.name),
-    });
+    const requested = requestedAddress(conf.runtimeConfig, conf.args, env.args);
+    let cidr: Cidr;
+    if (requested) {
+      // A runtime asked for this address (podman --ip, the `ips` capability): claim it, with
+      // the prefix length of the configured subnet or the router's default subnet.
+      const prefix = requested.prefix ?? (conf.ipam.subnet ?? (await this.ctx.router().defaultSubnet())).prefix;
+      cidr = { ip: requested.ip, prefix };
+      await this.ctx.router().claim(env.containerId, cidr, { owner: cniOwner(conf.name) });
+    } else {
+      cidr = await this.ctx.router().allocate(env.containerId, {
+        ...(conf.ipam.subnet ? { subnet: conf.ipam.subnet } : {}),
+        owner: cniOwner(conf.name),
+      });
+    }
     const gateway = conf.ipam.gateway;
     return {
       interfaces: [],

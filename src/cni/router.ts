@@ -102,6 +102,20 @@ export class RouterSession {
     throw new WeaveError('INTERNAL', `unable to allocate IP address for ${ident}: unexpected answer "${body.slice(0, 100)}"`);
   }
 
+  /** PUT /ip/<ident>/<cidr>[?owner=..]: claim exactly this address for ident. */
+  async claim(ident: string, cidr: Cidr, opts: { owner?: string } = {}): Promise<void> {
+    const query = opts.owner ? `?${new URLSearchParams({ owner: opts.owner }).toString()}` : '';
+    await this.retry(() => this.api.call('PUT', `/ip/${encodeURIComponent(ident)}/${formatCidr(cidr)}${query}`, 'unable to claim IP address'));
+  }
+
+  /** GET /ipinfo/defaultsubnet. */
+  async defaultSubnet(): Promise<Cidr> {
+    const body = (await this.retry(() => this.api.call('GET', '/ipinfo/defaultsubnet', 'unable to get the default subnet'))).trim();
+    const c = tryParseCidr(body);
+    if (!c) throw new WeaveError('INTERNAL', `unexpected default subnet "${body.slice(0, 100)}"`);
+    return c;
+  }
+
   /** DELETE /ip/<ident>. False when the router held nothing for ident. */
   async release(ident: string): Promise<boolean> {
     try {

@@ -133,6 +133,21 @@ test('routes: [] means no default route; hairpinMode false; mtu from the config'
   assert.equal(sub.ip('route', 'show', '10.32.0.0/12').trim(), `10.32.0.0/12 via ${bridgeIp} dev eth0`);
 });
 
+test('a requested address (CNI_ARGS IP=, as podman --ip sends it) is claimed', async (t) => {
+  if (!requireRoot(t)) return;
+  const c = container('static');
+  const id = idFor(c.name);
+  const r = cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: id, CNI_NETNS: c.path, CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.32.77.7' });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(addrOf(c).ip, '10.32.77.7');
+  assert.deepEqual(await h.client.lookup(id), ['10.32.77.7/12']);
+  const other = container('static2');
+  const clash = cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: idFor(other.name), CNI_NETNS: other.path, CNI_ARGS: 'IP=10.32.77.7' });
+  assert.equal(clash.code, 1);
+  assert.match(String(clash.json?.msg), /already owned/);
+  assert.equal(cni('DEL', conf('1.0.0'), { CNI_CONTAINERID: id, CNI_NETNS: c.path }).code, 0);
+});
+
 test('DEL removes the veth and frees the address; DEL repeats and DEL without netns succeed', async (t) => {
   if (!requireRoot(t)) return;
   const c = container('del');

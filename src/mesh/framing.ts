@@ -26,59 +26,32 @@ export function encodeFrame(msg: Uint8Array, maxBytes = MAX_TCP_MSG_BYTES): Buff
   return out;
 }
 
-/** Cuts a byte stream into length-prefixed messages. */
-export class FrameSplitter {
+/** Inbound bytes held as chunks; copies only when a message spans chunks. */
+export class ByteQueue {
   private chunks: Buffer[] = [];
-  private buffered = 0;
-  private bodyBytes = -1; // -1 while the length prefix is still being read
-  private failure: WeaveError | undefined;
+  length = 0;
 
-  constructor(private readonly maxBytes = MAX_TCP_MSG_BYTES) {}
-
-  /** Bytes received but not yet returned as part of a message. */
-  get bufferedBytes(): number {
-    return this.buffered;
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(Buffer.from(chunk));
+    this.length += chunk.length;
   }
 
-  /** True between messages (nothing half-read). */
-  get idle(): boolean {
-    return this.buffered === 0 && this.bodyBytes < 0;
-  }
-
-  /** Feeds bytes; returns the messages they completed, in order. */
-  push(chunk: Uint8Array): Buffer[] {
-    if (this.failure) throw this.failure;
-    if (chunk.length > 0) {
-      this.chunks.push(Buffer.from(chunk));
-      this.buffered += chunk.length;
+  byteAt(i: number): number {
+    for (const c of this.chunks) {
+      if (i < c.length) return c[i] ?? 0;
+      i -= c.length;
     }
-    const out: Buffer[] = [];
-    for (;;) {
-      if (this.bodyBytes < 0) {
-        if (this.buffered < FRAME_PREFIX_BYTES) break;
-        const len = this.take(FRAME_PREFIX_BYTES).readUInt32BE(0);
-        if (len > this.maxBytes) {
-          this.failure = new WeaveError('DECODE_FAILED', `incoming message exceeds maximum size: ${len} > ${this.maxBytes}`);
-          this.chunks = [];
-          this.buffered = 0;
-          throw this.failure;
-        }
-        this.bodyBytes = len;
-      }
-      if (this.buffered < this.bodyBytes) break;
-      out.push(this.take(this.bodyBytes));
-      this.bodyBytes = -1;
-    }
-    return out;
+    return 0;
   }
 
-  private take(n: number): Buffer {
+  take(n: number): Buffer {
     const first = this.chunks[0];
     if (n === 0 || first === undefined) return Buffer.alloc(0);
-    this.buffered -= n;
     if (first.length >= n) {
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
+      this.length -= n;
       return first.subarray(0, n);
     }
     const out = Buffer.allocUnsafe(n);
@@ -90,6 +63,54 @@ export class FrameSplitter {
       off += k;
       if (k === c.length) this.chunks.shift();
       else this.chunks[0] = c.subarray(k);
+    }
+    this.length -= n;
+    return out;
+  }
+
+  clear(): void {
+    this.chunks = [];
+    this.length = 0;
+  }
+}
+
+/** Cuts a byte stream into length-prefixed messages. */
+export class FrameSplitter {
+  private readonly queue = new ByteQueue();
+  private bodyBytes = -1; // -1 while the length prefix is still being read
+  private failure: WeaveError | undefined;
+
+  constructor(private readonly maxBytes = MAX_TCP_MSG_BYTES) {}
+
+  /** Bytes received but not yet returned as part of a message. */
+  get bufferedBytes(): number {
+    return this.queue.length;
+  }
+
+  /** True between messages (nothing half-read). */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.bodyBytes < 0;
+  }
+
+  /** Feeds bytes; returns the messages they completed, in order. */
+  push(chunk: Uint8Array): Buffer[] {
+    if (this.failure) throw this.failure;
+    this.queue.push(chunk);
+    const out: Buffer[] = [];
+    for (;;) {
+      if (this.bodyBytes < 0) {
+        if (this.queue.length < FRAME_PREFIX_BYTES) break;
+        const len = this.queue.take(FRAME_PREFIX_BYTES).readUInt32BE(0);
+        if (len > this.maxBytes) {
+          this.failure = new WeaveError('DECODE_FAILED', `incoming message exceeds maximum size: ${len} > ${this.maxBytes}`);
+          this.queue.clear();
+          throw this.failure;
+        }
+        this.bodyBytes = len;
+      }
+      if (this.queue.length < this.bodyBytes) break;
+      out.push(this.queue.take(this.bodyBytes));
+      this.bodyBytes = -1;
     }
     return out;
   }

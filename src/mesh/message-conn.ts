@@ -17,7 +17,7 @@ import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError, toWeaveError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { TcpCryptoPair } from './crypto.js';
-import { FRAME_PREFIX_BYTES, MAX_TCP_MSG_BYTES, encodeFrame } from './framing.js';
+import { FRAME_PREFIX_BYTES, MAX_TCP_MSG_BYTES, encodeFrame, ByteQueue } from './framing.js';
 import { GobReader } from './gob/gob-bytes.js';
 import { decodeGobStream } from './gob/gob-decoder.js';
 import { encodeGobValue } from './gob/gob-encoder.js';
@@ -76,53 +76,6 @@ export class GobBytesSender implements FrameSender {
   }
 }
 
-/** Inbound bytes held as chunks; copies only when a message spans chunks. */
-class ByteQueue {
-  private chunks: Buffer[] = [];
-  length = 0;
-
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(Buffer.from(chunk));
-    this.length += chunk.length;
-  }
-
-  byteAt(i: number): number {
-    for (const c of this.chunks) {
-      if (i < c.length) return c[i] ?? 0;
-      i -= c.length;
-    }
-    return 0;
-  }
-
-  take(n: number): Buffer {
-    const first = this.chunks[0];
-    if (n === 0 || first === undefined) return Buffer.alloc(0);
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      this.length -= n;
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.chunks[0] as Buffer;
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    this.length -= n;
-    return out;
-  }
-
-  clear(): void {
-    this.chunks = [];
-    this.length = 0;
-  }
-}
 
 /** v2: mesh `lengthPrefixTCPReceiver`; refuses a length over the limit before buffering it. */
 export class LengthPrefixReceiver implements FrameReceiver {

@@ -57,8 +57,6 @@ export class Weaver {
   private stopped = false;
   name = '';
   nickname = '';
-  private readonly uid = randomBytes(8).readBigUInt64BE() || 1n;
-  private readonly shortId = randomBytes(2).readUInt16BE() & 0xfff;
 
   constructor(deps: { logger: Logger; clock: Clock }, cfg: DaemonConfig) {
     this.cfg = cfg;
@@ -265,7 +263,8 @@ export class Weaver {
 
   private routerStatus(): WeaveReport['Router'] {
     const cfg = this.cfg;
-    const mesh = this.mesh;
+    // The API listens only after the mesh exists (start order), so it is always there here.
+    const mesh = this.mesh!;
     const base = {
       Protocol: 'weave',
       ProtocolMinVersion: 1,
@@ -281,17 +280,6 @@ export class Weaver {
       CaptureStats: null,
       MACs: null,
     };
-    if (!mesh) {
-      return {
-        ...base,
-        Peers: [{ Name: this.name, NickName: this.nickname, UID: this.uid, ShortID: this.shortId, Version: 0, Connections: [] }],
-        UnicastRoutes: [],
-        BroadcastRoutes: [],
-        Connections: [],
-        TerminationCount: 0,
-        Targets: null,
-      };
-    }
     const nick = (n: number) => mesh.peers.get(n)?.nickName ?? '';
     const targets = mesh.connectionMaker.targets();
     const names = mesh.peers.names();

@@ -44,6 +44,8 @@ export interface DaemonConfig {
   connLimit: number;
   resume: boolean;
   minProtocolVersion: number;
+  /** Offer the kernel VXLAN fast path (`--no-fastdp` / WEAVE_NO_FASTDP turn it off). */
+  fastdp: boolean;
 }
 
 function intArg(min: number, max: number) {
@@ -155,6 +157,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     connLimit: Number(o.connLimit),
     resume: !!o.resume,
     minProtocolVersion: Number(o.minProtocolVersion),
+    fastdp: o.fastdp !== false && !process.env.WEAVE_NO_FASTDP,
   };
 }
 

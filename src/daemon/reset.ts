@@ -23,7 +23,8 @@ export async function resetHost(opts: { bridge: string; dataDir: string; logger:
   await step('delete bridge', () => links.deleteLink(opts.bridge));
   await step('delete vethwe* links', async () => {
     for (const l of await links.listLinks()) {
-      if (l.ifname.startsWith('vethwe')) await links.deleteLink(l.ifname);
+      // vxlan-<port>: the fast path's device (the original's vport had the same name).
+      if (l.ifname.startsWith('vethwe') || (l.kind === 'vxlan' && l.ifname.startsWith('vxlan-'))) await links.deleteLink(l.ifname);
     }
   });
   const noStore = { scan: () => [], set: () => {}, delete: () => {} };

@@ -11,6 +11,7 @@ import type { Logger } from '../core/logger.js';
 import { cidrSize, formatCidr, formatIPv4, networkOf, type Cidr } from '../core/ip.js';
 import { weaveVersion } from '../core/version.js';
 import { IpRoute } from '../platform/iproute.js';
+import { Datapath } from './datapath.js';
 import { Iptables } from '../platform/iptables.js';
 import { Sysctl } from '../platform/sysctl.js';
 import { SqliteStore } from '../platform/sqlite-store.js';
@@ -52,6 +53,7 @@ export class Weaver {
   private metrics: RouterMetrics | undefined;
   private cni: RouterCniService | undefined;
   private mesh: MeshRouter | undefined;
+  private datapath: Datapath | undefined;
   private listener: TcpListener | undefined;
   private ready = false;
   private stopped = false;
@@ -153,6 +155,12 @@ export class Weaver {
   private async startMesh(): Promise<void> {
     const cfg = this.cfg;
     const store = this.store!;
+    const ourName = parsePeerName(this.name);
+    const datapath = await Datapath.start(
+      { links: new IpRoute(), clock: this.clock, logger: this.log.child({ component: 'datapath' }) },
+      { bridge: cfg.bridge, ourName, port: cfg.port, host: cfg.host, mtu: cfg.mtu, fastdp: cfg.fastdp },
+    );
+    this.datapath = datapath;
     const mesh = new MeshRouter(
       {
         clock: this.clock,
@@ -162,7 +170,7 @@ export class Weaver {
         dial: (address) => dialTcp(address, { timeoutMs: 10_000, ...(cfg.host ? { localHost: cfg.host } : {}) }),
       },
       {
-        name: parsePeerName(this.name),
+        name: ourName,
         nickName: this.nickname,
         port: cfg.port,
         ...(cfg.password ? { password: cfg.password } : {}),
@@ -170,9 +178,14 @@ export class Weaver {
         discovery: cfg.discovery,
         connLimit: cfg.connLimit,
         minProtocolVersion: cfg.minProtocolVersion,
+        overlay: datapath.overlay,
       },
     );
     this.mesh = mesh;
+    mesh.routes.onChange(() => datapath.updateRoutes(mesh.routes, mesh.peers));
+    mesh.peers.onGC((removed) => {
+      for (const p of removed) datapath.peerGone(p.name);
+    });
     this.log.info({}, cfg.password ? 'Communication between peers via untrusted networks is encrypted.' : 'Communication between peers is unencrypted.');
     const listener = new TcpListener();
     try {
@@ -323,6 +336,7 @@ export class Weaver {
     this.bridge?.stop();
     this.allocator?.cancelPending();
     await this.mesh?.stop();
+    await this.datapath?.stop();
     await this.listener?.close();
     await Promise.all(this.servers.map((s) => s.close()));
     this.servers = [];

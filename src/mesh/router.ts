@@ -5,9 +5,9 @@
 // How it holds together:
 // - Transports are injected (`dial`, and `accept()` for inbound streams), so a whole mesh runs in
 //   one process over in-memory pipes with a FakeClock; the daemon passes TCP.
-// - A connection becomes part of the topology once its intro succeeds. There is no overlay yet
-//   (the data plane comes with its own milestone), so a connection counts as established at once,
-//   as with the original's null overlay; the `Overlays` feature is not advertised.
+// - A connection becomes part of the topology once its intro succeeds. With an overlay (the data
+//   plane) it counts as established when the overlay proves the data path; without one at once,
+//   as with the original's null overlay.
 // - Topology changes of our own bump our version and are broadcast after a 1 s debounce (the
 //   original's deferTopologyUpdateDuration); routes are recalculated 100 ms after changes; GC of
 //   unreachable peers runs right after a connection goes and with every applied update.
@@ -24,6 +24,7 @@ import { decodeGossipMessage } from './gossip-message.js';
 import { GossipChannels, type GossipChannel, type Gossiper, type GossipData } from './gossip.js';
 import { runHandshake, type HandshakeResult } from './handshake.js';
 import type { MessageConn } from './message-conn.js';
+import type { Overlay, OverlayConnection } from './overlay.js';
 import { Peer } from './peer.js';
 import { Peers } from './peers.js';
 import { ProtocolTag, type ProtocolMsg } from './protocol.js';
@@ -59,6 +60,8 @@ export interface MeshRouterOptions {
   /** 0 = unlimited. */
   connLimit?: number;
   minProtocolVersion?: number;
+  /** The data plane; without one connections are established once added. */
+  overlay?: Overlay;
 }
 
 export interface LocalConnection {
@@ -69,6 +72,7 @@ export interface LocalConnection {
   readonly untrusted: boolean;
   readonly conn: MessageConn;
   established: boolean;
+  overlay?: OverlayConnection;
 }
 
 /** Connection status rows as the original's LocalConnectionStatus. */
@@ -99,7 +103,8 @@ export class MeshRouter {
   readonly channels: GossipChannels;
   readonly connectionMaker: ConnectionMaker;
   private readonly deps: MeshRouterDeps;
-  private readonly opts: Required<Omit<MeshRouterOptions, 'password'>> & { password?: string };
+  private readonly opts: Required<Omit<MeshRouterOptions, 'password' | 'overlay'>> & { password?: string; overlay?: Overlay };
+  private readonly extraFeatures = new Map<string, string>();
   private readonly log: Logger;
   private readonly connections = new Map<PeerName, LocalConnection>();
   private readonly handshaking = new Set<MeshTransport>();
@@ -123,6 +128,7 @@ export class MeshRouter {
       minProtocolVersion: 1,
       ...opts,
     };
+    opts.overlay?.addFeaturesTo(this.extraFeatures);
     const uid = deps.randomBytes(8).readBigUInt64BE() || 1n;
     const shortId = deps.randomBytes(2).readUInt16BE() & 0xfff;
     this.ourself = Peer.local({ name: opts.name, nickName: opts.nickName, uid, shortId });
@@ -242,6 +248,7 @@ export class MeshRouter {
           ...(this.opts.password ? { password: this.opts.password } : {}),
           trustRemote: this.trusts(transport.remoteAddress),
           minVersion: this.opts.minProtocolVersion,
+          extraFeatures: this.extraFeatures,
         },
       ));
     } catch (e) {
@@ -305,6 +312,30 @@ export class MeshRouter {
       refuse(new WeaveError('UNAVAILABLE', `Connection limit reached (${this.opts.connLimit})`), false);
       return;
     }
+    if (this.opts.overlay) {
+      try {
+        local.overlay = this.opts.overlay.prepareConnection({
+          remoteName,
+          remoteNickName: result.remote.nickName,
+          remoteAddress: transport.remoteAddress,
+          outbound,
+          connUid: result.connUid,
+          sessionKey: result.untrusted ? result.sessionKey : undefined,
+          features: result.remote.features,
+          sendControl: (body) => {
+            if (!conn.closed) conn.send(ProtocolTag.OverlayControlMsg, body);
+          },
+          established: () => this.overlayEstablished(local),
+          failed: (err) => {
+            if (!conn.closed) conn.close(err);
+          },
+        });
+      } catch (e) {
+        this.peers.dereference(remoteName);
+        refuse(toWeaveError(e), false);
+        return;
+      }
+    }
     this.connections.set(remoteName, local);
     this.ourself.addConnection({ remoteName, remoteTcpAddr: address, outbound, established: false });
     this.log.info({ remote: address, peer: remoteLabel, version: result.version }, `->[${address}|${remoteLabel}]: connection ready; using protocol version ${result.version}`);
@@ -313,12 +344,23 @@ export class MeshRouter {
       onClose: (err) => this.onClose(local, err),
     });
     this.connectionMaker.connectionAdded(address, remoteName, outbound);
-    // No overlay to prove the path yet: the connection is established once added.
-    local.established = true;
-    this.ourself.establishConnection(remoteName);
-    this.log.info({ peer: remoteLabel }, `->[${address}|${remoteLabel}]: connection fully established`);
     this.topologyChanged();
-    this.channels.gossipDown(remoteName);
+    if (local.overlay) {
+      local.overlay.confirm();
+      this.onConnectionsChanged();
+      return;
+    }
+    this.overlayEstablished(local);
+  }
+
+  /** The data path to the remote works (at once without an overlay). */
+  private overlayEstablished(local: LocalConnection): void {
+    if (local.established || this.connections.get(local.remote.name) !== local || local.conn.closed) return;
+    local.established = true;
+    this.ourself.establishConnection(local.remote.name);
+    this.log.info({ peer: local.remote.toString() }, `->[${local.address}|${local.remote.toString()}]: connection fully established`);
+    this.topologyChanged();
+    this.channels.gossipDown(local.remote.name);
     this.onConnectionsChanged();
   }
 
@@ -339,13 +381,17 @@ export class MeshRouter {
         this.channels.get(g.channel).deliver(g.tag, g.src, g.payload, 'dst' in g ? g.dst : undefined);
         return;
       }
+      case ProtocolTag.OverlayControlMsg:
+        c.overlay?.controlMessage(m.body);
+        return;
       default:
-        // Overlay control messages and unknown tags: nothing to do without an overlay.
+        // Unknown tags are ignored, as the original does.
         return;
     }
   }
 
   private onClose(c: LocalConnection, err: WeaveError | undefined): void {
+    c.overlay?.stop();
     const remoteLabel = c.remote.toString();
     if (this.connections.get(c.remote.name) === c) {
       this.connections.delete(c.remote.name);
@@ -490,15 +536,17 @@ export class MeshRouter {
   connectionRows(): LocalConnectionRow[] {
     const rows: LocalConnectionRow[] = [];
     for (const c of this.connections.values()) {
-      // No overlay yet: the overlay column stays empty (`%-6v` of "").
-      let info = `${''.padEnd(6)} ${c.remote.toString()}`;
+      // `%-6v %v` of the overlay's name and the peer, as the original's connection status.
+      let info = `${(c.overlay?.displayName() ?? '').padEnd(6)} ${c.remote.toString()}`;
       if (this.usingPassword) info = `${(c.untrusted ? 'encrypted' : 'unencrypted').padEnd(11)} ${info}`;
+      const overlayAttrs = c.overlay?.attrs() ?? null;
+      const attrs = this.usingPassword && c.untrusted ? { encrypted: true, ...overlayAttrs } : overlayAttrs;
       rows.push({
         address: c.address,
         outbound: c.outbound,
         state: c.established ? 'established' : 'pending',
         info,
-        attrs: this.usingPassword && c.untrusted ? { encrypted: true } : null,
+        attrs,
       });
     }
     for (const t of this.connectionMaker.status()) {

@@ -1,0 +1,204 @@
+// Puts the data plane together: the TAP port (`vethwe-tap`) and, unless --no-fastdp, the VXLAN
+// port (`vxlan-<port+1>`) on the bridge, the UDP socket of sleeve, the worker thread that moves
+// frames, and the overlays the mesh negotiates per connection (vxlan preferred, then sleeve).
+// Teardown undoes the kernel side: the TAP vanishes with its fd, the VXLAN device is deleted.
+import { Worker } from 'node:worker_threads';
+import type { Clock } from '../core/clock.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { formatPeerName, type PeerName } from '../core/peer-name.js';
+import { OverlaySwitch } from '../dataplane/overlay-switch.js';
+import { macOf, type DatapathEvent } from '../dataplane/sleeve/engine.js';
+import { SleeveOverlay, type SleeveDatapath, type SleevePeerState } from '../dataplane/sleeve/overlay.js';
+import { VXLAN_VNI, VxlanOverlay, heartbeatMac } from '../dataplane/vxlan/overlay.js';
+import type { Routes } from '../mesh/routes.js';
+import type { Peers } from '../mesh/peers.js';
+import { BridgeTool } from '../platform/bridge-fdb.js';
+import type { IpRoute } from '../platform/iproute.js';
+import { openTap, type TapDevice } from '../platform/tap.js';
+import { UdpSocket } from '../platform/udp-socket.js';
+import type { SleeveWorkerData, WorkerCommand } from './sleeve-worker.js';
+
+export const TAP_NAME = 'vethwe-tap';
+export const vxlanName = (port: number) => `vxlan-${port}`;
+
+export interface DatapathOptions {
+  bridge: string;
+  ourName: PeerName;
+  /** Mesh port: sleeve's UDP port; VXLAN uses port + 1. */
+  port: number;
+  host: string;
+  mtu: number;
+  fastdp: boolean;
+}
+
+export class Datapath {
+  readonly overlay: OverlaySwitch;
+  readonly sleeve: SleeveOverlay;
+  readonly vxlan: VxlanOverlay | undefined;
+  private readonly log: Logger;
+  private worker: Worker | undefined;
+  private tap: TapDevice | undefined;
+  private udp: UdpSocket | undefined;
+  private readonly fdb = new BridgeTool();
+  private stopped = false;
+
+  private constructor(
+    private readonly deps: { links: IpRoute; clock: Clock; logger: Logger },
+    readonly opts: DatapathOptions,
+  ) {
+    this.log = deps.logger;
+    const proxy: SleeveDatapath = {
+      setPeer: (state: SleevePeerState) => this.send({ t: 'peer', state }),
+      removePeer: (name, connUid) => this.send({ t: 'peer-del', name, connUid }),
+      sendSpecial: (peer, df, frame) => this.send({ t: 'special', peer, df, frame }),
+    };
+    this.overlay = new OverlaySwitch({ logger: deps.logger });
+    this.sleeve = new SleeveOverlay({ clock: deps.clock, logger: deps.logger, datapath: proxy }, { port: opts.port });
+    const vx = vxlanName(opts.port + 1);
+    if (opts.fastdp) {
+      this.vxlan = new VxlanOverlay(
+        {
+          clock: deps.clock,
+          logger: deps.logger,
+          datapath: {
+            route: async (mac, ip, port) => {
+              await this.fdb.batch(this.fdb.routeLines(vx, mac, ip, port));
+              this.send({ t: 'pin', mac: macNumber(mac), on: true });
+            },
+            unroute: async (mac) => {
+              this.send({ t: 'pin', mac: macNumber(mac), on: false });
+              await this.fdb.unroute(vx, mac);
+            },
+            inject: (frame) => this.send({ t: 'inject', frame }),
+          },
+        },
+        { ourName: opts.ourName, port: opts.port + 1, mtu: opts.mtu },
+      );
+      this.overlay.add(this.vxlan);
+    }
+    this.overlay.add(this.sleeve);
+    this.overlay.compat = this.sleeve;
+    this.overlay.onBestChanged = (peer, connUid, name) => this.vxlan?.bestChanged(peer, connUid, name);
+  }
+
+  /** Creates the devices and the socket and starts the worker. */
+  static async start(deps: { links: IpRoute; clock: Clock; logger: Logger }, opts: DatapathOptions): Promise<Datapath> {
+    const d = new Datapath(deps, opts);
+    try {
+      await d.setUp();
+    } catch (e) {
+      await d.stop();
+      throw e;
+    }
+    return d;
+  }
+
+  private async setUp(): Promise<void> {
+    const { bridge, port, mtu } = this.opts;
+    const links = this.deps.links;
+    // A TAP left by a crashed router is gone with its process; a VXLAN device is not.
+    const vx = vxlanName(port + 1);
+    await links.deleteLink(vx);
+    this.tap = openTap({ name: TAP_NAME, vnetHdr: false });
+    // The TAP's own MTU does not limit what we inject; its maximum (65535 less the Ethernet
+    // header) lets the bridge hand us any frame.
+    await links.batch([`link set dev ${TAP_NAME} mtu 65521`, `link set dev ${TAP_NAME} master ${bridge}`, `link set dev ${TAP_NAME} up`]);
+    const lines = [`fdb replace ${heartbeatMac(this.opts.ourName)} dev ${TAP_NAME} master static`];
+    if (this.opts.fastdp) {
+      await links.batch([
+        `link add ${vx} mtu ${mtu} type vxlan id ${VXLAN_VNI} dstport ${port + 1} nolearning df set ttl 64`,
+        `link set dev ${vx} master ${bridge}`,
+        `link set dev ${vx} up`,
+      ]);
+      // Only what we program goes out over VXLAN: no learning, no flooding of any kind.
+      lines.push(`link set dev ${vx} learning off flood off mcast_flood off bcast_flood off`);
+    }
+    await this.fdb.batch(lines);
+    this.udp = UdpSocket.bind(this.opts.host || '0.0.0.0', port, { reuseAddr: true, rcvBuf: 4 << 20, sndBuf: 4 << 20 });
+    const data: SleeveWorkerData = { tapFd: this.tap.fd, udpFd: this.udp.fd, ourName: this.opts.ourName };
+    this.worker = new Worker(new URL('./sleeve-worker.js', import.meta.url), { workerData: data });
+    this.worker.on('message', (ev: DatapathEvent) => this.onEvent(ev));
+    this.worker.on('error', (e) => this.log.error({ err: errorMessage(e) }, 'sleeve data path thread failed'));
+    this.send({ t: 'hbmac', mac: macNumber(heartbeatMac(this.opts.ourName)) });
+    this.log.info({ tap: TAP_NAME, vxlan: this.opts.fastdp ? vx : undefined, overlays: this.overlay.names }, `Data plane on ${bridge}: overlays ${this.overlay.names.join(', ')}`);
+  }
+
+  private send(cmd: WorkerCommand): void {
+    if (!this.stopped) this.worker?.postMessage(cmd);
+  }
+
+  private onEvent(ev: DatapathEvent): void {
+    switch (ev.t) {
+      case 'special':
+        this.sleeve.specialReceived(ev.peer, ev.ip, ev.port, Buffer.from(ev.frame));
+        return;
+      case 'too-big':
+        this.log.info({ peer: formatPeerName(ev.peer), pmtu: ev.pmtu }, `EMSGSIZE on send, expecting PMTU update (PMTU ${ev.pmtu})`);
+        this.sleeve.messageTooBig(ev.peer, ev.pmtu);
+        return;
+      case 'heartbeat':
+        this.vxlan?.heartbeatReceived(ev.frame);
+        return;
+      case 'macs':
+        for (const [mac, peer] of ev.learned) {
+          const m = formatPeerName(mac);
+          if (peer === this.opts.ourName) {
+            this.log.debug({ mac: m }, `Discovered local MAC ${m}`);
+            this.vxlan?.macForgotten(m);
+          } else {
+            this.log.debug({ mac: m, peer: formatPeerName(peer) }, `Discovered remote MAC ${m} at ${formatPeerName(peer)}`);
+            this.vxlan?.macLearned(m, peer);
+          }
+        }
+        for (const mac of ev.forgotten) this.vxlan?.macForgotten(formatPeerName(mac));
+        return;
+      case 'log':
+        this.log[ev.level]({ component: 'sleeve' }, ev.msg);
+        return;
+    }
+  }
+
+  /** Pushes the mesh's established-connection routes to the data path. */
+  updateRoutes(routes: Routes, peers: Peers): void {
+    const unicast: [PeerName, PeerName][] = [];
+    const broadcast: [PeerName, PeerName[]][] = [];
+    for (const name of peers.names()) {
+      const hop = routes.unicast(name);
+      if (hop !== undefined && name !== this.opts.ourName) unicast.push([name, hop]);
+      broadcast.push([name, [...routes.broadcast(name)]]);
+    }
+    this.send({ t: 'routes', unicast, broadcast });
+  }
+
+  /** A peer left the topology: its MACs are stale. */
+  peerGone(peer: PeerName): void {
+    this.send({ t: 'forget-peer', peer });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.worker?.postMessage({ t: 'stop' } satisfies WorkerCommand);
+    this.stopped = true;
+    const w = this.worker;
+    if (w) {
+      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      const timer = setTimeout(() => void w.terminate(), 1000);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.udp?.close();
+    this.tap?.close();
+    if (this.opts.fastdp) {
+      try {
+        await this.deps.links.deleteLink(vxlanName(this.opts.port + 1));
+      } catch (e) {
+        this.log.warn({ err: errorMessage(e) }, 'cannot delete the VXLAN device');
+      }
+    }
+  }
+}
+
+function macNumber(mac: string): number {
+  return macOf(Buffer.from(mac.replace(/:/g, ''), 'hex'), 0);
+}

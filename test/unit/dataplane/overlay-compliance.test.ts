@@ -1,0 +1,275 @@
+// The overlays' control side run by real mesh routers in one process (fake clock, in-memory
+// TCP), over a simulated underlay: sleeve specials and VXLAN heartbeats are delivered between
+// routers unless the test blocks them, with a per-path MTU. The same compliance cases run
+// against both overlay sets: establish, forward choice, heartbeat loss, recovery and stop.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { silentLogger } from '../../../src/core/logger.js';
+import type { PeerName } from '../../../src/core/peer-name.js';
+import { OverlaySwitch } from '../../../src/dataplane/overlay-switch.js';
+import { SleeveOverlay, type SleevePeerState } from '../../../src/dataplane/sleeve/overlay.js';
+import { VxlanOverlay, decodeHeartbeatFrame, heartbeatMac } from '../../../src/dataplane/vxlan/overlay.js';
+import type { MeshRouter } from '../../../src/mesh/router.js';
+import { SimNetwork } from '../../helpers/mesh-sim.js';
+
+const NAME = (i: number): PeerName => 0x7a0000000000 + i;
+const ipOf = (i: number) => SimNetwork.address(i).split(':')[0] as string;
+
+interface Node {
+  i: number;
+  router: MeshRouter;
+  sw: OverlaySwitch;
+  sleeve: SleeveOverlay;
+  vxlan: VxlanOverlay | undefined;
+  peers: Map<PeerName, SleevePeerState>;
+  routes: Map<string, string>;
+  best: Map<PeerName, string | undefined>;
+}
+
+/** The underlay between simulated hosts. */
+class Underlay {
+  readonly nodes = new Map<number, Node>();
+  readonly blockedSleeve = new Set<string>();
+  readonly blockedVxlan = new Set<string>();
+  pmtu = 1500;
+  fragmentsPass = true;
+  constructor(readonly net: SimNetwork) {}
+
+  key(a: number, b: number) {
+    return `${a}>${b}`;
+  }
+
+  nodeByIp(ip: string): Node | undefined {
+    return [...this.nodes.values()].find((n) => ipOf(n.i) === ip);
+  }
+
+  add(i: number, opts: { vxlan: boolean; overlays?: string; password?: string }): Node {
+    const clock = this.net.clock;
+    const node = { i, peers: new Map(), routes: new Map(), best: new Map() } as unknown as Node;
+    node.sw = new OverlaySwitch({ logger: silentLogger });
+    node.sleeve = new SleeveOverlay(
+      {
+        clock,
+        logger: silentLogger,
+        datapath: {
+          setPeer: (s) => node.peers.set(s.name, s),
+          removePeer: (n) => node.peers.delete(n),
+          sendSpecial: (peer, df, frame) => {
+            const s = node.peers.get(peer);
+            if (!s?.ip) return;
+            const size = frame.length + (s.sessionKey ? 30 : 6) + 14 + 28;
+            if (df && size > this.pmtu) {
+              clock.setTimeout(() => node.sleeve.messageTooBig(peer, this.pmtu), 0);
+              return;
+            }
+            if (!df && size > this.pmtu && !this.fragmentsPass) return;
+            const to = this.nodeByIp(s.ip);
+            if (!to || this.blockedSleeve.has(this.key(i, to.i))) return;
+            clock.setTimeout(() => to.sleeve.specialReceived(NAME(i), ipOf(i), 6783, frame), 1);
+          },
+        },
+      },
+      { port: 6783 },
+    );
+    if (opts.vxlan) {
+      node.vxlan = new VxlanOverlay(
+        {
+          clock,
+          logger: silentLogger,
+          datapath: {
+            route: async (mac, ip, port) => void node.routes.set(mac, `${ip}:${port}`),
+            unroute: async (mac) => void node.routes.delete(mac),
+            inject: (frame) => {
+              const dst = [...frame.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+              const via = node.routes.get(dst);
+              if (!via) return;
+              const to = this.nodeByIp(via.split(':')[0] as string);
+              if (!to || this.blockedVxlan.has(this.key(i, to.i)) || frame.length + 36 > this.pmtu) return;
+              clock.setTimeout(() => to.vxlan?.heartbeatReceived(frame), 1);
+            },
+          },
+        },
+        { ourName: NAME(i), port: 6784, mtu: 1376 },
+      );
+      node.sw.add(node.vxlan);
+    }
+    node.sw.add(node.sleeve);
+    node.sw.compat = node.sleeve;
+    if (opts.overlays !== undefined) {
+      // Pretend to be a router offering other overlay names (e.g. the original's "fastdp sleeve").
+      const names = opts.overlays;
+      const orig = node.sw.addFeaturesTo.bind(node.sw);
+      node.sw.addFeaturesTo = (f) => {
+        orig(f);
+        f.set('Overlays', names);
+      };
+    }
+    node.sw.onBestChanged = (peer, uid, o) => {
+      node.best.set(peer, o);
+      node.vxlan?.bestChanged(peer, uid, o);
+    };
+    node.router = this.net.add(i, { overlay: node.sw, ...(opts.password ? { password: opts.password } : {}) });
+    this.nodes.set(i, node);
+    return node;
+  }
+}
+
+function row(n: Node, peer: number) {
+  return n.router.connectionRows().find((r) => r.info.includes(`7a:00:00:00:00:0${peer}`));
+}
+
+for (const variant of ['sleeve', 'vxlan+sleeve'] as const) {
+  const vxlan = variant === 'vxlan+sleeve';
+
+  test(`${variant}: connections establish once heartbeats are acknowledged, MTU verified`, async () => {
+    const net = new SimNetwork(11);
+    const u = new Underlay(net);
+    const [a, b, c] = [1, 2, 3].map((i) => u.add(i, { vxlan }));
+    a!.router.connect([SimNetwork.address(2), SimNetwork.address(3)], false);
+    b!.router.connect([SimNetwork.address(3)], false);
+    await net.run(3000);
+    for (const [n, peers] of [[a!, [2, 3]], [b!, [1, 3]], [c!, [1, 2]]] as const) {
+      for (const p of peers) {
+        const r = row(n, p);
+        assert.equal(r?.state, 'established', `${n.i}→${p}`);
+        assert.match(r!.info, vxlan ? /^vxlan  7a:/ : /^sleeve 7a:/);
+        assert.deepEqual(r!.attrs, { mtu: vxlan ? 1376 : 1438 });
+        assert.equal(n.best.get(NAME(p)), vxlan ? 'vxlan' : 'sleeve');
+        // Sleeve verified the path MTU whatever carries the traffic.
+        assert.equal(n.sleeve.forwarder(NAME(p))?.mtu, 1438);
+        assert.equal(n.sleeve.forwarder(NAME(p))?.stackFrag, true);
+      }
+    }
+    if (vxlan) {
+      assert.equal(a!.routes.get(heartbeatMac(NAME(2))), `${ipOf(2)}:6784`);
+      assert.deepEqual(a!.vxlan!.activePeers().sort(), [NAME(2), NAME(3)]);
+    }
+  });
+
+  test(`${variant}: sleeve heartbeats lost for 60 s ${vxlan ? 'leave the fast path carrying' : 'close the connection'}`, async () => {
+    const net = new SimNetwork(12);
+    const u = new Underlay(net);
+    const [a, b] = [1, 2].map((i) => u.add(i, { vxlan }));
+    a!.router.connect([SimNetwork.address(2)], false);
+    await net.run(2000);
+    assert.equal(row(a!, 2)?.state, 'established');
+    const terminations = a!.router.terminationCount;
+    const firstUid = a!.peers.get(NAME(2))?.connUid;
+    u.blockedSleeve.add(u.key(1, 2)).add(u.key(2, 1));
+    // The last heartbeat arrived within the first second; the timeout is 60 s after it.
+    await net.run(55_000, 500);
+    assert.equal(row(a!, 2)?.state, 'established', 'still up before the timeout');
+    await net.run(10_000, 500);
+    if (vxlan) {
+      assert.equal(row(a!, 2)?.state, 'established');
+      assert.match(row(a!, 2)!.info, /^vxlan /);
+      assert.equal(a!.sleeve.forwarder(NAME(2)), undefined, 'the sleeve forwarder is gone');
+      assert.equal(a!.router.terminationCount, terminations);
+    } else {
+      assert.ok(a!.router.terminationCount > terminations, 'connection terminated');
+      // The maker dials again; the new connection stays pending while UDP is blocked.
+      assert.notEqual(a!.peers.get(NAME(2))?.connUid, firstUid, 'the data path forgot the old connection');
+      assert.notEqual(row(a!, 2)?.state, 'established');
+    }
+    void b;
+  });
+
+  test(`${variant}: stopping a router removes the peer from the data path`, async () => {
+    const net = new SimNetwork(13);
+    const u = new Underlay(net);
+    const [a] = [1, 2].map((i) => u.add(i, { vxlan }));
+    a!.router.connect([SimNetwork.address(2)], false);
+    await net.run(2000);
+    assert.ok(a!.peers.has(NAME(2)));
+    await net.remove(2);
+    await net.run(1000);
+    assert.equal(a!.peers.has(NAME(2)), false);
+    assert.equal(a!.best.get(NAME(2)), undefined);
+    if (vxlan) {
+      await a!.vxlan!.settled();
+      assert.equal(a!.routes.has(heartbeatMac(NAME(2))), false, 'heartbeat route removed');
+      assert.deepEqual(a!.vxlan!.activePeers(), []);
+    }
+  });
+}
+
+test('vxlan: blocked fast path falls back to sleeve within seconds and comes back', async () => {
+  const net = new SimNetwork(14);
+  const u = new Underlay(net);
+  const [a, b] = [1, 2].map((i) => u.add(i, { vxlan: true }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(2000);
+  // A learned container MAC of h2 goes onto the fast path while it is healthy.
+  a!.vxlan!.macLearned('aa:bb:cc:00:00:02', NAME(2));
+  await a!.vxlan!.settled();
+  assert.equal(a!.routes.get('aa:bb:cc:00:00:02'), `${ipOf(2)}:6784`);
+  u.blockedVxlan.add(u.key(1, 2));
+  let t = 0;
+  while (a!.best.get(NAME(2)) === 'vxlan' && t < 10_000) {
+    await net.run(100, 100);
+    t += 100;
+  }
+  assert.equal(a!.best.get(NAME(2)), 'sleeve');
+  assert.ok(t <= 5000, `fell back after ${t} ms`);
+  await a!.vxlan!.settled();
+  assert.equal(a!.routes.has('aa:bb:cc:00:00:02'), false, 'the MAC left the fast path');
+  assert.match(row(a!, 2)!.info, /^sleeve /);
+  assert.equal(b!.best.get(NAME(1)), 'vxlan', 'the other direction is unaffected');
+  u.blockedVxlan.clear();
+  t = 0;
+  while (a!.best.get(NAME(2)) !== 'vxlan' && t < 10_000) {
+    await net.run(100, 100);
+    t += 100;
+  }
+  assert.equal(a!.best.get(NAME(2)), 'vxlan');
+  assert.ok(t <= 2000, `back on the fast path after ${t} ms`);
+  await a!.vxlan!.settled();
+  assert.equal(a!.routes.get('aa:bb:cc:00:00:02'), `${ipOf(2)}:6784`);
+});
+
+test('vxlan: an underlay too small for full-MTU heartbeats never uses the fast path', async () => {
+  const net = new SimNetwork(15);
+  const u = new Underlay(net);
+  u.pmtu = 1400; // 1376 + 50 bytes of VXLAN does not fit
+  const [a] = [1, 2].map((i) => u.add(i, { vxlan: true }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(5000);
+  assert.equal(row(a!, 2)?.state, 'established');
+  assert.match(row(a!, 2)!.info, /^sleeve /);
+  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 1338 });
+});
+
+test('a router that offers "fastdp sleeve" (the original) gets sleeve from us', async () => {
+  const net = new SimNetwork(16);
+  const u = new Underlay(net);
+  const [a, b] = [u.add(1, { vxlan: true }), u.add(2, { vxlan: false, overlays: 'fastdp sleeve' })];
+  a.router.connect([SimNetwork.address(2)], false);
+  await net.run(2000);
+  assert.equal(row(a, 2)?.state, 'established');
+  assert.match(row(a, 2)!.info, /^sleeve /);
+  assert.equal(row(b, 1)?.state, 'established');
+  assert.deepEqual(a.sw.commonOverlays({ features: new Map([['Overlays', 'fastdp sleeve']]), outbound: true }).map((o) => o.name), ['sleeve']);
+  assert.deepEqual(a.sw.commonOverlays({ features: new Map(), outbound: true }).map((o) => o.name), ['sleeve'], 'no Overlays feature: compat sleeve');
+  assert.deepEqual(a.sw.commonOverlays({ features: new Map([['Overlays', 'awsvpc']]), outbound: true }), []);
+});
+
+test('with a password, connections are encrypted sleeve (no ESP here) with the smaller MTU', async () => {
+  const net = new SimNetwork(17);
+  const u = new Underlay(net);
+  const [a] = [1, 2].map((i) => u.add(i, { vxlan: true, password: 'secret' }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(3000);
+  const r = row(a!, 2)!;
+  assert.equal(r.state, 'established');
+  assert.match(r.info, /^encrypted {3}sleeve 7a:/);
+  assert.deepEqual(r.attrs, { encrypted: true, mtu: 1414 });
+});
+
+test('heartbeat frames: full MTU, our ethertype, decodable, heartbeat MACs unicast and distinct', () => {
+  const f = decodeHeartbeatFrame(Buffer.alloc(10));
+  assert.equal(f, undefined);
+  const mac = heartbeatMac(0x7a0000000001);
+  assert.equal(mac, '7e:00:00:00:00:01');
+  assert.equal(parseInt(mac.slice(0, 2), 16) & 1, 0, 'unicast');
+  assert.notEqual(heartbeatMac(0x000000000001), '00:00:00:00:00:01');
+});

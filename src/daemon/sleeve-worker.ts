@@ -8,6 +8,7 @@ import { errorMessage } from '../core/errors.js';
 import type { PeerName } from '../core/peer-name.js';
 import { SleeveEngine, type DatapathEvent, type EngineIo } from '../dataplane/sleeve/engine.js';
 import type { SleevePeerState } from '../dataplane/sleeve/overlay.js';
+import { NO_VNET_HDR, VNET_HDR_BYTES, encodeVnetHdr } from '../dataplane/sleeve/vnet-hdr.js';
 import { POLLIN, libc } from '../platform/ffi/libc.js';
 import { TapDevice, TAP_READ_BUFFER_BYTES } from '../platform/tap.js';
 import { UdpSocket, pathMtu, type Datagram, type OutgoingDatagram } from '../platform/udp-socket.js';
@@ -16,6 +17,7 @@ export interface SleeveWorkerData {
   tapFd: number;
   udpFd: number;
   ourName: PeerName;
+  bridgeMtu: number;
 }
 
 /** Main thread → worker. */
@@ -30,6 +32,7 @@ export type WorkerCommand =
   | { t: 'forget-peer'; peer: PeerName }
   | { t: 'stop' };
 
+const ZERO_HDR = Buffer.alloc(VNET_HDR_BYTES);
 const TAP_BURST = 64;
 const UDP_BURST = 32;
 const POLL_MS = 20;
@@ -42,6 +45,7 @@ function run(data: SleeveWorkerData): void {
   const tap = TapDevice.fromFd(data.tapFd);
   const udp = UdpSocket.fromFd(data.udpFd);
   const c = libc();
+  const hdrBuf = Buffer.alloc(VNET_HDR_BYTES);
 
   const dfOut: OutgoingDatagram[] = [];
   const nonDfOut: OutgoingDatagram[] = [];
@@ -72,9 +76,10 @@ function run(data: SleeveWorkerData): void {
       queued = 0;
       return { tooBig };
     },
-    writeTap(frame) {
+    writeTap(frame, hdr) {
       try {
-        tap.write(frame, frame.byteLength);
+        if (!tap.vnetHdr) tap.write(frame, frame.byteLength);
+        else tap.writeParts(hdr && hdr !== NO_VNET_HDR ? encodeVnetHdr(hdr, hdrBuf) : ZERO_HDR, VNET_HDR_BYTES, frame, frame.byteLength);
       } catch {
         // The TAP is down or the frame is malformed: drop it, as a switch would.
       }
@@ -89,7 +94,7 @@ function run(data: SleeveWorkerData): void {
     },
     now: () => Date.now(),
   };
-  const engine = new SleeveEngine(io, data.ourName);
+  const engine = new SleeveEngine(io, data.ourName, { vnetHdr: tap.vnetHdr, bridgeMtu: data.bridgeMtu });
 
   const command = (m: WorkerCommand): boolean => {
     switch (m.t) {

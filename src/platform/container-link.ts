@@ -12,6 +12,9 @@ import { formatCidr, formatIPv4, cidrContains, type Cidr, type IPv4 } from '../c
 import { execFile } from './exec.js';
 import { IpRoute, parseLinkJson, type LinkInfo } from './iproute.js';
 
+/** Largest TCP super-frame a container sends: with sleeve's headers it still fits one datagram. */
+export const GSO_MAX_SIZE = 65000;
+
 /** Host-side veth prefix of Weave Net (`vethwepl<id>`); the `vethwe` prefix is reserved for us. */
 export const HOST_VETH_PREFIX = 'vethwepl';
 const IFNAMSIZ_MAX = 15;
@@ -120,6 +123,8 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
       [
         `link add ${hostIf} mtu ${mtu} type veth peer name ${ifn} mtu ${mtu} netns ${spec.netns}`,
         `link set dev ${hostIf} master ${spec.bridge}`,
+        // Sleeve carries a TCP super-frame in one UDP datagram: keep them under 64 KiB.
+        `link set dev ${hostIf} gso_max_size ${GSO_MAX_SIZE}`,
         `link set dev ${hostIf} type bridge_slave hairpin ${spec.hairpin ? 'on' : 'off'}`,
         `link set dev ${hostIf} up`,
         `link show dev ${hostIf}`,
@@ -141,6 +146,7 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
   for (const a of spec.addresses) lines.push(`addr add ${formatCidr(a)} dev ${ifn}`);
   // The original's ARP timers for containers (net/arp.go): re-resolve quickly after moves.
   lines.push(`ntable change name arp_cache dev ${ifn} base_reachable 5000 delay_probe 2000 ucast_probes 1`);
+  lines.push(`link set dev ${ifn} gso_max_size ${GSO_MAX_SIZE}`);
   lines.push(`link set dev ${ifn} up`);
   if (spec.multicastRoute) lines.push(`route add 224.0.0.0/4 dev ${ifn}`);
   const onLink = new Set<number>();

@@ -16,6 +16,7 @@ import { formatPeerName, type PeerName } from '../../core/peer-name.js';
 import { ENCRYPTED_PACKET_OVERHEAD, SLEEVE_PREFIX_BYTES, SleeveBatch, classifySpecialFrame, validateSleeveFrames } from './codec.js';
 import { SleeveDecryptor, SleeveEncryptor } from './frame-crypto.js';
 import { fragmentIPv4Frame, icmpFragNeededFrame } from './ipv4.js';
+import { NO_VNET_HDR, VIRTIO_NET_HDR_GSO_ECN, VNET_HDR_BYTES, completeChecksum, decodeVnetHdr, gsoForFrame, segmentGso, type VnetHdr } from './vnet-hdr.js';
 import type { SleevePeerState } from './overlay.js';
 
 export const MAC_MAX_AGE_MS = 10 * 60_000;
@@ -37,7 +38,8 @@ export interface EngineIo {
   queueUdp(buf: Buffer, len: number, ip: number, port: number, df: boolean): void;
   /** Sends what is queued; reports datagrams refused as too big (EMSGSIZE), by index. */
   flushUdp(): { tooBig: number[] };
-  writeTap(frame: Uint8Array): void;
+  /** Writes a frame to the bridge; `hdr` is its virtio header when the TAP has them. */
+  writeTap(frame: Uint8Array, hdr?: VnetHdr): void;
   post(ev: DatapathEvent): void;
   pathMtu(ip: number): number;
   now(): number;
@@ -94,7 +96,23 @@ export class SleeveEngine {
   private rxPort = 0;
   private lastConflictLog = 0;
 
-  constructor(private readonly io: EngineIo, private readonly ourName: PeerName) {}
+  private readonly vnetHdr: boolean;
+  private readonly bridgeMtu: number;
+
+  /**
+   * `vnetHdr`: TAP reads start with a virtio header and may be TCP super-frames (TSO); those
+   * go whole (one datagram, fragmented by the kernel) to peers that take them, and cut into
+   * MTU-sized segments for everyone else. `bridgeMtu` sizes the segments of super-frames we
+   * hand to our bridge.
+   */
+  constructor(
+    private readonly io: EngineIo,
+    private readonly ourName: PeerName,
+    opts: { vnetHdr?: boolean; bridgeMtu?: number } = {},
+  ) {
+    this.vnetHdr = opts.vnetHdr ?? false;
+    this.bridgeMtu = opts.bridgeMtu ?? 1376;
+  }
 
   // --- control ---------------------------------------------------------------------------
 
@@ -155,8 +173,24 @@ export class SleeveEngine {
 
   // --- data ------------------------------------------------------------------------------
 
-  /** A frame read from the TAP: something on our bridge sent it. */
-  onCaptured(frame: Buffer): void {
+  /** A frame read from the TAP (with its virtio header when on): something on our bridge sent it. */
+  onCaptured(read: Buffer): void {
+    let frame = read;
+    let gso: VnetHdr | undefined;
+    if (this.vnetHdr) {
+      if (read.length < VNET_HDR_BYTES + ETHERNET_OVERHEAD) return;
+      frame = read.subarray(VNET_HDR_BYTES);
+      if (read[0] !== 0 || read[1] !== 0) {
+        // Peers get whole checksums: finish the kernel's partial one once, here.
+        const hdr = decodeVnetHdr(read);
+        try {
+          completeChecksum(hdr, frame);
+        } catch {
+          return;
+        }
+        if ((hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN) !== 0) gso = { ...hdr, flags: 0 };
+      }
+    }
     if (frame.length < ETHERNET_OVERHEAD) return;
     const dst = macOf(frame, 0);
     if (dst === this.heartbeatMac) {
@@ -180,8 +214,8 @@ export class SleeveEngine {
     if (dst === STP_MAC) return;
     const owner = (frame[0] as number) & BROADCAST_BIT ? undefined : this.macs.get(dst)?.peer;
     if (owner === this.ourName) return;
-    if (owner === undefined) this.relayBroadcast(this.ourName, frame);
-    else this.relay(this.ourName, owner, frame);
+    if (owner === undefined) this.relayBroadcast(this.ourName, frame, gso);
+    else this.relay(this.ourName, owner, frame, gso);
   }
 
   /** A UDP datagram from `ip:port`. Bad ones are dropped, never thrown. */
@@ -230,28 +264,34 @@ export class SleeveEngine {
       this.macs.set(srcMac, { peer: src, seen: now });
       this.learned.push([srcMac, src]);
     } else known.seen = now;
-    this.io.writeTap(frame);
+    // A super-frame from a peer goes to our bridge as one GSO packet.
+    this.io.writeTap(frame, this.vnetHdr && frame.length > this.bridgeMtu + ETHERNET_OVERHEAD ? gsoForFrame(frame, this.bridgeMtu) : undefined);
     const dstMac = macOf(frame, 0);
     if ((frame[0] as number) & BROADCAST_BIT || this.macs.get(dstMac)?.peer !== this.ourName) this.relayBroadcast(src, frame);
   }
 
-  private relay(src: PeerName, dst: PeerName, frame: Buffer): void {
+  private relay(src: PeerName, dst: PeerName, frame: Buffer, gso?: VnetHdr): void {
     const hop = this.unicast.get(dst);
     const p = hop === undefined ? undefined : this.peers.get(hop);
-    if (p) this.forward(p, src, dst, frame, false);
+    if (p) this.forward(p, src, dst, frame, false, gso);
   }
 
-  private relayBroadcast(src: PeerName, frame: Buffer): void {
+  private relayBroadcast(src: PeerName, frame: Buffer, gso?: VnetHdr): void {
     for (const hop of this.broadcast.get(src) ?? []) {
       const p = this.peers.get(hop);
-      if (p) this.forward(p, src, hop, frame, true);
+      if (p) this.forward(p, src, hop, frame, true, gso);
     }
   }
 
-  private forward(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, broadcast: boolean): void {
+  private forward(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, broadcast: boolean, gso?: VnetHdr): void {
     if (!p.state.ip) return;
     const mtu = p.state.mtu;
     const tooBig = frame.length > mtu + ETHERNET_OVERHEAD;
+    if (tooBig && this.vnetHdr) {
+      // A TCP super-frame (from our TAP, or relayed from a peer that sent one).
+      const hdr = gso ?? gsoForFrame(frame, mtu);
+      if (hdr !== NO_VNET_HDR) return this.forwardSuperFrame(p, src, dst, frame, broadcast, hdr);
+    }
     if (hasDF(frame)) {
       if (!tooBig) return this.enqueue(p, src, dst, frame, true, p.state.maxPayload);
       if (broadcast || src !== this.ourName) return;
@@ -262,6 +302,28 @@ export class SleeveEngine {
     if (p.state.stackFrag || !isIPv4(frame)) return this.enqueue(p, src, dst, frame, false, MAX_UDP_PAYLOAD);
     if (!tooBig) return this.enqueue(p, src, dst, frame, true, p.state.maxPayload);
     for (const piece of fragmentIPv4Frame(frame, mtu)) this.enqueue(p, src, dst, piece, true, p.state.maxPayload);
+  }
+
+  private forwardSuperFrame(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, broadcast: boolean, hdr: VnetHdr): void {
+    const mtu = p.state.mtu;
+    // The packets the sender's TCP meant to send must fit the path, as if segmented first.
+    const l3 = frame[12] === 0x86 && frame[13] === 0xdd ? 40 : ((frame[14] as number) & 0x0f) * 4;
+    const l4 = ((frame[ETHERNET_OVERHEAD + l3 + 12] as number) >> 4) * 4;
+    if (l3 + l4 + hdr.gsoSize > mtu) {
+      if (!broadcast && src === this.ourName && isIPv4(frame)) this.io.writeTap(icmpFragNeededFrame(frame, mtu));
+      return;
+    }
+    const overhead = p.enc ? ENCRYPTED_PACKET_OVERHEAD : SLEEVE_PREFIX_BYTES;
+    if (p.state.gso && p.state.stackFrag && overhead + 14 + frame.length <= MAX_UDP_PAYLOAD) {
+      return this.enqueue(p, src, dst, frame, false, MAX_UDP_PAYLOAD);
+    }
+    let segments: Buffer[];
+    try {
+      segments = segmentGso(hdr, frame);
+    } catch {
+      return;
+    }
+    for (const seg of segments) this.forward(p, src, dst, seg, broadcast);
   }
 
   private enqueue(p: PeerOut, src: PeerName, dst: PeerName, frame: Uint8Array, df: boolean, limit: number): void {

@@ -31,6 +31,13 @@ const PACKET_OVERHEAD_PLAIN = 6;
 const PACKET_OVERHEAD_ENCRYPTED = 6 + 8 + 16;
 
 /** Sleeve's control messages (inside OverlayControlMsg, after the overlay index). */
+/**
+ * Our own intro feature: "1" when this router sends and takes TCP super-frames (up to 64 KiB,
+ * whole checksums) over sleeve. The original ignores features it does not know, never sends
+ * it, and so only ever gets MTU-sized frames from us.
+ */
+export const SLEEVE_GSO_FEATURE = 'SleeveGSO';
+
 export const SleeveControl = Object.freeze({ ConnectionEstablished: 1, FragmentationReceived: 2, PMTUVerified: 3 });
 
 /** What the data path needs to carry frames to one directly connected peer. */
@@ -48,6 +55,8 @@ export interface SleevePeerState {
   stackFrag: boolean;
   sessionKey: Buffer | undefined;
   outbound: boolean;
+  /** Both ends take TCP super-frames in one datagram (our `SleeveGSO` feature). */
+  gso: boolean;
 }
 
 export interface SleeveDatapath {
@@ -67,10 +76,15 @@ export class SleeveOverlay implements NetworkOverlay {
   readonly name = SLEEVE_OVERLAY;
   private readonly forwarders = new Map<PeerName, SleeveForwarder>();
 
-  constructor(private readonly deps: SleeveOverlayDeps, private readonly opts: { port: number }) {}
+  constructor(private readonly deps: SleeveOverlayDeps, private readonly opts: { port: number; gso?: boolean }) {}
+
+  addFeaturesTo(features: Map<string, string>): void {
+    if (this.opts.gso) features.set(SLEEVE_GSO_FEATURE, '1');
+  }
 
   prepare(params: ForwarderParams): Forwarder {
-    return new SleeveForwarder(this, this.deps, params, this.opts.port);
+    const gso = !!this.opts.gso && params.features.get(SLEEVE_GSO_FEATURE) === '1';
+    return new SleeveForwarder(this, this.deps, params, this.opts.port, gso);
   }
 
   /** @internal */
@@ -124,6 +138,7 @@ export class SleeveForwarder implements Forwarder {
     private readonly deps: SleeveOverlayDeps,
     private readonly params: ForwarderParams,
     port: number,
+    gso: boolean,
   ) {
     this.remote = params.remoteName;
     this.label = `${formatPeerName(params.remoteName)}(${params.remoteNickName})`;
@@ -142,6 +157,7 @@ export class SleeveForwarder implements Forwarder {
       stackFrag: false,
       sessionKey: params.sessionKey,
       outbound: params.outbound,
+      gso,
     };
   }
 

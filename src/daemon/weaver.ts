@@ -133,8 +133,8 @@ export class Weaver {
       connections: () =>
         mesh.connectionRows().map((r) => ({
           state: r.state,
-          // No overlay yet: connections carry control traffic only.
-          type: 'unknown',
+          // Weave Net's label values: our VXLAN fast path counts as its fast datapath.
+          type: r.overlay === 'vxlan' ? 'fastdp' : r.overlay === 'sleeve' ? 'sleeve' : 'unknown',
           encryption: mesh.usingPassword && r.attrs?.encrypted === true ? 'yes' : '',
         })),
       dnsEntries: () => 0,

@@ -67,7 +67,7 @@ test('launch with peers gives a full mesh; status shows peers and connections', 
   // Targets are printed as given (the original's status/targets).
   assert.equal(await status(3, 'targets'), `${ip(1)}\n${ip(2)}\n`);
   const m = await h(1).client.call('GET', '/metrics', 'm');
-  assert.match(m, /^weave_connections\{state="established",type="unknown",encryption=""\} 2$/m);
+  assert.match(m, /^weave_connections\{state="established",type="fastdp",encryption=""\} 2$/m);
   await stopAll();
 });
 

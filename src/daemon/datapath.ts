@@ -126,6 +126,22 @@ export class Datapath {
     this.log.info({ tap: TAP_NAME, vxlan: this.opts.fastdp ? vx : undefined, overlays: this.overlay.names }, `Data plane on ${bridge}: overlays ${this.overlay.names.join(', ')}`);
   }
 
+  /** The bridge was deleted and created again: plug our ports back in and reprogram it. */
+  async reattach(): Promise<void> {
+    if (this.stopped) return;
+    const { bridge, port } = this.opts;
+    await this.deps.links.batch([`link set dev ${TAP_NAME} master ${bridge}`, `link set dev ${TAP_NAME} up`]);
+    const lines = [`fdb replace ${heartbeatMac(this.opts.ourName)} dev ${TAP_NAME} master static`];
+    if (this.opts.fastdp) {
+      const vx = vxlanName(port + 1);
+      await this.deps.links.batch([`link set dev ${vx} master ${bridge}`, `link set dev ${vx} up`]);
+      lines.push(`link set dev ${vx} learning off flood off mcast_flood off bcast_flood off`);
+    }
+    await this.fdb.batch(lines);
+    this.vxlan?.reprogram();
+    this.log.info({ bridge }, 'data plane ports re-attached to the recreated bridge');
+  }
+
   private send(cmd: WorkerCommand): void {
     if (!this.stopped) this.worker?.postMessage(cmd);
   }

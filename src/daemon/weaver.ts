@@ -12,6 +12,7 @@ import { cidrSize, formatCidr, formatIPv4, networkOf, type Cidr } from '../core/
 import { weaveVersion } from '../core/version.js';
 import { IpRoute } from '../platform/iproute.js';
 import { Datapath } from './datapath.js';
+import { HOST_VETH_PREFIX } from '../platform/container-link.js';
 import { Iptables } from '../platform/iptables.js';
 import { Sysctl } from '../platform/sysctl.js';
 import { SqliteStore } from '../platform/sqlite-store.js';
@@ -117,7 +118,13 @@ export class Weaver {
     }
     await this.exposer.reapply();
     const exposer = this.exposer;
-    this.bridge.onRecreated = () => exposer.reapply();
+    this.bridge.onRecreated = async () => {
+      // Containers' host ends lost their master with the old bridge: plug them back in.
+      const lines = (await links.listLinks()).filter((l) => l.ifname.startsWith(HOST_VETH_PREFIX)).map((l) => `link set dev ${l.ifname} master ${cfg.bridge}`);
+      if (lines.length) await links.batch(lines);
+      await exposer.reapply();
+      await this.datapath?.reattach();
+    };
     this.bridge.start();
 
     await this.startMesh();

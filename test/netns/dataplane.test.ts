@@ -145,6 +145,24 @@ test('fast path blocked (UDP 6784 dropped) → sleeve carries traffic; unblocked
   await stopAll();
 });
 
+test('the bridge deleted under running routers comes back with containers and the fast path plugged in', async (t) => {
+  if (!requireRoot(t)) return;
+  await launch(1);
+  await launch(2, [ip(1)]);
+  await eventually(async () => overlayTo(await connections(1), 2) === 'vxlan', 20_000, 'vxlan');
+  const [c1, c2] = [container(1, 'xc1'), container(2, 'xc2')];
+  assert.ok(ping(c1.ns, c2.addr));
+  h(1).ns.must('ip', ['link', 'del', 'weave']);
+  await eventually(() => {
+    const masters = JSON.parse(h(1).ns.must('ip', ['-j', 'link', 'show', 'master', 'weave'])) as { ifname: string }[];
+    const names = masters.map((l) => l.ifname);
+    return names.includes('vethwe-tap') && names.includes('vxlan-6784') && names.some((n) => n.startsWith('vethwepl'));
+  }, 10_000, 'ports back on the new bridge');
+  assert.ok(await eventually(() => ping(c1.ns, c2.addr), 10_000, 'ping again'));
+  assert.equal(overlayTo(await connections(1), 2), 'vxlan');
+  await stopAll();
+});
+
 test('with a password only encrypted sleeve crosses the underlay, and no plaintext', async (t) => {
   if (!requireRoot(t)) return;
   const pw = ['--password', 'wovenSecret'];

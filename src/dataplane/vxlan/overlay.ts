@@ -202,6 +202,15 @@ export class VxlanOverlay implements NetworkOverlay {
     });
   }
 
+  /** Programs everything again (the bridge was recreated and lost its entries). */
+  reprogram(): void {
+    for (const [mac, to] of this.programmed) {
+      const i = to.lastIndexOf(':');
+      this.enqueue(() => this.deps.datapath.route(mac, to.slice(0, i), Number(to.slice(i + 1))));
+    }
+    for (const f of this.forwarders.values()) this.enqueue(() => this.deps.datapath.route(heartbeatMac(f.remote), f.ip, f.port));
+  }
+
   /** Resolves when queued kernel changes are done (tests). */
   settled(): Promise<void> {
     return this.queue;

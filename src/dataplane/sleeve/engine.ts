@@ -94,7 +94,7 @@ export class SleeveEngine {
   private queued: { peer: PeerOut; buf: Buffer }[] = [];
   private rxIp = 0;
   private rxPort = 0;
-  private lastConflictLog = 0;
+  private lastConflictLog = -Infinity;
 
   private readonly vnetHdr: boolean;
   private readonly bridgeMtu: number;

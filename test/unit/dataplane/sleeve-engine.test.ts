@@ -1,0 +1,310 @@
+// The sleeve data path's decisions, frame by frame: engines of three hosts wired by a fake UDP
+// network and fake TAPs. MAC learning, unicast relaying and broadcast along routes (a chain
+// h1–h2–h3), encryption end to end, DF frames over the MTU answered with ICMP, our own IPv4
+// fragmentation when fragments do not pass, TCP super-frames whole to peers that take them and
+// segmented for the others, EMSGSIZE reported, specials handed to the control side.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { PeerName } from '../../../src/core/peer-name.js';
+import { SleeveEngine, type DatapathEvent, type EngineIo, ipv4ToNumber } from '../../../src/dataplane/sleeve/engine.js';
+import type { SleevePeerState } from '../../../src/dataplane/sleeve/overlay.js';
+import { encodeVnetHdr, NO_VNET_HDR, type VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 } from '../../../src/dataplane/sleeve/vnet-hdr.js';
+import { internetChecksum, ipv4PseudoHeaderSum, onesComplementSum } from '../../../src/dataplane/sleeve/ipv4.js';
+import { makeHeartbeatFrame } from '../../../src/dataplane/sleeve/codec.js';
+import { seeded } from '../../helpers/prng.js';
+
+const NAME = (i: number): PeerName => 0x7a0000000000 + i;
+const IP = (i: number) => `192.0.2.${i}`;
+const KEY = Buffer.alloc(32, 7);
+
+interface Host {
+  i: number;
+  engine: SleeveEngine;
+  tap: { frame: Buffer; hdr: VnetHdr | undefined }[];
+  events: DatapathEvent[];
+  sent: { len: number; df: boolean; to: number }[];
+}
+
+class FakeNet {
+  readonly hosts = new Map<number, Host>();
+  /** Largest datagram each host's kernel accepts with DF (the route MTU minus 28). */
+  pmtu = 1500;
+  fragmentsPass = true;
+  queue: (() => void)[] = [];
+
+  add(i: number, opts: { vnetHdr?: boolean } = {}): Host {
+    const h = { i, tap: [], events: [], sent: [] } as unknown as Host;
+    let pending: { buf: Buffer; len: number; ip: number; port: number; df: boolean }[] = [];
+    const io: EngineIo = {
+      queueUdp: (buf, len, ip, port, df) => pending.push({ buf: Buffer.from(buf.subarray(0, len)), len, ip, port, df }),
+      flushUdp: () => {
+        const tooBig: number[] = [];
+        pending.forEach((p, idx) => {
+          if (p.df && p.len + 28 > this.pmtu) return void tooBig.push(idx);
+          if (!p.df && p.len + 28 > this.pmtu && !this.fragmentsPass) return;
+          h.sent.push({ len: p.len, df: p.df, to: p.ip & 255 });
+          const to = this.hosts.get(p.ip & 255);
+          if (to) this.queue.push(() => to.engine.onDatagram(p.buf, ipv4ToNumber(IP(i)), 6783));
+        });
+        pending = [];
+        return { tooBig };
+      },
+      writeTap: (frame, hdr) => h.tap.push({ frame: Buffer.from(frame), hdr }),
+      post: (ev) => h.events.push(ev),
+      pathMtu: () => this.pmtu,
+      now: () => 0,
+    };
+    h.engine = new SleeveEngine(io, NAME(i), { vnetHdr: opts.vnetHdr ?? false, bridgeMtu: 1376 });
+    this.hosts.set(i, h);
+    return h;
+  }
+
+  /** Delivers datagrams (and what they cause) until quiet. */
+  run(): void {
+    for (let n = 0; n < 1000 && this.queue.length; n++) {
+      const q = this.queue;
+      this.queue = [];
+      for (const f of q) f();
+      for (const h of this.hosts.values()) h.engine.flush();
+    }
+  }
+}
+
+function peer(i: number, over: Partial<SleevePeerState> = {}): SleevePeerState {
+  return { name: NAME(i), connUid: 1n, ip: IP(i), port: 6783, mtu: 1438, maxPayload: 1472, stackFrag: true, sessionKey: undefined, outbound: true, gso: false, ...over };
+}
+
+const mac = (n: number) => Buffer.from([0x02, 0, 0, 0, 0, n]);
+const BCAST = Buffer.alloc(6, 0xff);
+
+function ipv4Frame(dst: Buffer, src: Buffer, opts: { len?: number; df?: boolean; proto?: number; srcIp?: string; dstIp?: string } = {}): Buffer {
+  const len = opts.len ?? 100;
+  const f = Buffer.alloc(14 + len);
+  dst.copy(f, 0);
+  src.copy(f, 6);
+  f.writeUInt16BE(0x0800, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(len, 16);
+  f.writeUInt16BE(0x1234, 18);
+  f[20] = opts.df ? 0x40 : 0;
+  f[22] = 64;
+  f[23] = opts.proto ?? 17;
+  Buffer.from((opts.srcIp ?? '10.32.1.1').split('.').map(Number)).copy(f, 26);
+  Buffer.from((opts.dstIp ?? '10.32.3.1').split('.').map(Number)).copy(f, 30);
+  f.writeUInt16BE(internetChecksum(f, 14, 34), 24);
+  for (let k = 34; k < f.length; k++) f[k] = k & 0xff;
+  return f;
+}
+
+/** A chain h1 – h2 – h3 with routes as the mesh computes them. */
+function chain(net: FakeNet, opts: { vnetHdr?: boolean; key?: boolean } = {}): [Host, Host, Host] {
+  const [h1, h2, h3] = [1, 2, 3].map((i) => net.add(i, opts)) as [Host, Host, Host];
+  const k = opts.key ? { sessionKey: KEY } : {};
+  h1.engine.setPeer(peer(2, { ...k, outbound: true }));
+  h2.engine.setPeer(peer(1, { ...k, outbound: false }));
+  h2.engine.setPeer(peer(3, { ...k, outbound: true }));
+  h3.engine.setPeer(peer(2, { ...k, outbound: false }));
+  h1.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
+  h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
+  h3.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+  return [h1, h2, h3];
+}
+
+for (const key of [false, true]) {
+  test(`${key ? 'encrypted' : 'plain'}: a broadcast floods the chain, the reply is unicast and relayed, MACs are learned`, () => {
+    const net = new FakeNet();
+    const [h1, h2, h3] = chain(net, { key });
+    const arp = ipv4Frame(BCAST, mac(1));
+    h1.engine.onCaptured(arp);
+    h1.engine.flush();
+    net.run();
+    assert.equal(h2.tap.length, 1, 'h2 injects the broadcast');
+    assert.equal(h3.tap.length, 1, 'h3 gets it through h2');
+    assert.deepEqual(h3.tap[0]!.frame, arp);
+    const learned = h3.events.find((e) => e.t === 'macs');
+    assert.deepEqual(learned && learned.t === 'macs' ? learned.learned : [], [[0x020000000001, NAME(1)]]);
+    // The reply from h3's container is unicast to mac(1): relayed by h2, not injected there.
+    const reply = ipv4Frame(mac(1), mac(3), { srcIp: '10.32.3.1', dstIp: '10.32.1.1' });
+    h3.engine.onCaptured(reply);
+    h3.engine.flush();
+    net.run();
+    assert.equal(h1.tap.length, 1);
+    assert.deepEqual(h1.tap[0]!.frame, reply);
+    assert.equal(h2.tap.length, 1, 'h2 only relayed the unicast');
+    // Now h1 knows mac(3) is at h3: its next frame goes unicast (h2 relays, does not inject).
+    h1.engine.onCaptured(ipv4Frame(mac(3), mac(1)));
+    h1.engine.flush();
+    net.run();
+    assert.equal(h3.tap.length, 2);
+    assert.equal(h2.tap.length, 1);
+  });
+}
+
+test('frames to local MACs and STP are dropped; a captured frame from a remote MAC is refused', () => {
+  const net = new FakeNet();
+  const [h1] = chain(net);
+  h1.engine.onCaptured(ipv4Frame(BCAST, mac(1)));
+  h1.engine.onCaptured(ipv4Frame(mac(1), mac(9))); // to a local MAC
+  h1.engine.onCaptured(ipv4Frame(Buffer.from([0x01, 0x80, 0xc2, 0, 0, 0]), mac(1)));
+  h1.engine.flush();
+  assert.equal(h1.sent.length, 1, 'only the broadcast left');
+  // A frame from h2's container teaches h1 that mac(2) is remote; capturing it locally is a conflict.
+  const h2 = net.hosts.get(2)!;
+  h2.engine.onCaptured(ipv4Frame(BCAST, mac(2)));
+  h2.engine.flush();
+  net.run();
+  h1.sent.length = 0;
+  h1.engine.onCaptured(ipv4Frame(BCAST, mac(2)));
+  h1.engine.flush();
+  assert.equal(h1.sent.length, 0);
+  assert.ok(h1.events.some((e) => e.t === 'log' && /associated with another peer/.test(e.msg)));
+});
+
+test('DF frame over the MTU: ICMP fragmentation needed back into our bridge; non-DF: fragments', () => {
+  const net = new FakeNet();
+  const [h1, h2] = chain(net);
+  h1.engine.setPeer(peer(2, { mtu: 600, maxPayload: 634, stackFrag: false }));
+  h1.engine.onCaptured(ipv4Frame(BCAST, mac(1)));
+  h2.engine.onCaptured(ipv4Frame(BCAST, mac(2)));
+  h1.engine.flush();
+  h2.engine.flush();
+  net.run();
+  h2.tap.length = 0;
+  h1.engine.onCaptured(ipv4Frame(mac(2), mac(1), { len: 1000, df: true, proto: 6 }));
+  h1.engine.flush();
+  const icmp = h1.tap.at(-1)!.frame;
+  assert.equal(icmp[23], 1, 'ICMP');
+  assert.equal(icmp[34], 3);
+  assert.equal(icmp[35], 4);
+  assert.equal(icmp.readUInt16BE(40), 600, 'next-hop MTU');
+  assert.deepEqual(icmp.subarray(0, 6), mac(1), 'back to the sender');
+  net.run();
+  assert.equal(h2.tap.length, 0);
+  h1.engine.onCaptured(ipv4Frame(mac(2), mac(1), { len: 1000, df: false }));
+  h1.engine.flush();
+  net.run();
+  assert.equal(h2.tap.length, 2, 'two fragments');
+  assert.ok(h2.tap.every((t) => t.frame.length - 14 <= 600));
+  assert.ok(h1.sent.every((s) => s.df), 'our fragments go DF');
+});
+
+test('a DF datagram the kernel refuses is reported with the path MTU; specials go to the control side', () => {
+  const net = new FakeNet();
+  const [h1, h2] = chain(net);
+  net.pmtu = 1400;
+  h1.engine.sendSpecial(NAME(2), true, Buffer.alloc(60000));
+  h1.engine.flush();
+  assert.deepEqual(h1.events.at(-1), { t: 'too-big', peer: NAME(2), pmtu: 1400 });
+  h1.engine.sendSpecial(NAME(2), true, makeHeartbeatFrame(99n));
+  h1.engine.flush();
+  net.run();
+  const ev = h2.events.find((e) => e.t === 'special');
+  assert.ok(ev && ev.t === 'special');
+  assert.equal(ev.peer, NAME(1));
+  assert.equal(ev.ip, IP(1));
+  assert.equal(ev.frame.readBigUInt64BE(14), 99n);
+  assert.equal(h2.tap.length, 0, 'specials are not injected');
+});
+
+/** A TCP/IPv4 super-frame as the kernel hands it over a TAP with TSO: partial checksum. */
+function superFrame(payload: number, mss: number): { hdr: Buffer; frame: Buffer } {
+  const f = Buffer.alloc(14 + 20 + 20 + payload);
+  mac(2).copy(f, 0);
+  mac(1).copy(f, 6);
+  f.writeUInt16BE(0x0800, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(40 + payload, 16);
+  f[20] = 0x40;
+  f[22] = 64;
+  f[23] = 6;
+  Buffer.from([10, 32, 1, 1]).copy(f, 26);
+  Buffer.from([10, 32, 2, 1]).copy(f, 30);
+  f.writeUInt16BE(internetChecksum(f, 14, 34), 24);
+  f.writeUInt32BE(1000, 38);
+  f[46] = 0x50;
+  f[47] = 0x18;
+  for (let k = 54; k < f.length; k++) f[k] = (k * 7) & 0xff;
+  const pseudo = ipv4PseudoHeaderSum(f, 14, 6, 20 + payload);
+  f.writeUInt16BE(pseudo & 0xffff, 50);
+  const hdr = encodeVnetHdr({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, gsoType: VIRTIO_NET_HDR_GSO_TCPV4, hdrLen: 54, gsoSize: mss, csumStart: 34, csumOffset: 16 });
+  return { hdr, frame: f };
+}
+
+function tcpChecksumOk(frame: Buffer): boolean {
+  const l4 = frame.readUInt16BE(16) - 20;
+  return (onesComplementSum(frame, 34, 34 + l4, ipv4PseudoHeaderSum(frame, 14, 6, l4)) & 0xffff) === 0xffff;
+}
+
+for (const gso of [true, false]) {
+  test(`TCP super-frame to a peer ${gso ? 'that takes them: one datagram, a GSO packet on arrival' : 'without SleeveGSO (an original router): MTU-sized segments'}`, () => {
+    const net = new FakeNet();
+    const [h1, h2] = [net.add(1, { vnetHdr: true }), net.add(2, { vnetHdr: true })];
+    h1.engine.setPeer(peer(2, { gso }));
+    h2.engine.setPeer(peer(1, { gso, outbound: false }));
+    h1.engine.setRoutes([[NAME(2), NAME(2)]], [[NAME(1), [NAME(2)]]]);
+    h2.engine.setRoutes([[NAME(1), NAME(1)]], [[NAME(2), [NAME(1)]]]);
+    const zero = Buffer.alloc(10);
+    h2.engine.onCaptured(Buffer.concat([zero, ipv4Frame(BCAST, mac(2))]));
+    h2.engine.flush();
+    net.run();
+    h1.tap.length = 0;
+    const { hdr, frame } = superFrame(20000, 1336);
+    h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+    h1.engine.flush();
+    net.run();
+    if (gso) {
+      assert.equal(h1.sent.length, 1, 'one datagram');
+      assert.equal(h1.sent[0]!.df, false, 'the kernel fragments it');
+      assert.equal(h2.tap.length, 1);
+      const got = h2.tap[0]!;
+      assert.equal(got.frame.length, frame.length);
+      assert.equal(got.hdr?.gsoType, VIRTIO_NET_HDR_GSO_TCPV4);
+      assert.equal(got.hdr?.gsoSize, 1376 - 40, 'segments sized for our bridge');
+    } else {
+      const n = Math.ceil(20000 / 1336);
+      assert.equal(h2.tap.length, n);
+      assert.ok(h2.tap.every((t) => t.frame.length <= 14 + 1438 && (t.hdr === undefined || t.hdr === NO_VNET_HDR)));
+      assert.ok(h2.tap.every((t) => tcpChecksumOk(t.frame)), 'full checksums');
+      assert.ok(h1.sent.every((s) => s.df && s.len <= 1472));
+      const data = Buffer.concat(h2.tap.map((t) => t.frame.subarray(54)));
+      assert.deepEqual(data, frame.subarray(54));
+    }
+  });
+}
+
+test('a super-frame whose segments exceed the path MTU gets ICMP back instead', () => {
+  const net = new FakeNet();
+  const h1 = net.add(1, { vnetHdr: true });
+  const h2 = net.add(2, { vnetHdr: true });
+  h1.engine.setPeer(peer(2, { gso: true, mtu: 1000 }));
+  h2.engine.setPeer(peer(1, { gso: true, outbound: false }));
+  h1.engine.setRoutes([[NAME(2), NAME(2)]], [[NAME(1), [NAME(2)]]]);
+  h2.engine.setRoutes([[NAME(1), NAME(1)]], [[NAME(2), [NAME(1)]]]);
+  // h1 learns where mac(2) is (a too-big broadcast is dropped, not answered).
+  h2.engine.onCaptured(Buffer.concat([Buffer.alloc(10), ipv4Frame(BCAST, mac(2))]));
+  h2.engine.flush();
+  net.run();
+  h1.sent.length = 0;
+  const { hdr, frame } = superFrame(10000, 1336);
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  h1.engine.flush();
+  assert.equal(h1.sent.length, 0);
+  const icmp = h1.tap.at(-1)!.frame;
+  assert.equal(icmp[34], 3);
+  assert.equal(icmp.readUInt16BE(40), 1000);
+});
+
+test('garbage datagrams and unknown senders are dropped without a throw', () => {
+  const net = new FakeNet();
+  const [h1] = chain(net, { key: true });
+  const rand = seeded(42);
+  for (let n = 0; n < 2000; n++) {
+    const b = Buffer.alloc(Math.floor(rand() * 120));
+    for (let k = 0; k < b.length; k++) b[k] = Math.floor(rand() * 256);
+    if (n % 2 && b.length >= 6) Buffer.from([0x7a, 0, 0, 0, 0, 2]).copy(b);
+    h1.engine.onDatagram(b, 1, 6783);
+    h1.engine.onCaptured(b);
+  }
+  h1.engine.flush();
+  assert.equal(h1.tap.length, 0);
+});

@@ -261,11 +261,31 @@ export class SleeveForwarder implements Forwarder {
       }
     }
     this.fragTestTimer?.cancel();
-    this.fragTestTimer = this.deps.clock.setInterval(() => this.sendFragTest(), FRAG_TEST_INTERVAL_MS);
+    this.fragTestTimer = this.deps.clock.setInterval(() => this.periodicTests(), FRAG_TEST_INTERVAL_MS);
     this.sendFragTest();
     // A DF frame far bigger than any path: the send fails with EMSGSIZE, which tells us the
     // path MTU the kernel knows (messageTooBig) and starts the verification.
     this.deps.datapath.sendSpecial(this.remote, true, Buffer.alloc(PMTU_DISCOVERY_SIZE));
+  }
+
+  /** Every 5 min: the fragmentation test again, and (unlike the original) the MTU too. */
+  private periodicTests(): void {
+    this.sendFragTest();
+    this.reverifyMtu();
+  }
+
+  /**
+   * The path may have shrunk without telling us (a black hole: no ICMP, so no EMSGSIZE). The
+   * original only verified once per connection and stayed on a dead MTU; we re-send a test
+   * frame of the current MTU, which starts a search downwards if it keeps failing.
+   */
+  private reverifyMtu(): void {
+    if (this.stopped || this.mtuCandidate !== 0 || this.state.mtu >= DEFAULT_SLEEVE_MTU) return;
+    this.mtuHighestGood = 8;
+    this.mtuLowestBad = this.state.mtu + 1;
+    this.mtuCandidate = this.state.mtu;
+    this.mtuTestsSent = 0;
+    this.sendMtuTest();
   }
 
   private sendFragTest(): void {

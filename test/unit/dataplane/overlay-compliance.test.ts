@@ -32,6 +32,8 @@ class Underlay {
   readonly blockedSleeve = new Set<string>();
   readonly blockedVxlan = new Set<string>();
   pmtu = 1500;
+  /** An MTU black hole: bigger packets vanish without ICMP. */
+  dropAbove = Infinity;
   fragmentsPass = true;
   constructor(readonly net: SimNetwork) {}
 
@@ -63,6 +65,7 @@ class Underlay {
               return;
             }
             if (!df && size > this.pmtu && !this.fragmentsPass) return;
+            if (Math.min(size, this.fragmentsPass && !df ? 1500 : size) > this.dropAbove) return;
             const to = this.nodeByIp(s.ip);
             if (!to || this.blockedSleeve.has(this.key(i, to.i))) return;
             clock.setTimeout(() => to.sleeve.specialReceived(NAME(i), ipOf(i), 6783, frame), 1);
@@ -237,6 +240,19 @@ test('vxlan: an underlay too small for full-MTU heartbeats never uses the fast p
   assert.equal(row(a!, 2)?.state, 'established');
   assert.match(row(a!, 2)!.info, /^sleeve /);
   assert.deepEqual(row(a!, 2)!.attrs, { mtu: 1338 });
+});
+
+test('sleeve: an MTU black hole that appears later is found by the periodic re-verification', async () => {
+  const net = new SimNetwork(18);
+  const u = new Underlay(net);
+  const [a] = [1, 2].map((i) => u.add(i, { vxlan: false }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(2000);
+  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 1438 });
+  u.dropAbove = 700;
+  await net.run(5 * 60_000 + 60_000, 1000);
+  assert.equal(row(a!, 2)?.state, 'established');
+  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 638 });
 });
 
 test('a router that offers "fastdp sleeve" (the original) gets sleeve from us', async () => {

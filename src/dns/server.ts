@@ -1,0 +1,492 @@
+// The DNS server (nameserver `dns.go`): UDP and TCP on one address, answering from the
+// nameserver for names in the weave domain and forwarding everything else upstream.
+//
+// Routing, as the original's ServeMux (most specific zone wins, case-insensitive):
+//   - <domain> (default weave.local.): A answers from the nameserver, shuffled, TTL --dns-ttl;
+//     a name that has entries but is asked for another type gets NOERROR with no answers
+//     (RFC 4074); an unknown name gets NXDOMAIN;
+//   - in-addr.arpa.: PTR for an address of an entry; other types, or names that are not an
+//     IPv4 address, NXDOMAIN; addresses we do not hold go upstream;
+//   - anything else: single-label names are qualified with the domain and answered locally
+//     ("broken resolvers" that do not search); the rest is forwarded to each upstream server
+//     in order over the transport the query came on, each given --dns-fallback-timeout; the
+//     first answer is relayed as it came (id restored); SERVFAIL when all fail.
+// Sizes: over UDP an answer with several records is cut to 512 bytes, or to the EDNS buffer
+// size the query advertises, with TC set (the client then asks over TCP, where answers are
+// complete). Two differences from the original, both per RFC 6891: an EDNS buffer below 512 is
+// read as 512, and a query with EDNS gets an OPT record back.
+// Malformed queries get FORMERR when their header can be read, and are dropped otherwise;
+// responses (QR set) are dropped; other opcodes get NOTIMP; a query must hold one question.
+//
+// Lifecycle: construct, `start()` binds both sockets (port 0 picks one port free for both),
+// `stop()` closes them, cancels upstream exchanges and waits. `answer()` is the whole query
+// logic without sockets, for tests.
+import dnsPacket from 'dns-packet';
+import type { Answer, DecodedPacket, OptAnswer, Question } from 'dns-packet';
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import { createServer, isIP, type Server, type Socket as TcpSocket } from 'node:net';
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { WeaveError, errorMessage } from '../core/errors.js';
+import { formatIPv4, tryParseIPv4, type IPv4 } from '../core/ip.js';
+import type { Logger } from '../core/logger.js';
+import { encodeSimpleReply, parseSimpleQuery, type SimpleQuery } from './fast-reply.js';
+import { DEFAULT_DOMAIN, fqdn, type DnsServerInfo } from './nameserver.js';
+import { NodeUpstreamExchange, type DnsTransport, type Upstream, type UpstreamExchange } from './upstream.js';
+
+/** nameserver `DefaultTTL`. */
+export const DEFAULT_DNS_TTL = 1;
+/** nameserver `DefaultClientTimeout` (--dns-fallback-timeout). */
+export const DEFAULT_FALLBACK_TIMEOUT_MS = 5000;
+/** nameserver `DefaultListenAddress`. */
+export const DEFAULT_DNS_LISTEN_ADDRESS = '0.0.0.0:53';
+/** nameserver `minUDPSize`: the UDP answer limit without EDNS. */
+export const MIN_UDP_SIZE = 512;
+/** nameserver `udpBuffSize`: the buffer size we advertise in EDNS. */
+export const UDP_BUFFER_SIZE = 4096;
+const REVERSE_ZONE = 'in-addr.arpa.';
+/** miekg/dns server idle timeout for TCP connections. */
+const TCP_IDLE_TIMEOUT_MS = 8000;
+const MAX_TCP_MESSAGE = 0xffff;
+
+const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4 } as const;
+const FLAG_QR = 0x8000;
+const FLAG_AA = 0x0400;
+const FLAG_TC = 0x0200;
+const FLAG_RD = 0x0100;
+const FLAG_RA = 0x0080;
+const FLAG_CD = 0x0010;
+
+/** What the server needs from the nameserver. */
+export interface DnsNames {
+  lookup(hostname: string): IPv4[];
+  reverseLookup(addr: IPv4): string | undefined;
+}
+
+export interface DnsServerDeps {
+  names: DnsNames;
+  upstream: Upstream;
+  clock: Clock;
+  logger: Logger;
+  /** Uniform in [0, 1): answer shuffling (default Math.random). */
+  random?: () => number;
+  /** Query ids for upstream exchanges (default crypto.randomInt). */
+  randomId?: () => number;
+  /** Upstream exchanges (default node sockets). */
+  exchange?: UpstreamExchange;
+}
+
+export interface DnsServerOptions {
+  /** `--dns-listen-address` host:port (port 0: any free port for both UDP and TCP). */
+  listenAddress: string;
+  /** `--dns-domain`, with or without the trailing dot. */
+  domain?: string;
+  /** `--dns-ttl` seconds. */
+  ttl?: number;
+  /** `--dns-fallback-timeout`: how long each upstream server is given. */
+  fallbackTimeoutMs?: number;
+  /** Port of the upstream servers (resolv.conf has none; 53). */
+  upstreamPort?: number;
+  /** Answer common queries without dns-packet (default true; tests compare both paths). */
+  fastPath?: boolean;
+}
+
+/** host:port → parts; INVALID_ARGUMENT when it is not an IP address and a port. */
+export function parseListenAddress(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s);
+  const host = m ? (m[1] ?? m[2] ?? '') : '';
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535 || (host !== '' && isIP(host) === 0)) {
+    throw new WeaveError('INVALID_ARGUMENT', `invalid DNS listen address "${s}" (want IP:port)`);
+  }
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+function inZone(name: string, zone: string): boolean {
+  return zone === '.' || name === zone || name.endsWith(`.${zone}`);
+}
+
+function countDots(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) === 46) n++;
+  return n;
+}
+
+/** A name dns-packet can write: labels of 1..63 bytes, 255 bytes in all. */
+function encodableName(name: string): boolean {
+  const n = name.replace(/^\.|\.$/g, '');
+  if (n === '') return true;
+  let total = 1;
+  for (const label of n.split('.')) {
+    const len = Buffer.byteLength(label);
+    if (len === 0 || len > 63) return false;
+    total += len + 1;
+  }
+  return total <= 255;
+}
+
+/** A header-only answer to a query we cannot or will not parse. */
+function headerReply(msg: Buffer, rcode: number): Buffer {
+  const out = Buffer.alloc(12);
+  out.writeUInt16BE(msg.readUInt16BE(0), 0);
+  const flags = msg.readUInt16BE(2);
+  out.writeUInt16BE(FLAG_QR | (flags & (0x7800 | FLAG_RD | FLAG_CD)) | rcode, 2);
+  return out;
+}
+
+function isOpt(a: Answer): a is OptAnswer {
+  return a.type === 'OPT';
+}
+
+function clientOpt(req: DecodedPacket): OptAnswer | undefined {
+  for (const a of req.additionals ?? []) if (isOpt(a)) return a;
+  return undefined;
+}
+
+type Reply = Buffer | undefined;
+
+export class DnsServer implements DnsServerInfo {
+  readonly listenAddress: string;
+  readonly domain: string;
+  readonly ttl: number;
+  private readonly names: DnsNames;
+  private readonly upstream: Upstream;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly random: () => number;
+  private readonly randomId: () => number;
+  private readonly exchanger: UpstreamExchange;
+  private readonly fallbackTimeoutMs: number;
+  private readonly upstreamPort: number;
+  private readonly bind: { host: string; port: number };
+  private readonly fastPath: boolean;
+  private udp: Socket | undefined;
+  private tcp: Server | undefined;
+  private readonly tcpConns = new Set<TcpSocket>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private abort = new AbortController();
+  private boundPort = 0;
+
+  constructor(deps: DnsServerDeps, opts: DnsServerOptions) {
+    this.names = deps.names;
+    this.upstream = deps.upstream;
+    this.clock = deps.clock;
+    this.log = deps.logger;
+    this.random = deps.random ?? Math.random;
+    this.randomId = deps.randomId ?? (() => randomInt(0x10000));
+    this.exchanger = deps.exchange ?? new NodeUpstreamExchange({ clock: deps.clock });
+    this.listenAddress = opts.listenAddress;
+    this.bind = parseListenAddress(opts.listenAddress);
+    this.domain = fqdn(opts.domain ?? DEFAULT_DOMAIN).toLowerCase();
+    this.ttl = opts.ttl ?? DEFAULT_DNS_TTL;
+    if (!Number.isInteger(this.ttl) || this.ttl < 0 || this.ttl > 0x7fffffff) throw new WeaveError('INVALID_ARGUMENT', `invalid DNS TTL ${this.ttl}`);
+    this.fallbackTimeoutMs = opts.fallbackTimeoutMs ?? DEFAULT_FALLBACK_TIMEOUT_MS;
+    this.upstreamPort = opts.upstreamPort ?? 53;
+    this.fastPath = opts.fastPath ?? true;
+  }
+
+  /** The upstream servers in use (status); also starts a re-read if one is due. */
+  upstreamServers(): string[] {
+    void this.upstream.servers();
+    return this.upstream.current();
+  }
+
+  /** The bound address, host:port (after start). */
+  get address(): { host: string; port: number } {
+    return { host: this.bind.host, port: this.boundPort };
+  }
+
+  // --- lifecycle ------------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    if (this.udp) return;
+    this.abort = new AbortController();
+    const tries = this.bind.port === 0 ? 10 : 1;
+    let lastErr: unknown;
+    for (let i = 0; i < tries; i++) {
+      const family = isIP(this.bind.host) === 6 ? 6 : 4;
+      // Replies go to the sender's address, always an IP literal: resolve it in place rather
+      // than through dns.lookup and a tick per datagram (dgram's documented `lookup` hook).
+      const udp = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (host, _opts, cb) => cb(null, host, family) });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          udp.once('error', reject);
+          udp.bind(this.bind.port, this.bind.host, () => {
+            udp.off('error', reject);
+            resolve();
+          });
+        });
+        const port = udp.address().port;
+        const tcp = createServer((c) => this.onTcpConnection(c));
+        await new Promise<void>((resolve, reject) => {
+          tcp.once('error', reject);
+          tcp.listen({ host: this.bind.host, port, exclusive: true }, () => {
+            tcp.off('error', reject);
+            resolve();
+          });
+        });
+        udp.on('error', (e) => this.log.warn({ err: errorMessage(e) }, 'DNS UDP socket error'));
+        udp.on('message', (msg, rinfo) => this.onUdpMessage(msg, rinfo));
+        tcp.on('error', (e) => this.log.warn({ err: errorMessage(e) }, 'DNS TCP listener error'));
+        this.udp = udp;
+        this.tcp = tcp;
+        this.boundPort = port;
+        void this.upstream.servers(); // read resolv.conf now, so that status shows it
+        this.log.info({ address: `${this.bind.host}:${port}`, domain: this.domain }, `Listening for DNS queries on ${this.bind.host}:${port}`);
+        return;
+      } catch (e) {
+        lastErr = e;
+        try {
+          udp.close();
+        } catch {
+          // not bound
+        }
+      }
+    }
+    throw new WeaveError('UNAVAILABLE', `Unable to start dns server: listen ${this.listenAddress}: ${errorMessage(lastErr)}`, { cause: lastErr });
+  }
+
+  async stop(): Promise<void> {
+    const udp = this.udp;
+    const tcp = this.tcp;
+    this.udp = undefined;
+    this.tcp = undefined;
+    this.abort.abort();
+    for (const c of this.tcpConns) c.destroy();
+    this.tcpConns.clear();
+    await Promise.all([
+      udp ? new Promise<void>((r) => udp.close(() => r())) : undefined,
+      tcp ? new Promise<void>((r) => tcp.close(() => r())) : undefined,
+      ...[...this.inflight].map((p) => p.catch(() => undefined)),
+    ]);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  // --- transports -----------------------------------------------------------------------------
+
+  private onUdpMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    const r = this.answer(msg, 'udp');
+    if (r instanceof Promise) void this.track(r).then((reply) => this.sendUdp(reply, rinfo));
+    else this.sendUdp(r, rinfo);
+  }
+
+  private sendUdp(reply: Reply, to: RemoteInfo): void {
+    // Send errors surface as the socket's 'error' event (logged); nothing to do per datagram.
+    if (reply) this.udp?.send(reply, to.port, to.address);
+  }
+
+  private onTcpConnection(c: TcpSocket): void {
+    if (!this.tcp) {
+      c.destroy();
+      return;
+    }
+    this.tcpConns.add(c);
+    c.setNoDelay(true);
+    let buf: Buffer = Buffer.alloc(0);
+    let idle: TimerHandle | undefined;
+    const touch = () => {
+      idle?.cancel();
+      idle = this.clock.setTimeout(() => c.destroy(), TCP_IDLE_TIMEOUT_MS);
+    };
+    const write = (reply: Reply) => {
+      if (!reply || c.destroyed) return;
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(reply.length);
+      c.write(Buffer.concat([len, reply]));
+    };
+    touch();
+    c.on('data', (chunk: Buffer) => {
+      touch();
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      while (buf.length >= 2) {
+        const n = buf.readUInt16BE(0);
+        if (buf.length < 2 + n) break;
+        const msg = Buffer.from(buf.subarray(2, 2 + n));
+        buf = buf.subarray(2 + n);
+        const r = this.answer(msg, 'tcp');
+        if (r instanceof Promise) void this.track(r).then(write);
+        else write(r);
+      }
+    });
+    c.on('error', () => c.destroy());
+    c.on('close', () => {
+      idle?.cancel();
+      this.tcpConns.delete(c);
+    });
+  }
+
+  // --- queries --------------------------------------------------------------------------------
+
+  /**
+   * The reply to one query message received over `transport`, or undefined when it gets
+   * none. Synchronous for everything answered locally; a promise when it goes upstream.
+   */
+  answer(msg: Buffer, transport: DnsTransport): Reply | Promise<Reply> {
+    // Nothing a client sends may take the server down: any fault becomes SERVFAIL.
+    const fault = (e: unknown): Reply => {
+      this.log.warn({ err: errorMessage(e) }, 'DNS query failed');
+      return headerReply(msg, RCODE.SERVFAIL);
+    };
+    try {
+      const r = this.route(msg, transport);
+      return r instanceof Promise ? r.catch(fault) : r;
+    } catch (e) {
+      return fault(e);
+    }
+  }
+
+  private route(msg: Buffer, transport: DnsTransport): Reply | Promise<Reply> {
+    if (msg.length < 12) return undefined;
+    const flags = msg.readUInt16BE(2);
+    if (flags & FLAG_QR) return undefined;
+    if (((flags >> 11) & 0xf) !== 0) return headerReply(msg, RCODE.NOTIMP);
+    if (this.fastPath) {
+      const sq = parseSimpleQuery(msg);
+      const r = sq && this.fastLocal(msg, sq, transport);
+      if (r) return r;
+    }
+    let req: DecodedPacket;
+    try {
+      req = dnsPacket.decode(msg) as DecodedPacket;
+    } catch {
+      return headerReply(msg, RCODE.FORMERR);
+    }
+    const q = req.questions?.[0];
+    if (!q || req.questions?.length !== 1 || !encodableName(q.name)) return headerReply(msg, RCODE.FORMERR);
+    const name = fqdn(q.name).toLowerCase();
+    const local = inZone(name, this.domain);
+    const reverse = inZone(name, REVERSE_ZONE);
+    if (local && (!reverse || this.domain.length >= REVERSE_ZONE.length)) return this.handleLocal(req, q, transport);
+    if (reverse) return this.handleReverse(msg, req, q, transport);
+    return this.handleRecursive(msg, req, q, transport);
+  }
+
+  /**
+   * The local answer (handleLocal) for a query of the common shape, written directly; undefined
+   * when the name is not answered locally (reverse zone, forwarding): the general path takes it.
+   */
+  private fastLocal(msg: Buffer, q: SimpleQuery, transport: DnsTransport): Buffer | undefined {
+    const name = q.name;
+    const local = inZone(name, this.domain);
+    const reverse = inZone(name, REVERSE_ZONE);
+    const dots = countDots(name);
+    if (!(local && (!reverse || this.domain.length >= REVERSE_ZONE.length)) && (reverse || dots !== 1)) return undefined;
+    const addrs = this.names.lookup(dots === 1 ? name + this.domain : name);
+    const max = transport === 'tcp' ? MAX_TCP_MESSAGE : q.ednsSize === undefined ? MIN_UDP_SIZE : Math.max(MIN_UDP_SIZE, q.ednsSize);
+    if (addrs.length === 0) return encodeSimpleReply(msg, q, RCODE.NXDOMAIN, false, [], this.ttl, max, UDP_BUFFER_SIZE);
+    if (q.qtype !== 1) return encodeSimpleReply(msg, q, RCODE.NOERROR, true, [], this.ttl, max, UDP_BUFFER_SIZE);
+    const answers = [...addrs];
+    this.shuffle(answers);
+    return encodeSimpleReply(msg, q, RCODE.NOERROR, true, answers, this.ttl, max, UDP_BUFFER_SIZE);
+  }
+
+  private maxSize(req: DecodedPacket, transport: DnsTransport): number {
+    if (transport === 'tcp') return MAX_TCP_MESSAGE;
+    const opt = clientOpt(req);
+    return opt ? Math.max(MIN_UDP_SIZE, opt.udpPayloadSize) : MIN_UDP_SIZE;
+  }
+
+  /** The reply skeleton (miekg SetReply): id, opcode, RD and CD copied, RA set, the question. */
+  private reply(req: DecodedPacket, q: Question, rcode: number, authoritative: boolean, answers: Answer[]): dnsPacket.Packet {
+    const reqFlags = req.flags ?? 0;
+    const opt = clientOpt(req);
+    const additionals: Answer[] = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: UDP_BUFFER_SIZE, extendedRcode: 0, ednsVersion: 0, flags: 0, options: [] } as unknown as OptAnswer] : [];
+    return {
+      type: 'response',
+      id: req.id ?? 0,
+      flags: (reqFlags & (0x7800 | FLAG_RD | FLAG_CD)) | FLAG_RA | (authoritative ? FLAG_AA : 0) | rcode,
+      questions: [q],
+      answers,
+      additionals,
+    };
+  }
+
+  private errorReply(req: DecodedPacket, q: Question, rcode: number): Buffer {
+    return dnsPacket.encode(this.reply(req, q, rcode, false, []));
+  }
+
+  /** nameserver `makeResponse`: authoritative; cut to the size limit with TC when several answers do not fit. */
+  private answerReply(req: DecodedPacket, q: Question, answers: Answer[], transport: DnsTransport): Buffer {
+    const p = this.reply(req, q, RCODE.NOERROR, true, answers);
+    const max = this.maxSize(req, transport);
+    if (answers.length > 1 && dnsPacket.encodingLength(p) > max) {
+      // The most answers that fit (the original's sort.Search over prefixes).
+      let lo = 0;
+      let hi = answers.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        p.answers = answers.slice(0, mid + 1);
+        if (dnsPacket.encodingLength(p) > max) hi = mid;
+        else lo = mid + 1;
+      }
+      p.answers = answers.slice(0, lo);
+      p.flags = (p.flags ?? 0) | FLAG_TC;
+    }
+    return dnsPacket.encode(p);
+  }
+
+  private handleLocal(req: DecodedPacket, q: Question, transport: DnsTransport): Buffer {
+    let hostname = fqdn(q.name);
+    if (countDots(hostname) === 1) hostname += this.domain;
+    const addrs = this.names.lookup(hostname);
+    if (addrs.length === 0) return this.errorReply(req, q, RCODE.NXDOMAIN);
+    // RFC 4074: the name exists, so another type gets NOERROR with no answers.
+    if (q.type !== 'A') return this.answerReply(req, q, [], transport);
+    const answers: Answer[] = addrs.map((a) => ({ name: q.name, type: 'A', class: 'IN', ttl: this.ttl, data: formatIPv4(a) }));
+    this.shuffle(answers);
+    return this.answerReply(req, q, answers, transport);
+  }
+
+  private handleReverse(msg: Buffer, req: DecodedPacket, q: Question, transport: DnsTransport): Reply | Promise<Reply> {
+    if (q.type !== 'PTR') return this.errorReply(req, q, RCODE.NXDOMAIN);
+    const name = fqdn(q.name);
+    const suffix = `.${REVERSE_ZONE}`;
+    const ipText = name.toLowerCase().endsWith(suffix) ? name.slice(0, -suffix.length) : name;
+    const rev = tryParseIPv4(ipText);
+    if (rev === undefined) return this.errorReply(req, q, RCODE.NXDOMAIN);
+    const addr = (((rev & 0xff) << 24) | ((rev >>> 8) & 0xff) << 16 | ((rev >>> 16) & 0xff) << 8 | (rev >>> 24)) >>> 0;
+    const hostname = this.names.reverseLookup(addr);
+    if (hostname === undefined || !encodableName(hostname)) return this.handleRecursive(msg, req, q, transport);
+    return this.answerReply(req, q, [{ name: q.name, type: 'PTR', class: 'IN', ttl: this.ttl, data: hostname }], transport);
+  }
+
+  private handleRecursive(msg: Buffer, req: DecodedPacket, q: Question, transport: DnsTransport): Reply | Promise<Reply> {
+    // Unqualified names are ours ("broken resolvers" that do not apply the search path).
+    if (countDots(fqdn(q.name)) === 1) return this.handleLocal(req, q, transport);
+    return this.forward(msg, req, q, transport);
+  }
+
+  private async forward(msg: Buffer, req: DecodedPacket, q: Question, transport: DnsTransport): Promise<Reply> {
+    const servers = await this.upstream.servers();
+    const signal = this.abort.signal;
+    for (const host of servers) {
+      if (signal.aborted) return undefined;
+      const query = Buffer.from(msg);
+      query.writeUInt16BE(this.randomId() & 0xffff, 0);
+      try {
+        const answer = await this.exchanger.exchange(query, { host, port: this.upstreamPort }, transport, { timeoutMs: this.fallbackTimeoutMs, signal });
+        const out = Buffer.from(answer);
+        out.writeUInt16BE(req.id ?? 0, 0);
+        return out;
+      } catch (e) {
+        if (signal.aborted) return undefined;
+        this.log.debug({ server: host, err: errorMessage(e) }, `error trying ${host}`);
+      }
+    }
+    return this.errorReply(req, q, RCODE.SERVFAIL);
+  }
+
+  private shuffle<T>(a: T[]): void {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(this.random() * (i + 1));
+      const t = a[i] as T;
+      a[i] = a[j] as T;
+      a[j] = t;
+    }
+  }
+}

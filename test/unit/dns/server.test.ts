@@ -1,0 +1,394 @@
+// The DNS server on 127.0.0.1 with ephemeral ports, over real UDP and TCP sockets: A and PTR
+// answers, case-insensitivity, unqualified names, negative answers, 50 records over UDP (cut,
+// TC), TCP (complete) and a small EDNS buffer, forwarding to a fake resolver this test starts
+// on 127.0.0.1 (never a real upstream), failover and SERVFAIL, resolv.conf changes, malformed
+// queries. DNS is only ever sent to loopback.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import dnsPacket from 'dns-packet';
+import type { Answer, DecodedPacket as PacketFlags, Packet } from 'dns-packet';
+
+/** A decoded message as dns-packet returns it (its types lack the rcode). */
+type DecodedPacket = PacketFlags & { rcode: string };
+import { systemClock } from '../../../src/core/clock.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { Nameserver } from '../../../src/dns/nameserver.js';
+import { parseSimpleQuery } from '../../../src/dns/fast-reply.js';
+import { DnsServer, parseListenAddress } from '../../../src/dns/server.js';
+import { ResolvConfUpstream, parseResolvConf, staticUpstream } from '../../../src/dns/upstream.js';
+import { seeded } from '../../helpers/prng.js';
+
+const US = 0x7a0000000001;
+const dir = mkdtempSync(join(tmpdir(), 'weave-dns-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+let nextId = 1;
+function query(name: string, type: dnsPacket.RecordType = 'A', opts: { udpSize?: number } = {}): Buffer {
+  const p: Packet = { type: 'query', id: nextId++ & 0xffff, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type, class: 'IN' }] };
+  if (opts.udpSize) p.additionals = [{ type: 'OPT', name: '.', udpPayloadSize: opts.udpSize, extendedRcode: 0, ednsVersion: 0, flags: 0, options: [] } as unknown as Answer];
+  return dnsPacket.encode(p);
+}
+
+function udpAsk(port: number, msg: Buffer, timeoutMs = 2000): Promise<{ bytes: Buffer; packet: DecodedPacket }> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket('udp4');
+    const t = setTimeout(() => {
+      s.close();
+      reject(new Error('udp query timed out'));
+    }, timeoutMs);
+    s.on('message', (bytes) => {
+      clearTimeout(t);
+      s.close();
+      resolve({ bytes, packet: dnsPacket.decode(bytes) as DecodedPacket });
+    });
+    s.send(msg, port, '127.0.0.1');
+  });
+}
+
+function tcpAsk(port: number, msg: Buffer): Promise<{ bytes: Buffer; packet: DecodedPacket }> {
+  return new Promise((resolve, reject) => {
+    const c = connect({ host: '127.0.0.1', port });
+    let buf = Buffer.alloc(0);
+    c.on('error', reject);
+    c.on('connect', () => c.write(dnsPacket.streamEncode(dnsPacket.decode(msg))));
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const bytes = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        c.destroy();
+        resolve({ bytes, packet: dnsPacket.decode(bytes) as DecodedPacket });
+      }
+    });
+  });
+}
+
+const addrs = (p: DecodedPacket) => (p.answers ?? []).filter((a) => a.type === 'A').map((a) => (a as { data: string }).data);
+
+/** A fake upstream resolver on 127.0.0.1 (UDP and TCP on one port): A records from a table. */
+class FakeResolver {
+  udp!: Socket;
+  tcp!: Server;
+  port = 0;
+  queries = 0;
+  constructor(private readonly table: Record<string, string[]>) {}
+
+  private reply(msg: Buffer): Buffer {
+    this.queries++;
+    const q = dnsPacket.decode(msg) as DecodedPacket;
+    const question = q.questions![0]!;
+    const found = this.table[question.name.toLowerCase()];
+    return dnsPacket.encode({
+      type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE | (found ? 0 : 3), questions: q.questions,
+      answers: (found ?? []).map((data) => ({ name: question.name, type: 'A', class: 'IN', ttl: 300, data })),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.udp = createSocket('udp4');
+    await new Promise<void>((r) => this.udp.bind(0, '127.0.0.1', r));
+    this.port = this.udp.address().port;
+    this.udp.on('message', (m, rinfo) => this.udp.send(this.reply(m), rinfo.port, rinfo.address));
+    this.tcp = createServer((c) => {
+      let buf = Buffer.alloc(0);
+      c.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const m = buf.subarray(2, 2 + buf.readUInt16BE(0));
+          buf = buf.subarray(2 + m.length);
+          const r = this.reply(m);
+          const len = Buffer.alloc(2);
+          len.writeUInt16BE(r.length);
+          c.write(Buffer.concat([len, r]));
+        }
+      });
+      c.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => this.tcp.listen(this.port, '127.0.0.1', r));
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((r) => this.udp.close(() => r()));
+    await new Promise<void>((r) => this.tcp.close(() => r()));
+  }
+}
+
+async function withServer(
+  opts: { resolvConf?: string; upstreamPort?: number; servers?: string[]; domain?: string; timeoutMs?: number; filter?: string },
+  fn: (s: { port: number; ns: Nameserver; server: DnsServer }) => Promise<void>,
+): Promise<void> {
+  const ns = new Nameserver({ clock: systemClock, logger: silentLogger, isKnownPeer: () => true }, { ourName: US, ...(opts.domain ? { domain: opts.domain } : {}) });
+  const upstream = opts.resolvConf
+    ? new ResolvConfUpstream({ clock: systemClock, logger: silentLogger }, { path: opts.resolvConf, checkIntervalMs: 0, ...(opts.filter ? { filterAddress: opts.filter } : {}) })
+    : staticUpstream(opts.servers ?? []);
+  const server = new DnsServer(
+    { names: ns, upstream, clock: systemClock, logger: silentLogger, random: seeded(5) },
+    { listenAddress: '127.0.0.1:0', fallbackTimeoutMs: opts.timeoutMs ?? 1000, upstreamPort: opts.upstreamPort ?? 53, ...(opts.domain ? { domain: opts.domain } : {}) },
+  );
+  await server.start();
+  try {
+    await fn({ port: server.address.port, ns, server });
+  } finally {
+    await server.stop();
+  }
+}
+
+test('parseListenAddress and parseResolvConf', () => {
+  assert.deepEqual(parseListenAddress('127.0.0.1:5353'), { host: '127.0.0.1', port: 5353 });
+  assert.deepEqual(parseListenAddress(':53'), { host: '0.0.0.0', port: 53 });
+  assert.deepEqual(parseListenAddress('[::1]:53'), { host: '::1', port: 53 });
+  for (const bad of ['127.0.0.1', 'host:53', '1.2.3.4:70000', '']) assert.throws(() => parseListenAddress(bad), /invalid DNS listen address/);
+  assert.deepEqual(parseResolvConf('# c\nnameserver 10.0.0.1\nsearch x\nnameserver   ::1 \nnameserver dns.example\nnameserver\n'), ['10.0.0.1', '::1']);
+});
+
+test('A and PTR answers, case-insensitive, unqualified names, TTL, AA and RA', async () => {
+  await withServer({}, async ({ port, ns }) => {
+    ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+    ns.addEntryFqdn('Db.Weave.Local.', 'c2', 0x0a280000);
+    for (const [name, want] of [['web.weave.local', ['10.32.0.1']], ['WEB.Weave.LOCAL', ['10.32.0.1']], ['db.weave.local', ['10.40.0.0']], ['web', ['10.32.0.1']], ['DB', ['10.40.0.0']]] as const) {
+      const { packet } = await udpAsk(port, query(name));
+      assert.equal(packet.rcode, 'NOERROR', name);
+      assert.deepEqual(addrs(packet), want, name);
+      assert.equal(packet.answers![0]!.name, name, 'the owner name is the question as asked');
+      assert.equal((packet.answers![0] as { ttl: number }).ttl, 1);
+      assert.ok(packet.flag_aa && packet.flag_ra && packet.flag_rd && packet.flag_qr);
+    }
+    const ptr = await udpAsk(port, query('1.0.32.10.in-addr.arpa', 'PTR'));
+    assert.equal(ptr.packet.rcode, 'NOERROR');
+    assert.deepEqual(ptr.packet.answers!.map((a) => [a.type, (a as { data: string }).data]), [['PTR', 'web.weave.local']]);
+    const ptrCase = await udpAsk(port, query('0.0.40.10.IN-ADDR.ARPA', 'PTR'));
+    assert.deepEqual(ptrCase.packet.answers!.map((a) => (a as { data: string }).data), ['Db.Weave.Local']);
+    // The same over TCP.
+    const tcp = await tcpAsk(port, query('web.weave.local'));
+    assert.deepEqual(addrs(tcp.packet), ['10.32.0.1']);
+  });
+});
+
+test('several addresses for one name, shuffled; a custom domain without the trailing dot', async () => {
+  await withServer({ domain: 'corp.example' }, async ({ port, ns }) => {
+    for (let i = 1; i <= 5; i++) ns.addEntryFqdn('svc.corp.example', `c${i}`, 0x0a000000 + i);
+    const orders = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const { packet } = await udpAsk(port, query('svc.corp.example'));
+      assert.deepEqual([...addrs(packet)].sort(), ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5']);
+      orders.add(addrs(packet).join(','));
+    }
+    assert.ok(orders.size > 1, 'answers are shuffled');
+    const sub = await udpAsk(port, query('svc'));
+    assert.equal(addrs(sub.packet).length, 5, 'unqualified names take the custom domain');
+  });
+});
+
+test('negative answers: NXDOMAIN for unknown names, NOERROR-empty for other types of a known name', async () => {
+  await withServer({}, async ({ port, ns }) => {
+    ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+    const nx = await udpAsk(port, query('nope.weave.local'));
+    assert.equal(nx.packet.rcode, 'NXDOMAIN');
+    assert.ok(!nx.packet.flag_aa && nx.packet.flag_ra);
+    assert.equal(nx.packet.questions![0]!.name, 'nope.weave.local');
+    for (const type of ['AAAA', 'MX', 'TXT'] as const) {
+      const { packet } = await udpAsk(port, query('web.weave.local', type));
+      assert.equal(packet.rcode, 'NOERROR', type);
+      assert.equal(packet.answers!.length, 0, type);
+      assert.ok(packet.flag_aa);
+    }
+    assert.equal((await udpAsk(port, query('nope', 'A'))).packet.rcode, 'NXDOMAIN', 'unqualified and unknown');
+    assert.equal((await udpAsk(port, query('9.9.9.9.in-addr.arpa', 'A'))).packet.rcode, 'NXDOMAIN', 'reverse zone, not PTR');
+    assert.equal((await udpAsk(port, query('9.9.in-addr.arpa', 'PTR'))).packet.rcode, 'NXDOMAIN', 'not an address');
+    // Deleting the last entry makes the name unknown.
+    ns.delete('*', 'c1', '*');
+    assert.equal((await udpAsk(port, query('web.weave.local'))).packet.rcode, 'NXDOMAIN');
+  });
+});
+
+test('50 A records: cut with TC over UDP (512 bytes, or the EDNS size), complete over TCP', async () => {
+  await withServer({}, async ({ port, ns }) => {
+    const name = 'seetwo.weave.local';
+    for (let i = 1; i <= 50; i++) ns.addEntryFqdn(name, 'c0', 0x0a020100 + i);
+    const udp = await udpAsk(port, query(name));
+    assert.ok(udp.packet.flag_tc, 'TC over UDP');
+    assert.ok(udp.bytes.length <= 512);
+    const n512 = addrs(udp.packet).length;
+    assert.ok(n512 > 1 && n512 < 50, `${n512} answers fit 512 bytes`);
+    // One more answer would not have fitted: the cut is as late as possible.
+    assert.ok(udp.bytes.length + 34 > 512);
+
+    const tcp = await tcpAsk(port, query(name));
+    assert.ok(!tcp.packet.flag_tc);
+    assert.equal(new Set(addrs(tcp.packet)).size, 50);
+
+    const edns = await udpAsk(port, query(name, 'A', { udpSize: 700 }));
+    assert.ok(edns.packet.flag_tc);
+    assert.ok(edns.bytes.length <= 700 && edns.bytes.length + 34 > 700);
+    const n700 = addrs(edns.packet).length;
+    assert.ok(n700 > n512 && n700 < 50, `${n700} answers fit 700 bytes`);
+    assert.ok(edns.packet.additionals!.some((a) => a.type === 'OPT'), 'EDNS is answered with EDNS');
+
+    const big = await udpAsk(port, query(name, 'A', { udpSize: 4096 }));
+    assert.ok(!big.packet.flag_tc);
+    assert.equal(addrs(big.packet).length, 50);
+
+    // An EDNS size below 512 counts as 512 (RFC 6891).
+    const tiny = await udpAsk(port, query(name, 'A', { udpSize: 100 }));
+    assert.ok(tiny.bytes.length <= 512 && addrs(tiny.packet).length >= n512 - 1);
+
+    // TCP with EDNS too.
+    const tcpEdns = await tcpAsk(port, query(name, 'A', { udpSize: 700 }));
+    assert.equal(addrs(tcpEdns.packet).length, 50);
+  });
+});
+
+test('names outside the domain go to the upstream servers in order; SERVFAIL when all fail', async () => {
+  const fake = new FakeResolver({ 'example.com': ['192.0.2.10', '192.0.2.11'] });
+  await fake.start();
+  try {
+    // 127.0.0.3 has nothing on the fake's port: refused, then the next server answers.
+    await withServer({ servers: ['127.0.0.3', '127.0.0.1'], upstreamPort: fake.port }, async ({ port }) => {
+      const { packet } = await udpAsk(port, query('Example.COM'));
+      assert.equal(packet.rcode, 'NOERROR');
+      assert.deepEqual(addrs(packet), ['192.0.2.10', '192.0.2.11']);
+      assert.equal(packet.questions![0]!.name, 'Example.COM');
+      const tcp = await tcpAsk(port, query('example.com'));
+      assert.deepEqual(addrs(tcp.packet), ['192.0.2.10', '192.0.2.11']);
+      const nx = await udpAsk(port, query('missing.example.com'));
+      assert.equal(nx.packet.rcode, 'NXDOMAIN', 'upstream answers are relayed as they are');
+      // A reverse lookup that is not ours goes upstream too.
+      const before = fake.queries;
+      await udpAsk(port, query('1.2.0.192.in-addr.arpa', 'PTR'));
+      assert.equal(fake.queries, before + 1);
+    });
+    await withServer({ servers: ['127.0.0.3', '127.0.0.4'], upstreamPort: fake.port, timeoutMs: 300 }, async ({ port }) => {
+      const t0 = Date.now();
+      assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
+      assert.equal((await tcpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
+      assert.ok(Date.now() - t0 < 2000);
+    });
+    await withServer({ servers: [] }, async ({ port }) => {
+      assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL', 'no upstream at all');
+    });
+  } finally {
+    await fake.stop();
+  }
+});
+
+test('a silent upstream is given the fallback timeout, then the next one is asked', async () => {
+  const fake = new FakeResolver({ 'example.com': ['192.0.2.10'] });
+  await fake.start();
+  // A UDP socket that reads queries and never answers, on 127.0.0.2 at the fake's port.
+  const silent = createSocket('udp4');
+  await new Promise<void>((r) => silent.bind(fake.port, '127.0.0.2', r));
+  let heard = 0;
+  silent.on('message', () => heard++);
+  try {
+    await withServer({ servers: ['127.0.0.2', '127.0.0.1'], upstreamPort: fake.port, timeoutMs: 200 }, async ({ port }) => {
+      const t0 = Date.now();
+      const { packet } = await udpAsk(port, query('example.com'));
+      assert.deepEqual(addrs(packet), ['192.0.2.10']);
+      assert.equal(heard, 1);
+      assert.ok(Date.now() - t0 >= 180, 'waited for the silent one');
+    });
+  } finally {
+    silent.close();
+    await fake.stop();
+  }
+});
+
+test('resolv.conf: re-read when it changes; our own address is never an upstream', async () => {
+  const fake = new FakeResolver({ 'example.com': ['192.0.2.10'] });
+  await fake.start();
+  const conf = join(dir, 'resolv.conf');
+  try {
+    writeFileSync(conf, 'nameserver 127.0.0.3\n');
+    await withServer({ resolvConf: conf, upstreamPort: fake.port, timeoutMs: 300 }, async ({ port, server }) => {
+      assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
+      assert.deepEqual(server.upstreamServers(), ['127.0.0.3']);
+      writeFileSync(conf, '# changed\nnameserver 127.0.0.1\n');
+      assert.deepEqual(addrs((await udpAsk(port, query('example.com'))).packet), ['192.0.2.10']);
+      assert.deepEqual(server.upstreamServers(), ['127.0.0.1']);
+      rmSync(conf);
+      assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL', 'a removed file means no upstream');
+    });
+    writeFileSync(conf, 'nameserver 127.0.0.1\nnameserver 127.0.0.5\n');
+    await withServer({ resolvConf: conf, upstreamPort: fake.port, filter: '127.0.0.1', timeoutMs: 300 }, async ({ port, server }) => {
+      assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
+      assert.deepEqual(server.upstreamServers(), ['127.0.0.5']);
+      assert.equal(fake.queries, 1, 'only the first server block asked the fake');
+    });
+  } finally {
+    await fake.stop();
+  }
+});
+
+test('malformed queries: FORMERR when the header reads, silence otherwise; NOTIMP for other opcodes', async () => {
+  await withServer({}, async ({ port, server }) => {
+    const garbage = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0]), Buffer.from([0x3f, 0x61])]);
+    const r = await udpAsk(port, garbage);
+    assert.equal(r.packet.id, 0x1234);
+    assert.equal(r.packet.rcode, 'FORMERR');
+    assert.equal(server.answer(Buffer.from([1, 2, 3]), 'udp'), undefined);
+    const response = query('web.weave.local');
+    response[2] = (response[2] as number) | 0x80;
+    assert.equal(server.answer(response, 'udp'), undefined, 'responses are not answered');
+    const notify = query('web.weave.local');
+    notify[2] = ((notify[2] as number) & 0x87) | (4 << 3);
+    assert.equal((dnsPacket.decode(server.answer(notify, 'udp') as Buffer) as DecodedPacket).rcode, 'NOTIMP');
+    const two = dnsPacket.encode({ type: 'query', id: 7, questions: [{ name: 'a.weave.local', type: 'A' }, { name: 'b.weave.local', type: 'A' }] });
+    assert.equal((dnsPacket.decode(server.answer(two, 'udp') as Buffer) as DecodedPacket).rcode, 'FORMERR');
+    // The server still answers afterwards.
+    assert.equal((await udpAsk(port, query('x.weave.local'))).packet.rcode, 'NXDOMAIN');
+  });
+});
+
+test('the fast path writes exactly the bytes of the general (dns-packet) path', () => {
+  const ns = new Nameserver({ clock: systemClock, logger: silentLogger, isKnownPeer: () => true }, { ourName: US });
+  ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+  for (let i = 1; i <= 60; i++) ns.addEntryFqdn('many.weave.local.', `c${i}`, 0x0a010000 + i);
+  ns.addEntryFqdn('Mixed.Case.weave.local.', 'c1', 0x0a200002);
+  const make = (fastPath: boolean) =>
+    new DnsServer({ names: ns, upstream: staticUpstream([]), clock: systemClock, logger: silentLogger, random: seeded(3) }, { listenAddress: '127.0.0.1:0', fastPath });
+  const fast = make(true);
+  const slow = make(false);
+  const rand = seeded(12);
+  const names = ['web.weave.local', 'WEB.weave.local', 'web', 'Web', 'many.weave.local', 'many', 'mixed.case.weave.local', 'nope.weave.local', 'nope', 'weave.local', 'a b.weave.local', 'x-y_z.weave.local'];
+  const types: dnsPacket.RecordType[] = ['A', 'AAAA', 'MX', 'TXT', 'ANY' as dnsPacket.RecordType, 'UNKNOWN_999' as dnsPacket.RecordType];
+  let taken = 0;
+  for (let i = 0; i < 3000; i++) {
+    const name = names[Math.floor(rand() * names.length)]!;
+    const type = types[Math.floor(rand() * types.length)]!;
+    const p: Packet = { type: 'query', id: Math.floor(rand() * 65536), flags: Math.floor(rand() * 4) * 0x100 * (rand() < 0.5 ? 1 : 0) | (rand() < 0.3 ? 0x10 : 0), questions: [{ name, type, class: 'IN' }] };
+    if (rand() < 0.5) {
+      const options = rand() < 0.5 ? [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }] : [];
+      p.additionals = [{ type: 'OPT', name: '.', udpPayloadSize: [100, 512, 700, 1232, 4096][Math.floor(rand() * 5)], extendedRcode: 0, ednsVersion: 0, flags: rand() < 0.5 ? 0x8000 : 0, options } as unknown as Answer];
+    }
+    const msg = dnsPacket.encode(p);
+    const transport = rand() < 0.5 ? 'udp' : 'tcp';
+    const a = fast.answer(msg, transport);
+    const b = slow.answer(msg, transport);
+    assert.ok(Buffer.isBuffer(a) && Buffer.isBuffer(b), `query ${i} (${name} ${type}) answered locally`);
+    assert.equal(a.toString('hex'), b.toString('hex'), `query ${i}: ${name} ${type} ${transport}`);
+    if (parseSimpleQuery(msg)) taken++;
+  }
+  assert.ok(taken > 2500, `the fast path took ${taken} of 3000`);
+});
+
+test('fuzz: random and damaged queries never throw', async () => {
+  const ns = new Nameserver({ clock: systemClock, logger: silentLogger, isKnownPeer: () => true }, { ourName: US });
+  ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+  const server = new DnsServer({ names: ns, upstream: staticUpstream([]), clock: systemClock, logger: silentLogger }, { listenAddress: '127.0.0.1:0' });
+  const rand = seeded(9);
+  const seeds = [query('web.weave.local'), query('web'), query('1.0.32.10.in-addr.arpa', 'PTR'), query('web.weave.local', 'A', { udpSize: 1232 })];
+  const later: Promise<unknown>[] = [];
+  for (let i = 0; i < 5000; i++) {
+    const b = Buffer.from(seeds[i % seeds.length]!);
+    for (let k = 1 + Math.floor(rand() * 4); k > 0; k--) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+    const cut = rand() < 0.3 ? b.subarray(0, Math.floor(rand() * b.length)) : b;
+    const r = server.answer(cut, rand() < 0.5 ? 'udp' : 'tcp');
+    if (r instanceof Promise) later.push(r.then((x) => assert.ok(x && x.length >= 12))); // upstream: none, so SERVFAIL
+    else if (r) assert.ok(r.length >= 12);
+  }
+  await Promise.all(later);
+});

@@ -30,7 +30,7 @@ import { Peers } from './peers.js';
 import { ProtocolTag, type ProtocolMsg } from './protocol.js';
 import { ROUTES_RECALC_DELAY_MS, Routes } from './routes.js';
 import { TokenBucket } from './token-bucket.js';
-import { TopologyDecodeCache, assembleTopologyUpdate, decodeTopologyUpdate } from './topology-update.js';
+import { decodeTopologyUpdate, encodeTopologyUpdate } from './topology-update.js';
 import type { MeshTransport } from './transport.js';
 
 /** mesh `deferTopologyUpdateDuration`. */
@@ -89,9 +89,8 @@ export interface LocalConnectionRow {
 class TopologyData implements GossipData {
   constructor(private readonly peers: Peers, readonly names: Set<PeerName>) {}
   encode(): Buffer[] {
-    // Each peer's entry is encoded once per change of that peer (Peers keeps it), not per send.
-    const entries = this.peers.encodedPeers(this.names);
-    return entries.length ? [assembleTopologyUpdate(entries)] : [];
+    const entries = this.peers.encodePeers(this.names);
+    return entries.length ? [encodeTopologyUpdate(entries)] : [];
   }
   merge(other: GossipData): GossipData {
     if (other instanceof TopologyData) for (const n of other.names) this.names.add(n);
@@ -454,8 +453,8 @@ export class MeshRouter {
     }
   }
 
-  private applyTopology(msg: Buffer, defs?: TopologyDecodeCache): GossipData | undefined {
-    const update = decodeTopologyUpdate(msg, defs);
+  private applyTopology(msg: Buffer): GossipData | undefined {
+    const update = decodeTopologyUpdate(msg);
     // What the update's peers were connected to before, to tell whether it can have made
     // anyone unreachable (the only case in which a collection can find something).
     const before = new Map<PeerName, ReadonlySet<PeerName>>();
@@ -499,13 +498,11 @@ export class MeshRouter {
   }
 
   private topologyGossiper(): Gossiper {
-    // The gob type definitions senders repeat in every update, read once (per router).
-    const defs = new TopologyDecodeCache();
     return {
       onGossipUnicast: () => {},
-      onGossipBroadcast: (_src, update) => this.applyTopology(update, defs),
+      onGossipBroadcast: (_src, update) => this.applyTopology(update),
       gossip: () => new TopologyData(this.peers, new Set(this.peers.names())),
-      onGossip: (msg) => this.applyTopology(msg, defs),
+      onGossip: (msg) => this.applyTopology(msg),
     };
   }
 

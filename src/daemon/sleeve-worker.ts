@@ -35,7 +35,7 @@ export type WorkerCommand =
 const ZERO_HDR = Buffer.alloc(VNET_HDR_BYTES);
 const TAP_BURST = 64;
 const UDP_BURST = 32;
-const POLL_MS = 20;
+const POLL_MS = 50;
 const EXPIRE_EVERY_MS = 60_000;
 
 function run(data: SleeveWorkerData): void {
@@ -143,18 +143,25 @@ function run(data: SleeveWorkerData): void {
     for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
       if (!command(m.message as WorkerCommand)) return;
     }
-    c.poll(pfd, 2, POLL_MS);
+    // Idle, this loop costs one poll per POLL_MS; busy, only the reads that poll said will work.
+    const ready = c.poll(pfd, 2, POLL_MS) > 0;
     try {
-      for (let i = 0; i < TAP_BURST; i++) {
-        const n = tap.readTimeout(tapBuf, 0);
-        if (n <= 0) break;
-        engine.onCaptured(tapBuf.subarray(0, n));
+      if (ready && pfd.readInt16LE(l.pollRevents) !== 0) {
+        for (let i = 0; i < TAP_BURST; i++) {
+          // The fd is non-blocking: -1 (EAGAIN) ends the burst.
+          const n = c.read(data.tapFd, tapBuf, tapBuf.length);
+          if (n <= 0) break;
+          engine.onCaptured(tapBuf.subarray(0, n));
+        }
       }
-      const k = udp.recvBatch(udpBufs, got, 0);
-      for (let i = 0; i < k; i++) {
-        const d = got[i] as Datagram;
-        if (!d.truncated) engine.onDatagram((udpBufs[i] as Buffer).subarray(0, d.len), d.ip, d.port);
+      if (ready && pfd.readInt16LE(l.pollfdBytes + l.pollRevents) !== 0) {
+        const k = udp.recvBatch(udpBufs, got, 0);
+        for (let i = 0; i < k; i++) {
+          const d = got[i] as Datagram;
+          if (!d.truncated) engine.onDatagram((udpBufs[i] as Buffer).subarray(0, d.len), d.ip, d.port);
+        }
       }
+      // Also sends the specials the control side asked for.
       engine.flush();
     } catch (e) {
       post({ t: 'log', level: 'warn', msg: `sleeve data path: ${errorMessage(e)}` });

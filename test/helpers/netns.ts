@@ -115,6 +115,11 @@ export class WeaveHost {
     return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
   }
 
+  /** The running weaver's pid (nsenter execs node, so the child's pid is weaver's). */
+  get weaverPid(): number | undefined {
+    return this.weaver?.pid;
+  }
+
   /** Starts weaver in the foreground of a child process (not via `weave launch`). */
   async startWeaver(opts: WeaverOptions = {}): Promise<void> {
     const args = [

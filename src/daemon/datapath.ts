@@ -117,7 +117,7 @@ export class Datapath {
       lines.push(`link set dev ${vx} learning off flood off mcast_flood off bcast_flood off`);
     }
     await this.fdb.batch(lines);
-    this.udp = UdpSocket.bind(this.opts.host || '0.0.0.0', port, { reuseAddr: true, rcvBuf: 4 << 20, sndBuf: 4 << 20 });
+    this.udp = UdpSocket.bind(this.opts.host || '0.0.0.0', port, { reuseAddr: true, rcvBuf: 4 << 20, sndBuf: 4 << 20, noChecksum: true });
     const data: SleeveWorkerData = { tapFd: this.tap.fd, udpFd: this.udp.fd, ourName: this.opts.ourName, bridgeMtu: mtu };
     this.worker = new Worker(new URL('./sleeve-worker.js', import.meta.url), { workerData: data });
     this.worker.on('message', (ev: DatapathEvent) => this.onEvent(ev));

@@ -33,6 +33,7 @@ import {
   SO_RCVBUFFORCE,
   SO_REUSEADDR,
   SO_REUSEPORT,
+  SO_NO_CHECK,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
   allocPollfd,
@@ -51,6 +52,11 @@ export interface UdpSocketOptions {
   /** Receive/send buffer sizes in bytes; as root these may exceed net.core.[rw]mem_max. */
   rcvBuf?: number;
   sndBuf?: number;
+  /**
+   * Send UDP checksums of 0 (SO_NO_CHECK; IPv4 allows it). Worth it when the payload carries
+   * its own integrity check and datagrams are fragmented, which the kernel cannot offload.
+   */
+  noChecksum?: boolean;
 }
 
 /** One received datagram: `len` bytes in the matching buffer, from `ip`:`port`. */
@@ -158,6 +164,7 @@ export class UdpSocket {
       if (opts.reusePort) sock.setIntOpt(SOL_SOCKET, SO_REUSEPORT, 1, 'SO_REUSEPORT');
       if (opts.rcvBuf !== undefined) sock.setBufSize(SO_RCVBUFFORCE, SO_RCVBUF, opts.rcvBuf, 'SO_RCVBUF');
       if (opts.sndBuf !== undefined) sock.setBufSize(SO_SNDBUFFORCE, SO_SNDBUF, opts.sndBuf, 'SO_SNDBUF');
+      if (opts.noChecksum) sock.setIntOpt(SOL_SOCKET, SO_NO_CHECK, 1, 'SO_NO_CHECK');
       if (c.bind(fd, sockaddrIn(addr, port), SOCKADDR_IN_BYTES) < 0) failed('bind', { fallback: 'KERNEL_FAILED', context: `${typeof ip === 'string' ? ip : addr}:${port}` });
       return sock;
     } catch (e) {

@@ -3,7 +3,7 @@
 // the body text and our stable error code (from ERROR_CODE_HEADER when the server sent one).
 import { request as httpRequest } from 'node:http';
 import { WeaveError, type ErrorCode } from '../core/errors.js';
-import { ERROR_CODE_HEADER, DEFAULT_HTTP_ADDR } from './types.js';
+import { ERROR_CODE_HEADER, DEFAULT_HTTP_ADDR, type DnsNameJson } from './types.js';
 
 export interface ApiResponse {
   status: number;
@@ -189,6 +189,59 @@ export class WeaveClient {
   /** DELETE /expose/<cidr>: remove the address from the bridge and its NAT rules. */
   async hide(cidr: string, opts: RequestOptions = {}): Promise<void> {
     await this.call('DELETE', `/expose/${cidr}`, 'unable to hide', opts);
+  }
+
+  // --- weaveDNS (routes answer 404 when the router runs with --no-dns) ---
+
+  /** GET /domain: the DNS domain (weave.local.), or undefined when weaveDNS is off. */
+  async dnsDomain(opts: RequestOptions = {}): Promise<string | undefined> {
+    return this.unlessDnsOff(async () => (await this.call('GET', '/domain', 'unable to get the DNS domain', opts)).trim());
+  }
+
+  /**
+   * GET /dns-address-port (or /dns-address with `hostOnly`): where the DNS server listens;
+   * undefined when weaveDNS is off; NOT_RUNNING while it has no address to listen on.
+   */
+  async dnsAddress(opts: RequestOptions & { hostOnly?: boolean } = {}): Promise<string | undefined> {
+    const path = opts.hostOnly ? '/dns-address' : '/dns-address-port';
+    return this.unlessDnsOff(async () => (await this.call('GET', path, 'unable to get the DNS address', opts)).trim());
+  }
+
+  /** PUT /name/<container>/<ip> fqdn=: register a name. False when weaveDNS is off. */
+  async putName(container: string, ip: string, fqdn: string, opts: RequestOptions = {}): Promise<boolean> {
+    const r = await this.unlessDnsOff(async () => {
+      await this.call('PUT', `/name/${encodeURIComponent(container)}/${encodeURIComponent(ip)}`, 'unable to register the DNS name', { ...opts, form: { fqdn } });
+      return true;
+    });
+    return r ?? false;
+  }
+
+  /** DELETE /name[/<container>[/<ip>]][?fqdn=]: remove names, absent parts matching all. False when weaveDNS is off. */
+  async deleteName(container: string | undefined, ip: string | undefined, fqdn: string | undefined, opts: RequestOptions = {}): Promise<boolean> {
+    if (container === undefined && ip !== undefined) throw new WeaveError('INVALID_ARGUMENT', 'deleteName: an address needs a container');
+    let path = '/name';
+    if (container !== undefined) path += `/${encodeURIComponent(container)}`;
+    if (ip !== undefined) path += `/${encodeURIComponent(ip)}`;
+    if (fqdn) path += `?${new URLSearchParams({ fqdn }).toString()}`;
+    const r = await this.unlessDnsOff(async () => {
+      await this.call('DELETE', path, 'unable to remove the DNS name', opts);
+      return true;
+    });
+    return r ?? false;
+  }
+
+  /** GET /name: every entry (tombstones included), or undefined when weaveDNS is off. */
+  async dnsEntries(opts: RequestOptions = {}): Promise<DnsNameJson[] | undefined> {
+    return this.unlessDnsOff(async () => JSON.parse(await this.call('GET', '/name', 'unable to list DNS names', { ...opts, headers: { ...opts.headers, accept: 'application/json' } })) as DnsNameJson[]);
+  }
+
+  private async unlessDnsOff<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return undefined;
+      throw e;
+    }
   }
 }
 

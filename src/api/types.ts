@@ -4,6 +4,8 @@
 export const DEFAULT_HTTP_ADDR = '127.0.0.1:6784';
 /** Ident under which the bridge's own address is allocated (original: `weave:expose`). */
 export const EXPOSE_IDENT = 'weave:expose';
+/** Ident for DNS names of addresses that belong to no container (`weave dns-add <ip> -h <fqdn>`). */
+export const EXTERN_IDENT = 'weave:extern';
 /** Header carrying our stable error code next to the original's status and text body. */
 export const ERROR_CODE_HEADER = 'x-weave-error-code';
 
@@ -96,6 +98,16 @@ export interface DnsStatus {
   Address: string;
   TTL: number;
   Entries: DnsEntryStatus[] | null;
+}
+
+/** One entry of `GET /name` (Accept: application/json), as the original marshals them. */
+export interface DnsNameJson {
+  ContainerID: string;
+  Origin: string;
+  Addr: string;
+  Hostname: string;
+  Version: number;
+  Tombstone: number;
 }
 
 /** The `/report` document (original: WeaveStatus). Absent services are omitted. */

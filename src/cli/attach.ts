@@ -8,6 +8,7 @@ import { attachContainer, detachContainer, inspectContainerLink } from '../platf
 import { IpRoute } from '../platform/iproute.js';
 import type { CliContext } from './context.js';
 import { acquire, ownedBy, parseAddrSpec, showAddrs } from './address-args.js';
+import { checkInDomain, registerName, unregisterNames } from './dns-names.js';
 
 /** The interface name Weave Net gives containers it attaches. */
 export const ATTACH_IFNAME = 'ethwe';
@@ -19,9 +20,10 @@ export function resolveTarget(target: string, id?: string): { netns: string; ide
   return { netns: target, ident: id ?? (underRun ? basename(target) : target) };
 }
 
-export async function attach(ctx: CliContext, target: string, addrs: string[], opts: { id?: string; multicastRoute: boolean; bridge: string }): Promise<number> {
+export async function attach(ctx: CliContext, target: string, addrs: string[], opts: { id?: string; name?: string; multicastRoute: boolean; bridge: string }): Promise<number> {
   const { netns, ident } = resolveTarget(target, opts.id);
   const specs = addrs.map(parseAddrSpec);
+  if (opts.name) await checkInDomain(ctx, opts.name);
   const cidrs = await acquire(ctx, ident, specs);
   const existing = await inspectContainerLink(netns, ATTACH_IFNAME);
   try {
@@ -45,6 +47,8 @@ export async function attach(ctx: CliContext, target: string, addrs: string[], o
     for (const c of cidrs) await ctx.client.releaseAddress(ident, c.split('/')[0]!).catch(() => undefined);
     throw e;
   }
+  // weaveDNS: the attached addresses under --name (the original used the container's hostname).
+  if (opts.name) await registerName(ctx, ident, cidrs.map((c) => c.split('/')[0]!), opts.name);
   ctx.out(showAddrs(cidrs));
   return 0;
 }
@@ -62,6 +66,7 @@ export async function detach(ctx: CliContext, target: string, addrs: string[], o
     const inNs = new IpRoute({ netnsPath: netns });
     for (const c of chosen) await inNs.deleteAddress(ATTACH_IFNAME, c);
   }
+  await unregisterNames(ctx, ident, chosen.length === held.length ? 'all' : chosen.map((c) => c.split('/')[0]!));
   for (const c of chosen) await ctx.client.releaseAddress(ident, c.split('/')[0]!);
   ctx.out(showAddrs(chosen));
   return 0;

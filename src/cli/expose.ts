@@ -1,15 +1,16 @@
 // `weave expose [addrs] [--without-masquerade]` and `weave hide [addrs]`: addresses for the
 // host on the bridge (ident `weave:expose`), with their NAT rules, through the router.
 import { EXPOSE_IDENT } from '../api/types.js';
-import { WeaveError } from '../core/errors.js';
 import { cidrContains, parseCidr } from '../core/ip.js';
 import type { CliContext } from './context.js';
 import { acquire, ownedBy, parseAddrSpec, showAddrs } from './address-args.js';
+import { checkInDomain, registerName, unregisterNames } from './dns-names.js';
 
 export async function expose(ctx: CliContext, args: string[], opts: { withoutMasquerade?: boolean; hostname?: string }): Promise<number> {
-  if (opts.hostname) throw new WeaveError('INVALID_ARGUMENT', '-h: weaveDNS is not implemented in this version of weave');
+  if (opts.hostname) await checkInDomain(ctx, opts.hostname);
   const cidrs = await acquire(ctx, EXPOSE_IDENT, args.map(parseAddrSpec));
   for (const c of cidrs) await ctx.client.expose(c, { skipNAT: !!opts.withoutMasquerade });
+  if (opts.hostname) await registerName(ctx, EXPOSE_IDENT, cidrs.map((c) => c.split('/')[0]!), opts.hostname);
   ctx.out(showAddrs(cidrs));
   return 0;
 }
@@ -27,6 +28,7 @@ export async function hide(ctx: CliContext, args: string[]): Promise<number> {
       );
     });
   }
+  await unregisterNames(ctx, EXPOSE_IDENT, targets.map((c) => c.split('/')[0]!));
   for (const c of targets) {
     await ctx.client.hide(c);
     await ctx.client.releaseAddress(EXPOSE_IDENT, c.split('/')[0]!);

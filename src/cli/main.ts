@@ -16,6 +16,7 @@ import { attach, detach } from './attach.js';
 import { installCni } from './setup.js';
 import { ps } from './ps.js';
 import { connect, forget } from './connect.js';
+import { dnsAdd, dnsArgs, dnsLookup, dnsRemove } from './dns.js';
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -102,10 +103,12 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
     .argument('<args...>', '[addrs...] <netns-path|pid>')
     .option('--id <ident>', 'IPAM ident (default: the namespace name or pid-<pid>)')
     .option('--no-multicast-route', 'no 224.0.0.0/4 route on the interface')
+    .option('--name <fqdn>', 'register the attached addresses in weaveDNS under this name (e.g. web.weave.local)')
     .action(run((c, cmd) => {
       const args = cmd.args;
       return attach(c, args[args.length - 1]!, args.slice(0, -1), {
         ...(cmd.opts().id ? { id: cmd.opts().id as string } : {}),
+        ...(cmd.opts().name ? { name: cmd.opts().name as string } : {}),
         multicastRoute: cmd.opts().multicastRoute !== false,
         bridge: bridgeOf(cmd),
       });
@@ -125,6 +128,22 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
 
   program.command('forget').description('forget peers (remove them from the targets)').argument('<peers...>')
     .action(run((c, cmd) => forget(c, cmd.args)));
+
+  program.command('dns-add').description('add weaveDNS names: [<ip> ...] <netns-path|pid|container-id> -h <fqdn>, or <ip> ... -h <fqdn>')
+    .argument('[args...]', '[<ip> ...] [<container>]')
+    .option('-h, --hostname <fqdn>', 'the name, in the weaveDNS domain (e.g. web.weave.local)').helpOption('--help')
+    .action(run((c, cmd) => dnsAdd(c, cmd.args, cmd.opts().hostname as string | undefined)));
+
+  program.command('dns-remove').description('remove weaveDNS names (same forms as dns-add; without -h, every name of the addresses)')
+    .argument('[args...]', '[<ip> ...] [<container>]')
+    .option('-h, --hostname <fqdn>', 'remove only this name').helpOption('--help')
+    .action(run((c, cmd) => dnsRemove(c, cmd.args, cmd.opts().hostname as string | undefined)));
+
+  program.command('dns-lookup').description("ask the router's DNS server for a name's addresses").argument('<name>')
+    .action(run((c, cmd) => dnsLookup(c, cmd.args[0]!)));
+
+  program.command('dns-args').description('print --dns and --dns-search flags for a container runtime (nothing with --no-dns)')
+    .action(run((c) => dnsArgs(c)));
 
   program.command('version').description('print versions').action(run((c) => version(c)));
 

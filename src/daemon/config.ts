@@ -5,6 +5,8 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 import { WeaveError } from '../core/errors.js';
 import { parseCidr, type Cidr } from '../core/ip.js';
 import { parseLogLevel, type LogLevel } from '../core/logger.js';
+import { DEFAULT_DOMAIN, fqdn } from '../dns/nameserver.js';
+import { DEFAULT_DNS_TTL, DEFAULT_FALLBACK_TIMEOUT_MS, parseListenAddress } from '../dns/server.js';
 
 export const DEFAULTS = {
   port: 6783,
@@ -17,6 +19,13 @@ export const DEFAULTS = {
   ipallocRange: '10.32.0.0/12',
   connLimit: 200,
   bridgeCheckIntervalMs: 2000,
+  // weaveDNS (nameserver defaults). Without --dns-listen-address the server listens on the
+  // bridge's first exposed address, this port.
+  dnsDomain: DEFAULT_DOMAIN,
+  dnsPort: 53,
+  dnsTtl: DEFAULT_DNS_TTL,
+  dnsFallbackTimeoutMs: DEFAULT_FALLBACK_TIMEOUT_MS,
+  resolvConf: '/etc/resolv.conf',
 } as const;
 
 export interface DaemonConfig {
@@ -46,6 +55,18 @@ export interface DaemonConfig {
   minProtocolVersion: number;
   /** Offer the kernel VXLAN fast path (`--no-fastdp` / WEAVE_NO_FASTDP turn it off). */
   fastdp: boolean;
+  /** weaveDNS settings; undefined = `--no-dns`. */
+  dns?: DnsConfig;
+}
+
+export interface DnsConfig {
+  /** `--dns-listen-address` host:port; undefined = the bridge's first exposed address, port 53. */
+  listenAddress?: string;
+  /** Fully qualified, with the trailing dot. */
+  domain: string;
+  ttl: number;
+  fallbackTimeoutMs: number;
+  resolvConf: string;
 }
 
 function intArg(min: number, max: number) {
@@ -55,12 +76,47 @@ function intArg(min: number, max: number) {
   };
 }
 
-// Mesh, encryption and DNS flags belong to later versions; refusing them is clearer than
-// accepting settings that would silently do nothing.
+/**
+ * A Go duration (`time.ParseDuration`: "5s", "1m30s", "250ms"; "0" alone) in milliseconds, as
+ * the original's duration flags take it.
+ */
+export function parseGoDurationMs(v: string): number {
+  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (v === '0') return 0;
+  const re = /([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let at = 0;
+  for (let m = re.exec(v); m; m = re.exec(v)) {
+    total += Number(m[1]) * units[m[2]!]!;
+    at = re.lastIndex;
+  }
+  if (v === '' || at !== v.length) throw new InvalidArgumentError(`invalid duration "${v}" (e.g. 5s, 500ms, 1m)`);
+  return total;
+}
+
+/** `--dns-domain`: a domain name, with or without the trailing dot; returned with it. */
+export function parseDnsDomain(v: string): string {
+  const d = fqdn(v.trim());
+  const labels = d.slice(0, -1).split('.');
+  if (d === '.' || labels.some((l) => !/^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l)) || d.length > 254) {
+    throw new InvalidArgumentError(`invalid DNS domain "${v}"`);
+  }
+  return d;
+}
+
+function dnsListenArg(v: string): string {
+  try {
+    parseListenAddress(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return v;
+}
+
+// Flags of features that come later; refusing them is clearer than accepting settings that
+// would silently do nothing.
 const notYet = [
   ['ipalloc-init', 'IPAM initialisation across peers'],
-  ['dns-listen-address', 'weaveDNS'],
-  ['dns-domain', 'weaveDNS'],
 ] as const;
 
 export function buildDaemonCommand(): Command {
@@ -89,6 +145,12 @@ export function buildDaemonCommand(): Command {
     .option('--password <password>', 'encrypt connections with this password (WEAVE_PASSWORD)')
     .option('--trusted-subnets <cidrs>', 'comma-separated subnets whose peers are trusted (no encryption)')
     .option('--min-protocol-version <n>', 'lowest mesh protocol version to accept', intArg(1, 2), 1)
+    .option('--no-dns', 'disable weaveDNS')
+    .option('--dns-listen-address <host:port>', 'weaveDNS address, UDP and TCP (default: the first address `weave expose` puts on the bridge, port 53)', dnsListenArg)
+    .option('--dns-domain <domain>', 'weaveDNS domain, with or without the trailing dot', parseDnsDomain, DEFAULTS.dnsDomain)
+    .option('--dns-ttl <seconds>', 'TTL of weaveDNS answers', intArg(0, 0x7fffffff), DEFAULTS.dnsTtl)
+    .option('--dns-fallback-timeout <duration>', 'how long each upstream server is given (Go duration)', parseGoDurationMs, DEFAULTS.dnsFallbackTimeoutMs)
+    .option('--resolv-conf <path>', 'upstream name servers for names outside the domain', DEFAULTS.resolvConf)
     .addOption(new Option('--bridge-check-interval-ms <ms>').argParser(intArg(50, 600_000)).default(DEFAULTS.bridgeCheckIntervalMs).hideHelp());
   for (const [flag] of notYet) c.addOption(new Option(`--${flag} <value>`).hideHelp());
   c.exitOverride();
@@ -158,6 +220,17 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     resume: !!o.resume,
     minProtocolVersion: Number(o.minProtocolVersion),
     fastdp: o.fastdp !== false && !process.env.WEAVE_NO_FASTDP,
+    ...(o.dns === false
+      ? {}
+      : {
+          dns: {
+            ...(o.dnsListenAddress ? { listenAddress: String(o.dnsListenAddress) } : {}),
+            domain: String(o.dnsDomain),
+            ttl: Number(o.dnsTtl),
+            fallbackTimeoutMs: Number(o.dnsFallbackTimeout),
+            resolvConf: String(o.resolvConf),
+          },
+        }),
   };
 }
 

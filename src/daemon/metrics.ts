@@ -8,7 +8,8 @@ export interface MetricsSources {
   pendingAllocates(): number;
   pendingClaims(): number;
   connections(): { state: string; type: string; encryption: string }[];
-  dnsEntries(): number;
+  /** Live DNS entries this router originates; absent when weaveDNS is off (no metric then, as the original). */
+  dnsEntries?: () => number;
   /** Connections terminated since start (the mesh counts them). */
   terminations(): number;
   ipamEnabled: boolean;
@@ -47,7 +48,8 @@ export class RouterMetrics {
       new Gauge({ name: 'weave_ipam_pending_allocates', help: 'Number of pending allocates.', registers: reg, collect() { this.set(src.pendingAllocates()); } });
       new Gauge({ name: 'weave_ipam_pending_claims', help: 'Number of pending claims.', registers: reg, collect() { this.set(src.pendingClaims()); } });
     }
-    new Gauge({ name: 'weave_dns_entries', help: 'Number of DNS entries.', registers: reg, collect() { this.set(src.dnsEntries()); } });
+    const dnsEntries = src.dnsEntries;
+    if (dnsEntries) new Gauge({ name: 'weave_dns_entries', help: 'Number of DNS entries.', registers: reg, collect() { this.set(dnsEntries()); } });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -29,6 +29,7 @@ import { RouterCniService } from './cni-service.js';
 import { MeshRouter } from '../mesh/router.js';
 import { formatPeerName, parsePeerName } from '../core/peer-name.js';
 import { TcpListener, dialTcp } from '../platform/tcp-transport.js';
+import { RouterDns } from './router-dns.js';
 
 const KEY_TARGETS = 'directPeers';
 
@@ -56,6 +57,7 @@ export class Weaver {
   private mesh: MeshRouter | undefined;
   private datapath: Datapath | undefined;
   private listener: TcpListener | undefined;
+  private dns: RouterDns | undefined;
   private ready = false;
   private stopped = false;
   name = '';
@@ -128,6 +130,7 @@ export class Weaver {
     this.bridge.start();
 
     await this.startMesh();
+    await this.startDns();
 
     const alloc = this.allocator;
     const mesh = this.mesh!;
@@ -144,7 +147,7 @@ export class Weaver {
           type: r.overlay === 'vxlan' ? 'fastdp' : r.overlay === 'sleeve' ? 'sleeve' : 'unknown',
           encryption: mesh.usingPassword && r.attrs?.encrypted === true ? 'yes' : '',
         })),
-      dnsEntries: () => 0,
+      ...(this.dns ? { dnsEntries: () => this.dns!.localEntryCount() } : {}),
       terminations: () => mesh.terminationCount,
     });
 
@@ -211,6 +214,21 @@ export class Weaver {
     store.set(KEY_TARGETS, JSON.stringify(mesh.connectionMaker.targets()));
   }
 
+  /**
+   * weaveDNS (unless --no-dns): joins the nameserver gossip channel at once, before any
+   * connection is up, then listens on --dns-listen-address or the exposed bridge address.
+   */
+  private async startDns(): Promise<void> {
+    const dnsCfg = this.cfg.dns;
+    if (!dnsCfg) return;
+    const mesh = this.mesh!;
+    this.dns = new RouterDns(
+      { clock: this.clock, logger: this.log.child({ component: 'weavedns' }), mesh, store: this.store! },
+      { ...dnsCfg, defaultPort: DEFAULTS.dnsPort },
+    );
+    await this.dns.start(this.exposer!.exposed().map((e) => e.cidr.ip));
+  }
+
   private meshService() {
     const mesh = this.mesh!;
     const store = this.store!;
@@ -239,13 +257,21 @@ export class Weaver {
         metrics: () => this.metrics!.render(),
         ...(this.allocator ? { ipam: this.allocator } : {}),
         expose: {
-          expose: (c: Cidr, o: { skipNAT?: boolean }) => exposer.expose(c, o),
-          hide: (c: Cidr) => exposer.hide(c),
+          // weaveDNS follows the bridge's addresses when it has no --dns-listen-address.
+          expose: async (c: Cidr, o: { skipNAT?: boolean }) => {
+            await exposer.expose(c, o);
+            await this.dns?.exposedChanged(exposer.exposed().map((e) => e.cidr.ip));
+          },
+          hide: async (c: Cidr) => {
+            await exposer.hide(c);
+            await this.dns?.exposedChanged(exposer.exposed().map((e) => e.cidr.ip));
+          },
         },
         // One peer owns everything: there is nobody to hand our space to.
         leave: async () => {},
         ...(readOnly || !this.cni ? {} : { cni: this.cni }),
         ...(readOnly || !this.mesh ? {} : { mesh: this.meshService() }),
+        ...(readOnly || !this.dns ? {} : { dns: this.dns }),
       },
     });
     try {
@@ -278,6 +304,7 @@ export class Weaver {
         PendingAllocates: pending.length ? pending : null,
       };
     }
+    if (this.dns) report.DNS = this.dns.status();
     return report;
   }
 
@@ -342,6 +369,7 @@ export class Weaver {
     this.ready = false;
     this.bridge?.stop();
     this.allocator?.cancelPending();
+    await this.dns?.stop();
     await this.mesh?.stop();
     await this.datapath?.stop();
     await this.listener?.close();

@@ -169,8 +169,9 @@ export class NodeUpstreamExchange implements UpstreamExchange {
             // Connected socket: only the server's datagrams arrive; skip stale or forged ids.
             if (msg.length >= 12 && msg.readUInt16BE(0) === id) finish(undefined, msg);
           });
-          // A connected socket reports ICMP port unreachable, so a dead server fails fast.
-          udp.connect(server.port, server.host, () => udp?.send(query, (e) => e && fail(e)));
+          // A connected socket reports ICMP port unreachable, so a dead server fails fast. A
+          // failed connect (no route: ENETUNREACH) comes to the callback, not as an 'error'.
+          udp.connect(server.port, server.host, (e?: Error) => (e ? fail(e) : udp?.send(query, (err) => err && fail(err))));
         } else {
           const s = connect({ host: server.host, port: server.port });
           tcp = s;

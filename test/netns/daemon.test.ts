@@ -32,7 +32,8 @@ test('serves /status in the original format and /report as JSON and template', a
   const s = await h.client.request('GET', '/status');
   assert.equal(s.status, 200);
   assert.match(s.body, /^        Version: \S+ \(version check update disabled\)\n\n        Service: router\n       Protocol: weave 1\.\.2\n           Name: 7a:00:00:00:00:01\(host1\)\n/);
-  assert.match(s.body, /\n        Service: ipam\n         Status: ready\n          Range: 10\.32\.0\.0\/12\n  DefaultSubnet: 10\.32\.0\.0\/12\n$/);
+  assert.match(s.body, /\n        Service: ipam\n         Status: ready\n          Range: 10\.32\.0\.0\/12\n  DefaultSubnet: 10\.32\.0\.0\/12\n\n        Service: dns\n         Domain: weave\.local\.\n/);
+  assert.match(s.body, /\n            TTL: 1\n        Entries: 0\n$/);
   const json = await h.client.call('GET', '/report', 'report', { headers: { accept: 'application/json' } });
   assert.match(json, /^\{\n    "Ready": true,\n/);
   assert.equal(await h.client.call('GET', '/report?format=' + encodeURIComponent('{{.Router.Name}} {{len .Router.Peers}}'), 'r'), '7a:00:00:00:00:01 1');

@@ -7,7 +7,7 @@ import { WeaveError, httpStatusFor, toWeaveError, errorMessage } from '../../cor
 import type { Logger } from '../../core/logger.js';
 import { formatCidr, parseCidr, parseIPv4, type Cidr, type IPv4 } from '../../core/ip.js';
 import { compileGoTemplate, goJsonMarshal } from '../../core/go-template.js';
-import { ERROR_CODE_HEADER, type OwnedAddresses, type WeaveReport } from '../types.js';
+import { ERROR_CODE_HEADER, type DnsNameJson, type OwnedAddresses, type WeaveReport } from '../types.js';
 import { renderConnections, renderDns, renderIpam, renderPeers, renderStatus, renderTargets } from './status-text.js';
 
 export interface IpamService {
@@ -43,6 +43,20 @@ export interface MeshService {
   forget(peers: string[]): void;
 }
 
+/** weaveDNS's part of the API (`/name`, `/domain`, `/dns-address[-port]`). */
+export interface DnsService {
+  /** The domain, fully qualified (weave.local.). */
+  readonly domain: string;
+  /** PUT /name/<container>/<ip> fqdn=: registers the name (ignored outside the domain). */
+  putName(container: string, ip: string, fqdn: string): void;
+  /** DELETE /name[/<container>[/<ip>]] [fqdn=]: absent parts match anything. */
+  deleteName(container: string | undefined, ip: string | undefined, fqdn: string | undefined): void;
+  /** Every entry, tombstones included. */
+  entries(): DnsNameJson[];
+  /** host:port the DNS server listens on; undefined while it does not listen. */
+  listenAddress(): string | undefined;
+}
+
 export interface ApiServices {
   report(): WeaveReport;
   metrics(): Promise<{ contentType: string; body: string }>;
@@ -52,6 +66,8 @@ export interface ApiServices {
   leave(): Promise<void>;
   cni?: CniService;
   mesh?: MeshService;
+  /** Absent with --no-dns: its routes answer 404, as the original's. */
+  dns?: DnsService;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, parts: string[], query: URLSearchParams) => Promise<void> | void;
@@ -186,6 +202,10 @@ export class ApiServer {
       case 'POST cni':
         return n === 1 && this.svc.cni && (rest[0] === 'net' || rest[0] === 'ipam') ? (req, res, p) => this.cni(req, res, p[1] as 'net' | 'ipam') : undefined;
     }
+    if (this.svc.dns) {
+      const h = this.dnsRoute(method, head, rest);
+      if (h) return h;
+    }
     if (!this.svc.ipam) return undefined;
     switch (`${method} ${head ?? ''}`) {
       case 'GET ip':
@@ -204,6 +224,49 @@ export class ApiServer {
       case 'GET ring':
         // One peer owns the whole range, so the ring exists as soon as we run.
         return n === 0 ? (_q, res) => send(res, 200, '') : undefined;
+    }
+    return undefined;
+  }
+
+  /** weaveDNS routes (nameserver/http.go); undefined when none matches. */
+  private dnsRoute(method: string, head: string | undefined, rest: string[]): Handler | undefined {
+    const dns = this.svc.dns!;
+    const n = rest.length;
+    switch (`${method} ${head ?? ''}`) {
+      case 'GET domain':
+        return n === 0 ? (_q, res) => send(res, 200, dns.domain) : undefined;
+      case 'GET dns-address':
+      case 'GET dns-address-port':
+        return n === 0 ? (_q, res) => {
+          const addr = dns.listenAddress();
+          if (addr === undefined) {
+            res.setHeader(ERROR_CODE_HEADER, 'NOT_RUNNING');
+            send(res, 503, 'weaveDNS is not listening: no --dns-listen-address, and no address exposed on the bridge yet (weave expose)\n');
+            return;
+          }
+          send(res, 200, head === 'dns-address' ? addr.slice(0, addr.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1') : addr);
+        } : undefined;
+      case 'GET name':
+        // The original's route matches only with Accept: application/json.
+        return n === 0 ? (req, res) => {
+          if (!(req.headers.accept ?? '').includes('application/json')) {
+            send(res, 404, '404 page not found\n');
+            return;
+          }
+          send(res, 200, JSON.stringify(dns.entries()) + '\n', 'application/json');
+        } : undefined;
+      case 'PUT name':
+        return n === 2 ? async (req, res, p) => {
+          const form = await readForm(req);
+          dns.putName(p[1]!, p[2]!, form.get('fqdn') ?? '');
+          send(res, 204, '');
+        } : undefined;
+      case 'DELETE name':
+        return n <= 2 ? async (req, res, p) => {
+          const form = await readForm(req);
+          dns.deleteName(p[1], p[2], form.get('fqdn') || undefined);
+          send(res, 204, '');
+        } : undefined;
     }
     return undefined;
   }

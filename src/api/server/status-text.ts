@@ -73,6 +73,8 @@ export function renderStatus(r: WeaveReport): string {
       '\n' +
       '        Service: dns\n' +
       `         Domain: ${r.DNS.Domain}\n` +
+      // Ours only: without --dns-listen-address the server waits for an exposed bridge address.
+      (r.DNS.Address === '' ? '        Address: not listening (no --dns-listen-address, no address exposed on the bridge yet)\n' : '') +
       `       Upstream: ${printList(r.DNS.Upstream)}\n` +
       `            TTL: ${r.DNS.TTL}\n` +
       `        Entries: ${(r.DNS.Entries ?? []).filter((e) => e.Tombstone === 0).length}\n`;

@@ -1,7 +1,12 @@
 // bench/mesh: (1) in-process convergence of N routers over in-memory pipes with a fake clock:
 // each joins through two random earlier routers (discovery off, so the graph stays sparse);
-// reported: fake-clock time until every router holds the same topology, wall time, and bytes
+// reported: fake-clock time until every router holds the same topology (same peers at the same
+// versions) and routes are consistent (every router's next hop towards every peer is a neighbour
+// one hop closer, so next hops lead everywhere by shortest paths), wall and CPU time, and bytes
 // of topology gossip per router; then the same for one topology change (a new router joining).
+// Wall and CPU time leave out the route check itself; CPU time counts every thread of the
+// process (the garbage collector's too), and unlike wall time is not inflated by other work on
+// the machine.
 // (2) with --netns (root): POST /connect → both sides established, between two weaver hosts in
 // network namespaces, median of several runs.
 //   node dist/bench/mesh/run.js [N ...]        default 10 100
@@ -13,31 +18,95 @@ import { summarize, table } from '../lib/stats.js';
 
 const addr = SimNetwork.address;
 
-async function converge(net: SimNetwork, stepMs: number, maxMs: number): Promise<number> {
+/** True when every router holds the same peers at the same versions (the same entries). */
+function agreed(net: SimNetwork): boolean {
+  const routers = [...net.routers.values()];
+  const first = routers[0];
+  if (!first) return true;
+  const names = first.peers.names();
+  const versions = names.map((n) => first.peers.get(n)!.version);
+  // Early exit on the first difference: while gossip is still spreading this costs little.
+  for (const r of routers) {
+    if (r.peers.size !== names.length) return false;
+    for (let i = 0; i < names.length; i++) {
+      if (r.peers.get(names[i]!)?.version !== versions[i]) return false;
+    }
+  }
+  return true;
+}
+
+/** Fake-clock time until `agreed` and `routesConsistent`; wall time spent verifying routes apart. */
+async function converge(net: SimNetwork, stepMs: number, maxMs: number): Promise<{ fakeMs: number; checkMs: number }> {
   const start = net.clock.now();
+  let checkMs = 0;
   for (;;) {
     await net.run(stepMs, stepMs);
-    // Same peers at the same versions means the same entries: a cheap fingerprint per router.
-    const views = [...net.routers.values()].map((r) => {
-      let f = '';
-      for (const n of r.peers.names()) f += `${n}:${r.peers.get(n)!.version};`;
-      return f;
-    });
-    if (views.every((v) => v === views[0])) return net.clock.now() - start;
-    if (net.clock.now() - start > maxMs) return NaN;
+    if (agreed(net)) {
+      const t = performance.now();
+      const bad = routesConsistent(net);
+      checkMs += performance.now() - t;
+      if (!bad) return { fakeMs: net.clock.now() - start, checkMs };
+    }
+    if (net.clock.now() - start > maxMs) return { fakeMs: NaN, checkMs };
   }
+}
+
+/**
+ * Routes are consistent: for every router and every destination, the router's unicastAll next
+ * hop is one of its neighbours and one hop closer to the destination in the topology they all
+ * agree on; so following next hops from anywhere reaches anywhere by a shortest path, no loops.
+ * Returns what is wrong, or undefined.
+ */
+function routesConsistent(net: SimNetwork): string | undefined {
+  const byName = new Map([...net.routers.values()].map((r) => [r.name, r]));
+  const any = [...byName.values()][0]!;
+  const preds = new Map<number, number[]>();
+  for (const p of any.peers.values()) {
+    for (const c of p.connections.keys()) {
+      if (!any.peers.has(c)) continue;
+      let l = preds.get(c);
+      if (!l) preds.set(c, (l = []));
+      l.push(p.name);
+    }
+  }
+  for (const dst of byName.keys()) {
+    // Hop distances to dst over reported connections (a search backwards from dst).
+    const dist = new Map<number, number>([[dst, 0]]);
+    let level = [dst];
+    for (let d = 1; level.length; d++) {
+      const next: number[] = [];
+      for (const x of level) for (const p of preds.get(x) ?? []) if (!dist.has(p)) {
+        dist.set(p, d);
+        next.push(p);
+      }
+      level = next;
+    }
+    for (const [src, r] of byName) {
+      if (src === dst) continue;
+      const hop = r.routes.unicastAll(dst);
+      const want = dist.get(src);
+      if (want === undefined) return `${src} cannot reach ${dst} in the agreed topology`;
+      if (hop === undefined || hop === 0) return `${src} has no route to ${dst}`;
+      if (!any.peers.get(src)!.connections.has(hop) || dist.get(hop) !== want - 1) return `${src} → ${dst} goes via ${hop}, not a shortest path`;
+    }
+  }
+  return undefined;
 }
 
 async function inProcess(n: number): Promise<(string | number)[]> {
   const net = new SimNetwork(n);
   let sent = 0;
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let i = 1; i <= n; i++) {
     const r = net.add(i, { discovery: false });
     if (i > 1) r.connect([addr(1 + Math.floor(net.random() * (i - 1))), addr(1 + Math.floor(net.random() * (i - 1)))], false);
   }
-  const joinFake = await converge(net, 500, 600_000);
-  const joinWall = performance.now() - t0;
+  const join = await converge(net, 500, 600_000);
+  const joinWall = performance.now() - t0 - join.checkMs;
+  const cpu1 = process.cpuUsage(cpu0);
+  // CPU time of this process (all threads, the garbage collector's too), less the route check's.
+  const joinCpu = (cpu1.user + cpu1.system) / 1000 - join.checkMs;
   // One topology change: a new router joins; measure until everyone agrees again.
   const t1 = performance.now();
   for (const r of net.routers.values()) {
@@ -51,10 +120,10 @@ async function inProcess(n: number): Promise<(string | number)[]> {
     }
   }
   net.add(n + 1, { discovery: false }).connect([addr(1 + Math.floor(net.random() * n))], false);
-  const changeFake = await converge(net, 250, 600_000);
-  const changeWall = performance.now() - t1;
+  const change = await converge(net, 250, 600_000);
+  const changeWall = performance.now() - t1 - change.checkMs;
   for (const r of net.routers.values()) await r.stop();
-  return [String(n), joinFake / 1000, joinWall / 1000, changeFake / 1000, changeWall / 1000, (sent / (n + 1) / 1024).toFixed(1)];
+  return [String(n), join.fakeMs / 1000, joinWall / 1000, joinCpu / 1000, change.fakeMs / 1000, changeWall / 1000, (sent / (n + 1) / 1024).toFixed(1)];
 }
 
 async function netns(runs: number): Promise<void> {
@@ -96,7 +165,7 @@ if (args[0] === '--netns') {
   await netns(Number(args[1] ?? 5));
 } else {
   const sizes = args.length ? args.map(Number) : [10, 100];
-  const rows: (string | number)[][] = [['peers', 'join: fake s', 'join: wall s', '+1 peer: fake s', '+1 peer: wall s', 'gossip KiB/router for +1']];
+  const rows: (string | number)[][] = [['peers', 'join: fake s', 'join: wall s', 'join: cpu s', '+1 peer: fake s', '+1 peer: wall s', 'gossip KiB/router for +1']];
   for (const n of sizes) rows.push(await inProcess(n));
   console.log(`bench/mesh in-process (discovery off, each router joins through two random earlier ones), ${new Date().toISOString()}`);
   console.log(table(rows));

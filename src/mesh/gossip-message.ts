@@ -4,6 +4,12 @@
 // `uint dst PeerName` before the payload. The payload is the channel's own gob stream (or, for
 // IPAM unicast, one kind byte and then a stream) and is left as bytes here, so that channels
 // nobody here knows can still be relayed untouched, as the original's surrogate gossiper does.
+//
+// Every gossip message is wrapped this way (a mesh of n routers relays each broadcast to n of
+// them), so encoding writes the envelope directly and decoding reads it directly, with the bytes
+// and results of the general gob codec, which remains the reference (`...WithGob`) and the
+// fallback for anything unusual (type definitions in an envelope, non-ASCII channel names, any
+// fault), so errors are still exactly its own.
 import { WeaveError } from '../core/errors.js';
 import { type PeerName } from '../core/peer-name.js';
 import { decodeGobStream } from './gob/gob-decoder.js';
@@ -62,7 +68,7 @@ export function encodeGossipUnicastBody(m: GossipUnicastEnvelope): Buffer {
     .toBuffer();
 }
 
-export function decodeGossipBody(body: Uint8Array): GossipEnvelope {
+function decodeGossipBodyWithGob(body: Uint8Array): GossipEnvelope {
   const v = decodeGobStream(body);
   expectCount(v, 3, 'gossip');
   return {
@@ -72,7 +78,7 @@ export function decodeGossipBody(body: Uint8Array): GossipEnvelope {
   };
 }
 
-export function decodeGossipUnicastBody(body: Uint8Array): GossipUnicastEnvelope {
+function decodeGossipUnicastBodyWithGob(body: Uint8Array): GossipUnicastEnvelope {
   const v = decodeGobStream(body);
   expectCount(v, 4, 'gossip unicast');
   return {
@@ -83,14 +89,35 @@ export function decodeGossipUnicastBody(body: Uint8Array): GossipUnicastEnvelope
   };
 }
 
+export function decodeGossipBody(body: Uint8Array): GossipEnvelope {
+  return readEnvelope(body, false) ?? decodeGossipBodyWithGob(body);
+}
+
+export function decodeGossipUnicastBody(body: Uint8Array): GossipUnicastEnvelope {
+  return (readEnvelope(body, true) as GossipUnicastEnvelope | undefined) ?? decodeGossipUnicastBodyWithGob(body);
+}
+
 /** Body of a tag 4, 5 or 6 message; DECODE_FAILED for any other tag. */
 export function decodeGossipMessage(tag: number, body: Uint8Array): GossipMessage {
   switch (tag) {
     case ProtocolTag.Gossip:
     case ProtocolTag.GossipBroadcast:
-      return { tag, ...decodeGossipBody(body) };
+      return (readEnvelope(body, false, tag) as GossipMessage | undefined) ?? { tag, ...decodeGossipBodyWithGob(body) };
     case ProtocolTag.GossipUnicast:
-      return { tag, ...decodeGossipUnicastBody(body) };
+      return (readEnvelope(body, true, tag) as GossipMessage | undefined) ?? { tag, ...decodeGossipUnicastBodyWithGob(body) };
+    default:
+      throw new WeaveError('DECODE_FAILED', `tag ${tag} is not a gossip message`);
+  }
+}
+
+/** decodeGossipMessage by the general gob decoder alone (the reference the direct path matches). */
+export function decodeGossipMessageWithGob(tag: number, body: Uint8Array): GossipMessage {
+  switch (tag) {
+    case ProtocolTag.Gossip:
+    case ProtocolTag.GossipBroadcast:
+      return { tag, ...decodeGossipBodyWithGob(body) };
+    case ProtocolTag.GossipUnicast:
+      return { tag, ...decodeGossipUnicastBodyWithGob(body) };
     default:
       throw new WeaveError('DECODE_FAILED', `tag ${tag} is not a gossip message`);
   }
@@ -98,6 +125,114 @@ export function decodeGossipMessage(tag: number, body: Uint8Array): GossipMessag
 
 /** The full protocol message (tag byte + body) for a gossip message. */
 export function encodeGossipMessage(m: GossipMessage): Buffer {
+  const channel = Buffer.from(m.channel, 'utf8');
+  const src = peerNameValue(m.src, 'src');
+  const dst = m.tag === ProtocolTag.GossipUnicast ? peerNameValue(m.dst, 'dst') : undefined;
+  const payload = m.payload;
+  // Each value: uint length, type id, 0 (the delta before a top-level non-struct value), value.
+  const strLen = 2 + uintSize(channel.length) + channel.length;
+  const srcLen = 2 + uintSize(src);
+  const dstLen = dst === undefined ? 0 : 2 + uintSize(dst);
+  const payLen = 2 + uintSize(payload.length) + payload.length;
+  const size = 1 + uintSize(strLen) + strLen + uintSize(srcLen) + srcLen + (dst === undefined ? 0 : uintSize(dstLen) + dstLen) + uintSize(payLen) + payLen;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  out[at++] = m.tag;
+  at = putUint(out, at, strLen);
+  out[at++] = GOB_STRING.id * 2;
+  out[at++] = 0;
+  at = putUint(out, at, channel.length);
+  at += channel.copy(out, at);
+  for (const [len, v] of dst === undefined ? [[srcLen, src]] : [[srcLen, src], [dstLen, dst]]) {
+    at = putUint(out, at, Number(len));
+    out[at++] = GOB_UINT.id * 2;
+    out[at++] = 0;
+    at = putUint(out, at, v as bigint | number);
+  }
+  at = putUint(out, at, payLen);
+  out[at++] = GOB_BYTES.id * 2;
+  out[at++] = 0;
+  at = putUint(out, at, payload.length);
+  out.set(payload, at);
+  return out;
+}
+
+/** encodeGossipMessage by the general gob encoder (the reference the direct path matches). */
+export function encodeGossipMessageWithGob(m: GossipMessage): Buffer {
   const body = m.tag === ProtocolTag.GossipUnicast ? encodeGossipUnicastBody(m) : encodeGossipBody(m);
   return Buffer.concat([Buffer.from([m.tag]), body]);
+}
+
+/** Bytes of a gob uint below 2^53 (lengths and 48-bit peer names here). */
+function uintSize(v: number | bigint): number {
+  const n = Number(v);
+  if (n < 0x80) return 1;
+  let k = 1;
+  for (let x = Math.floor(n / 256); x > 0; x = Math.floor(x / 256)) k++;
+  return 1 + k;
+}
+
+/** A gob uint (below 2^53 here: lengths and 48-bit peer names). */
+function putUint(out: Buffer, at: number, v: number | bigint): number {
+  const n = Number(v);
+  if (n < 0x80) {
+    out[at] = n;
+    return at + 1;
+  }
+  const k = uintSize(n) - 1;
+  out[at++] = 256 - k;
+  for (let i = k - 1; i >= 0; i--) out[at++] = Math.floor(n / 2 ** (8 * i)) % 256;
+  return at;
+}
+
+/**
+ * The envelope read directly: three (four) messages, each a basic-typed value as the general
+ * codec writes them. undefined whenever anything differs, for the general decoder to decide.
+ */
+function readEnvelope(body: Uint8Array, unicast: boolean, tag?: number): GossipEnvelope | GossipUnicastEnvelope | undefined {
+  const b = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  let pos = 0;
+  const uint = (end: number): number => {
+    if (pos >= end) return -1;
+    const first = b[pos++] as number;
+    if (first < 0x80) return first;
+    const n = 256 - first;
+    if (n > 6 || n > end - pos) return -1; // 7 and 8 bytes exceed a peer name and any length here
+    let v = 0;
+    for (let i = 0; i < n; i++) v = v * 256 + (b[pos++] as number);
+    return v;
+  };
+  /** Starts the next message: its end, once the length, the type id and the 0 delta check out. */
+  const open = (typeId: number): number => {
+    const len = uint(b.length);
+    if (len < 3 || len > b.length - pos) return -1;
+    const end = pos + len;
+    if (b[pos] !== typeId * 2 || b[pos + 1] !== 0) return -1;
+    pos += 2;
+    return end;
+  };
+  let end = open(GOB_STRING.id);
+  if (end < 0) return undefined;
+  const n = uint(end);
+  if (n < 0 || n !== end - pos) return undefined;
+  for (let i = pos; i < end; i++) if ((b[i] as number) >= 0x80) return undefined;
+  const channel = b.toString('latin1', pos, end);
+  pos = end;
+  const names: number[] = [];
+  for (let k = unicast ? 2 : 1; k > 0; k--) {
+    end = open(GOB_UINT.id);
+    if (end < 0) return undefined;
+    const v = uint(end);
+    if (v < 0 || pos !== end || v >= 2 ** 48) return undefined;
+    names.push(v);
+  }
+  end = open(GOB_BYTES.id);
+  if (end < 0 || end !== b.length) return undefined;
+  const len = uint(end);
+  if (len < 0 || len !== end - pos) return undefined;
+  const payload = b.subarray(pos, end);
+  const src = names[0] as PeerName;
+  // With `tag`, the whole message (as decodeGossipMessage returns it), in one object.
+  if (tag !== undefined) return unicast ? ({ tag, channel, src, dst: names[1] as PeerName, payload } as GossipUnicastEnvelope) : ({ tag, channel, src, payload } as GossipEnvelope);
+  return unicast ? { channel, src, dst: names[1] as PeerName, payload } : { channel, src, payload };
 }

@@ -47,6 +47,18 @@ export interface TopologyEntry {
   readonly connections: readonly ConnectionSummary[];
 }
 
+/**
+ * One entry's two value bodies as topology-update.ts writes them: what follows the type id in
+ * the `peerSummary` value message and in the `[]connectionSummary` one. They do not depend on
+ * where in a stream the entry goes. Held as latin1 strings (one char per byte): tables keep one
+ * per peer, and strings cost the garbage collector far less than as many small Buffers (each
+ * pinning a pool slab).
+ */
+export interface EncodedTopologyEntry {
+  readonly summary: string;
+  readonly connections: string;
+}
+
 /** How the route search finds the peer object behind a connection's remote name. */
 export interface PeerLookup {
   get(name: PeerName): Peer | undefined;
@@ -61,8 +73,86 @@ export interface RoutesResult {
   readonly routes: NextHops;
 }
 
+/** The list with `c` in place of the connection to the same remote, or added at the end. */
+function withConnection(list: ConnectionList, c: ConnectionSummary): ConnectionList {
+  const items = list.items.slice();
+  const i = items.findIndex((x) => x.remoteName === c.remoteName);
+  if (i >= 0) items[i] = c;
+  else items.push(c);
+  return new ConnectionList(items);
+}
+
+function hasRepeats(connections: readonly ConnectionSummary[]): boolean {
+  const n = connections.length;
+  if (n > 8) return new Set(connections.map((c) => c.remoteName)).size !== n;
+  for (let i = 1; i < n; i++) {
+    const name = (connections[i] as ConnectionSummary).remoteName;
+    for (let j = 0; j < i; j++) if ((connections[j] as ConnectionSummary).remoteName === name) return true;
+  }
+  return false;
+}
+
+/** One connection per remote: the last one given, at the place of the first (a Map's set order). */
+function dedupe(connections: readonly ConnectionSummary[]): ConnectionSummary[] {
+  const out: ConnectionSummary[] = [];
+  const at = new Map<PeerName, number>();
+  for (const c of connections) {
+    const i = at.get(c.remoteName);
+    if (i === undefined) {
+      at.set(c.remoteName, out.length);
+      out.push(c);
+    } else out[i] = c;
+  }
+  return out;
+}
+
 function byName(a: Peer, b: Peer): number {
   return a.name - b.name;
+}
+
+/**
+ * A peer's connections by remote name: a ReadonlyMap over one array that is replaced, never
+ * changed, when the connections change. A router holds one for every peer it knows, so it is
+ * kept lean (a Map costs twice as much for the few entries a peer has); lookups scan the array,
+ * which for a peer's handful of connections is as fast as hashing. Order: as a Map's (first
+ * insertion), which is the order the original's map iteration would not even guarantee.
+ */
+export class ConnectionList implements ReadonlyMap<PeerName, ConnectionSummary> {
+  constructor(readonly items: readonly ConnectionSummary[] = []) {}
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  get(name: PeerName): ConnectionSummary | undefined {
+    const items = this.items;
+    for (let i = 0; i < items.length; i++) if ((items[i] as ConnectionSummary).remoteName === name) return items[i];
+    return undefined;
+  }
+
+  has(name: PeerName): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  forEach(cb: (value: ConnectionSummary, key: PeerName, map: ReadonlyMap<PeerName, ConnectionSummary>) => void, thisArg?: unknown): void {
+    for (const c of this.items) cb.call(thisArg, c, c.remoteName, this);
+  }
+
+  *keys(): MapIterator<PeerName> {
+    for (const c of this.items) yield c.remoteName;
+  }
+
+  *values(): MapIterator<ConnectionSummary> {
+    yield* this.items;
+  }
+
+  *entries(): MapIterator<[PeerName, ConnectionSummary]> {
+    for (const c of this.items) yield [c.remoteName, c];
+  }
+
+  [Symbol.iterator](): MapIterator<[PeerName, ConnectionSummary]> {
+    return this.entries();
+  }
 }
 
 export class Peer {
@@ -72,7 +162,11 @@ export class Peer {
   private versionValue: bigint;
   private shortIdValue: number;
   private hasShortIdValue: boolean;
-  private readonly conns = new Map<PeerName, ConnectionSummary>();
+  private conns = new ConnectionList();
+  private connsGenValue = 0;
+  private stampValue = 0;
+  private encodedStamp = -1;
+  private encodedValue: EncodedTopologyEntry | undefined;
 
   private constructor(summary: PeerSummary, connections: readonly ConnectionSummary[]) {
     this.name = summary.name;
@@ -118,6 +212,25 @@ export class Peer {
     return this.conns;
   }
 
+  /** The same connections as an array, in the same order (cheaper to walk in hot loops). */
+  get connectionItems(): readonly ConnectionSummary[] {
+    return this.conns.items;
+  }
+
+  /**
+   * Changes whenever what the route search reads of this peer changes: which peers it reports
+   * connections to, or whether one is established. (Not on version bumps alone, nor on address
+   * or direction changes.) Routes use it to recompute only what a change can affect.
+   */
+  get connsGen(): number {
+    return this.connsGenValue;
+  }
+
+  /** Changes whenever anything in this peer's entry may have changed (caches of it key on this). */
+  get stamp(): number {
+    return this.stampValue;
+  }
+
   summary(): PeerSummary {
     return {
       name: this.name,
@@ -131,8 +244,19 @@ export class Peer {
 
   /** This peer as an update entry; connections in name order so equal states encode equally. */
   toEntry(): TopologyEntry {
-    const connections = [...this.conns.values()].sort((a, b) => a.remoteName - b.remoteName);
+    const connections = [...this.conns.items].sort((a, b) => a.remoteName - b.remoteName);
     return { peer: this.summary(), connections };
+  }
+
+  /** This entry's encoding as last kept (Peers.encodedPeers), while the peer has not changed since. */
+  get encoded(): EncodedTopologyEntry | undefined {
+    return this.encodedStamp === this.stampValue ? this.encodedValue : undefined;
+  }
+
+  /** Keeps the encoding of this entry as it is now (topology-update.ts writes it). */
+  keepEncoded(e: EncodedTopologyEntry): void {
+    this.encodedStamp = this.stampValue;
+    this.encodedValue = e;
   }
 
   /** `name(nickname)`, as the original prints a peer in logs and status. */
@@ -144,13 +268,17 @@ export class Peer {
 
   /** Records a new (or replacing) connection; mesh `localPeer.addConnection`. */
   addConnection(conn: ConnectionSummary): void {
-    this.conns.set(conn.remoteName, { ...conn });
+    const old = this.conns.get(conn.remoteName);
+    if (!old || old.established !== conn.established) this.connsGenValue++;
+    this.conns = withConnection(this.conns, { ...conn });
     this.bump();
   }
 
   /** Forgets the connection to `remote`; false (and no version change) when there was none. */
   deleteConnection(remote: PeerName): boolean {
-    if (!this.conns.delete(remote)) return false;
+    if (!this.conns.has(remote)) return false;
+    this.conns = new ConnectionList(this.conns.items.filter((c) => c.remoteName !== remote));
+    this.connsGenValue++;
     this.bump();
     return true;
   }
@@ -164,13 +292,17 @@ export class Peer {
   establishConnection(remote: PeerName): boolean {
     const conn = this.conns.get(remote);
     if (!conn) return false;
-    if (!conn.established) this.conns.set(remote, { ...conn, established: true });
+    if (!conn.established) {
+      this.conns = withConnection(this.conns, { ...conn, established: true });
+      this.connsGenValue++;
+    }
     this.bump();
     return true;
   }
 
   /** A new ShortID for ourselves (after a collision); callers keep the by-ShortID index right. */
   setShortId(shortId: number): void {
+    this.stampValue++;
     this.shortIdValue = shortId;
     this.hasShortIdValue = true;
     this.bump();
@@ -182,6 +314,7 @@ export class Peer {
    */
   setVersionBeyond(version: bigint): boolean {
     if (version < this.versionValue) return false;
+    this.stampValue++;
     // Go's uint64 wraps here; we do the same so the value always fits the wire field.
     this.versionValue = BigInt.asUintN(UINT64, version + 1n);
     return true;
@@ -192,6 +325,7 @@ export class Peer {
   /** Takes every field but the name from `entry` (the caller re-indexes the ShortID). */
   adopt(entry: TopologyEntry): void {
     const s = entry.peer;
+    this.stampValue++;
     this.nick = s.nickName;
     this.uidValue = s.uid;
     this.versionValue = s.version;
@@ -201,12 +335,22 @@ export class Peer {
   }
 
   private setConnections(connections: readonly ConnectionSummary[]): void {
-    this.conns.clear();
-    // A repeated remote keeps the last entry, as the original's map assignment does.
-    for (const c of connections) this.conns.set(c.remoteName, { ...c });
+    // Whether what routes read changes (remotes, established flags); a list repeating a remote
+    // may count as a change when it is not one, which only costs the routes a look.
+    let changed = connections.length !== this.conns.size;
+    for (let i = 0; i < connections.length && !changed; i++) {
+      const c = connections[i] as ConnectionSummary;
+      const o = this.conns.get(c.remoteName);
+      if (!o || o.established !== c.established) changed = true;
+    }
+    // A repeated remote keeps the last entry, as the original's map assignment does (at the
+    // place of the first). The summaries are kept as given: nothing changes one in place.
+    this.conns = new ConnectionList(hasRepeats(connections) ? dedupe(connections) : connections.slice());
+    if (changed) this.connsGenValue++;
   }
 
   private bump(): void {
+    this.stampValue++;
     this.versionValue = BigInt.asUintN(UINT64, this.versionValue + 1n);
   }
 
@@ -225,7 +369,8 @@ export class Peer {
     peers: PeerLookup,
     f: (remote: Peer) => void,
   ): void {
-    for (const [remoteName, conn] of this.conns) {
+    for (const conn of this.conns.items) {
+      const remoteName = conn.remoteName;
       if (establishedAndSymmetric && !conn.established) continue;
       if (exclude.has(remoteName)) continue;
       const remote = peers.get(remoteName);
@@ -257,7 +402,8 @@ export class Peer {
         // Peers first reached from `cur` are reached the way `cur` is, or directly from the start.
         const via = cur === this ? undefined : routes.get(cur.name);
         // The same test as forEachConnectedPeer, inlined: this loop is the hot path of routing.
-        for (const [remoteName, conn] of cur.conns) {
+        for (const conn of cur.conns.items) {
+          const remoteName = conn.remoteName;
           if (establishedAndSymmetric && !conn.established) continue;
           if (routes.has(remoteName)) continue;
           const remote = peers.get(remoteName);

@@ -16,10 +16,13 @@
 // ShortIDs: several peers may claim one; the lowest name owns it (`getByShortId`), the others
 // wait in a list. When we lose ours we pick a free one at random, now or after a GC frees one.
 //
-// No I/O, no timers, no encoding: the router turns entries into gob and schedules GC.
+// No I/O, no timers: the router sends the updates and schedules GC. The table does keep each
+// peer's encoded entry (topology-update.ts) until the peer changes, since topology gossip sends
+// the same unchanged entries over and over (periodic gossip carries the whole table).
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
 import { PEER_SHORT_ID_COUNT, Peer, type TopologyEntry } from './peer.js';
+import { encodeTopologyEntry, type DecodedTopologyUpdate, type EncodedTopologyEntry } from './topology-update.js';
 
 /** mesh: GC runs this long after a topology update marked it pending (coalesces bursts). */
 export const GC_DELAY_MS = 1000;
@@ -42,6 +45,11 @@ export interface ApplyUpdateResult {
   readonly ourselfModified: boolean;
   /** Anything at all changed in the table (new peers, placeholders included). */
   readonly changed: boolean;
+  /**
+   * A peer we took an entry for is new to us, or reports a connection no more that it reported
+   * before the update: only then can a collection find someone unreachable.
+   */
+  readonly mayStrand: boolean;
 }
 
 export interface GcResult {
@@ -53,7 +61,8 @@ export interface GcResult {
 /** Peers claiming one ShortID: `owner` has the lowest name; an empty slot (no owner) was used before. */
 interface ShortIdSlot {
   owner: Peer | undefined;
-  others: Peer[];
+  /** Allocated when a second peer claims the ShortID (one slot per ShortID in use, most never shared). */
+  others: Peer[] | undefined;
 }
 
 interface Pending {
@@ -85,6 +94,8 @@ export class Peers {
   private readonly gcCallbacks: ((removed: readonly Peer[]) => void)[] = [];
   private readonly invalidateCallbacks: (() => void)[] = [];
   private gcPendingFlag = false;
+  private readonly changeSets: Set<PeerName>[] = [];
+  private generationValue = 0;
 
   constructor(deps: PeersDeps) {
     this.ourself = deps.ourself;
@@ -104,6 +115,21 @@ export class Peers {
   /** Called when the ShortID → peer mapping changed (fastdp flows keyed by ShortID are stale). */
   onInvalidateShortIDs(cb: () => void): () => void {
     return register(this.invalidateCallbacks, cb);
+  }
+
+  /**
+   * A set that collects the names of peers that join or leave the table, or whose connections
+   * change (Peer.connsGen) through it; its owner (the routes) empties it as it catches up.
+   * Local operations on our own peer bypass the table: watch `ourself.connsGen` for those.
+   */
+  trackChanges(): Set<PeerName> {
+    const s = new Set<PeerName>();
+    this.changeSets.push(s);
+    return s;
+  }
+
+  private touch(name: PeerName): void {
+    for (const s of this.changeSets) s.add(name);
   }
 
   // --- lookups -----------------------------------------------------------------------------
@@ -148,6 +174,7 @@ export class Peers {
     if (!held) {
       held = peer;
       this.byName.set(peer.name, peer);
+      this.touch(peer.name);
       this.addByShortId(peer, pending);
     }
     this.refCounts.set(held.name, (this.refCounts.get(held.name) ?? 0) + 1);
@@ -189,31 +216,90 @@ export class Peers {
     return out;
   }
 
-  /** Merges a received update (see the module header for the rules). */
-  applyUpdate(update: readonly TopologyEntry[]): ApplyUpdateResult {
+  /**
+   * The named peers we still know, in the order given, each once, as encoded update entries:
+   * encodePeers through encodeTopologyEntry, each entry kept until its peer changes.
+   */
+  encodedPeers(names: Iterable<PeerName>): EncodedTopologyEntry[] {
+    const out: EncodedTopologyEntry[] = [];
+    const seen = new Set<PeerName>();
+    for (const n of names) {
+      if (seen.has(n)) continue;
+      seen.add(n);
+      const peer = this.byName.get(n);
+      if (!peer) continue;
+      let e = peer.encoded;
+      if (!e) {
+        e = encodeTopologyEntry(peer.toEntry());
+        peer.keepEncoded(e);
+      }
+      out.push(e);
+    }
+    return out;
+  }
+
+  /**
+   * Merges a received update (see the module header for the rules). `encoded`, when given,
+   * holds entries' canonical bodies as received (decodeTopologyUpdateEncoded): kept for the
+   * peers that take them, so that passing them on costs no encoding.
+   */
+  applyUpdate(update: readonly TopologyEntry[], encoded?: (i: number) => EncodedTopologyEntry | undefined): ApplyUpdateResult {
+    return this.apply(update.map((e) => e.peer.name), update, encoded);
+  }
+
+  /**
+   * Merges a decoded update (decodeTopologyUpdateEncoded): as applyUpdate, where an entry left
+   * out (undefined) was found byte for byte the one we hold for that name, so taking it changes
+   * nothing but what placeholders its connections call for, which are our peer's own.
+   */
+  applyDecoded(d: DecodedTopologyUpdate): ApplyUpdateResult {
+    return this.apply(d.names, d.entries, d.encoded);
+  }
+
+  private apply(names: readonly PeerName[], update: readonly (TopologyEntry | undefined)[], encoded?: (i: number) => EncodedTopologyEntry | undefined): ApplyUpdateResult {
     const pending = newPending();
     const received = new Set<PeerName>();
     const improved = new Set<PeerName>();
 
     // Peers first met in this update, created from their own entry; the first entry wins the
     // creation, later entries about the same peer merge like any other.
-    const created = new Map<PeerName, Peer>();
-    for (const { peer } of update) {
-      received.add(peer.name);
-      if (!this.byName.has(peer.name) && !created.has(peer.name)) created.set(peer.name, Peer.fromSummary(peer));
+    let created: Map<PeerName, Peer> | undefined;
+    for (let i = 0; i < update.length; i++) {
+      const entry = update[i];
+      const name = names[i] as PeerName;
+      received.add(name);
+      if (entry && !this.byName.has(name) && !created?.has(name)) (created ??= new Map()).set(name, Peer.fromSummary(entry.peer));
     }
-    for (const { connections } of update) {
-      for (const c of connections) {
-        if (!this.byName.has(c.remoteName) && !created.has(c.remoteName)) created.set(c.remoteName, Peer.placeholder(c.remoteName));
+    for (let i = 0; i < update.length; i++) {
+      const entry = update[i];
+      if (entry) {
+        for (const c of entry.connections) {
+          if (!this.byName.has(c.remoteName) && !created?.has(c.remoteName)) (created ??= new Map()).set(c.remoteName, Peer.placeholder(c.remoteName));
+        }
+        continue;
+      }
+      // The entry we hold: its connections, in the order it was sent in (name order), if any is missing.
+      const held = this.byName.get(names[i] as PeerName) as Peer;
+      let missing = false;
+      for (const c of held.connectionItems) {
+        if (!this.byName.has(c.remoteName) && !created?.has(c.remoteName)) missing = true;
+      }
+      if (!missing) continue;
+      for (const c of held.toEntry().connections) {
+        if (!this.byName.has(c.remoteName) && !created?.has(c.remoteName)) (created ??= new Map()).set(c.remoteName, Peer.placeholder(c.remoteName));
       }
     }
-    for (const peer of created.values()) {
+    for (const peer of created?.values() ?? []) {
       this.byName.set(peer.name, peer);
+      this.touch(peer.name);
       this.addByShortId(peer, pending);
     }
 
-    const fresh = new Set(created.keys());
-    for (const entry of update) {
+    let newToUs: Set<PeerName> | undefined;
+    let connsBefore: Map<PeerName, PeerName[]> | undefined;
+    for (let i = 0; i < update.length; i++) {
+      const entry = update[i];
+      if (!entry) continue; // what we hold already: not newer, not new, not another us
       const name = entry.peer.name;
       const peer = this.byName.get(name) as Peer;
       if (peer === this.ourself) {
@@ -222,26 +308,48 @@ export class Peers {
         if (entry.peer.uid !== peer.uid && peer.setVersionBeyond(entry.peer.version)) pending.ourselfModified = true;
         continue;
       }
-      if (fresh.delete(name)) {
+      if (created?.get(name) === peer && !newToUs?.has(name)) {
+        // Created from this update: its first entry is taken whatever it says.
         peer.adopt(entry);
+        const e = encoded?.(i);
+        if (e) peer.keepEncoded(e);
         improved.add(name);
+        (newToUs ??= new Set()).add(name);
         continue;
       }
       if (!isNewer(entry, peer)) continue;
       const shortIdChanged = entry.peer.shortId !== peer.shortId || entry.peer.hasShortId !== peer.hasShortId;
       if (shortIdChanged) this.deleteByShortId(peer, pending);
+      if (!newToUs?.has(name) && !connsBefore?.has(name)) (connsBefore ??= new Map()).set(name, [...peer.connections.keys()]);
+      const gen = peer.connsGen;
       peer.adopt(entry);
+      const e = encoded?.(i);
+      if (e) peer.keepEncoded(e);
+      if (peer.connsGen !== gen) this.touch(name);
       if (shortIdChanged) this.addByShortId(peer, pending);
       improved.add(name);
     }
+    let mayStrand = newToUs !== undefined;
+    for (const [name, before] of connsBefore ?? []) {
+      if (mayStrand) break;
+      const now = (this.byName.get(name) as Peer).connections;
+      for (const n of before) {
+        if (!now.has(n)) {
+          mayStrand = true;
+          break;
+        }
+      }
+    }
 
-    if (created.size > 0 || improved.size > 0) this.gcPendingFlag = true;
+    const createdAny = created !== undefined && created.size > 0;
+    if (createdAny || improved.size > 0) this.gcPendingFlag = true;
     const ourselfModified = this.finish(pending);
     return {
       received,
       improved,
       ourselfModified,
-      changed: created.size > 0 || improved.size > 0 || ourselfModified,
+      changed: createdAny || improved.size > 0 || ourselfModified,
+      mayStrand,
     };
   }
 
@@ -252,10 +360,23 @@ export class Peers {
   garbageCollect(): GcResult {
     const pending = newPending();
     this.gcPendingFlag = false;
-    const { routes: reached } = this.ourself.routes(undefined, false, this.byName);
+    // Who we reach over any reported connection (Peer.routes' reach, without its routes).
+    const reached = new Set<PeerName>([this.ourself.name]);
+    const stack: Peer[] = [this.ourself];
+    for (let p = stack.pop(); p; p = stack.pop()) {
+      for (const c of p.connectionItems) {
+        const n = c.remoteName;
+        if (reached.has(n)) continue;
+        const q = this.byName.get(n);
+        if (!q) continue;
+        reached.add(n);
+        stack.push(q);
+      }
+    }
     for (const [name, peer] of this.byName) {
       if (reached.has(name) || this.refCounts.has(name)) continue;
       this.byName.delete(name);
+      this.touch(name);
       this.deleteByShortId(peer, pending);
       pending.removed.push(peer);
     }
@@ -282,7 +403,7 @@ export class Peers {
     if (!peer.hasShortId) return;
     const slot = this.byShortId.get(peer.shortId);
     if (!slot) {
-      this.byShortId.set(peer.shortId, { owner: peer, others: [] });
+      this.byShortId.set(peer.shortId, { owner: peer, others: undefined });
     } else if (!slot.owner) {
       // A ShortID used before and freed: whoever cached the old owner must drop it.
       slot.owner = peer;
@@ -290,11 +411,11 @@ export class Peers {
     } else if (peer.name < slot.owner.name) {
       // Collision, and the newcomer has the lower name: it takes the ShortID over.
       if (slot.owner === this.ourself) pending.reassignLocalShortId = true;
-      slot.others.push(slot.owner);
+      (slot.others ??= []).push(slot.owner);
       slot.owner = peer;
       pending.invalidateShortIds = true;
     } else {
-      slot.others.push(peer);
+      (slot.others ??= []).push(peer);
     }
   }
 
@@ -303,21 +424,22 @@ export class Peers {
     const slot = this.byShortId.get(peer.shortId);
     if (!slot) return;
     if (slot.owner !== peer) {
-      const i = slot.others.indexOf(peer);
-      if (i >= 0) slot.others.splice(i, 1);
+      const i = slot.others?.indexOf(peer) ?? -1;
+      if (i >= 0) slot.others?.splice(i, 1);
       return;
     }
-    if (slot.others.length === 0) {
+    const others = slot.others;
+    if (!others || others.length === 0) {
       // Keep the emptied slot, so that its reuse is seen as an invalidation.
       slot.owner = undefined;
       return;
     }
     let min = 0;
-    for (let i = 1; i < slot.others.length; i++) {
-      if ((slot.others[i] as Peer).name < (slot.others[min] as Peer).name) min = i;
+    for (let i = 1; i < others.length; i++) {
+      if ((others[i] as Peer).name < (others[min] as Peer).name) min = i;
     }
-    slot.owner = slot.others[min];
-    slot.others.splice(min, 1);
+    slot.owner = others[min];
+    others.splice(min, 1);
     pending.invalidateShortIds = true;
   }
 
@@ -346,8 +468,18 @@ export class Peers {
     return undefined;
   }
 
+  /**
+   * Changes with every operation that may have changed the table (merges, collections, local
+   * references, our ShortID); local operations on our own peer show in `ourself.stamp` instead.
+   * Whatever is derived from the whole table can be kept while both stay the same.
+   */
+  get generation(): number {
+    return this.generationValue;
+  }
+
   /** Runs what a change left to do, in the original's order; true when our own entry changed. */
   private finish(pending: Pending): boolean {
+    this.generationValue++;
     if (pending.reassignLocalShortId) {
       const id = this.chooseShortId();
       if (id !== undefined) {

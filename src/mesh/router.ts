@@ -30,7 +30,7 @@ import { Peers } from './peers.js';
 import { ProtocolTag, type ProtocolMsg } from './protocol.js';
 import { ROUTES_RECALC_DELAY_MS, Routes } from './routes.js';
 import { TokenBucket } from './token-bucket.js';
-import { decodeTopologyUpdate, encodeTopologyUpdate } from './topology-update.js';
+import { TopologyDecodeCache, assembleTopologyUpdate, decodeTopologyUpdateEncoded } from './topology-update.js';
 import type { MeshTransport } from './transport.js';
 
 /** mesh `deferTopologyUpdateDuration`. */
@@ -87,13 +87,22 @@ export interface LocalConnectionRow {
 }
 
 class TopologyData implements GossipData {
+  /** The last encoding, while the table and the names are as they were (one send to several neighbours). */
+  private memo: { generation: number; ourStamp: number; out: Buffer[] } | undefined;
   constructor(private readonly peers: Peers, readonly names: Set<PeerName>) {}
   encode(): Buffer[] {
-    const entries = this.peers.encodePeers(this.names);
-    return entries.length ? [encodeTopologyUpdate(entries)] : [];
+    const { generation } = this.peers;
+    const ourStamp = this.peers.ourself.stamp;
+    if (this.memo && this.memo.generation === generation && this.memo.ourStamp === ourStamp) return this.memo.out;
+    // Each peer's entry is encoded once per change of that peer (Peers keeps it), not per send.
+    const entries = this.peers.encodedPeers(this.names);
+    const out = entries.length ? [assembleTopologyUpdate(entries)] : [];
+    this.memo = { generation, ourStamp, out };
+    return out;
   }
   merge(other: GossipData): GossipData {
     if (other instanceof TopologyData) for (const n of other.names) this.names.add(n);
+    this.memo = undefined;
     return this;
   }
 }
@@ -453,40 +462,18 @@ export class MeshRouter {
     }
   }
 
-  private applyTopology(msg: Buffer): GossipData | undefined {
-    const update = decodeTopologyUpdate(msg);
-    // What the update's peers were connected to before, to tell whether it can have made
-    // anyone unreachable (the only case in which a collection can find something).
-    const before = new Map<PeerName, ReadonlySet<PeerName>>();
-    for (const e of update) {
-      const p = this.peers.get(e.peer.name);
-      if (p) before.set(p.name, new Set(p.connections.keys()));
-    }
-    const r = this.peers.applyUpdate(update);
+  private applyTopology(msg: Buffer, defs?: TopologyDecodeCache): GossipData | undefined {
+    // Entries arriving in canonical form are kept as received, so passing them on re-encodes nothing,
+    // and entries equal to what we hold are recognised by their bytes and not even decoded.
+    const r = this.peers.applyDecoded(decodeTopologyUpdateEncoded(msg, defs, (name) => this.peers.get(name)?.encoded));
     if (r.ourselfModified) this.topologyChanged();
     const improved = new Set(r.improved);
     if (r.changed) {
       // Collect at once, as the original's applyUpdate does, and never pass on entries of
       // peers we cannot reach: otherwise peers that left are taught back and forth forever.
       // A full search per update is what makes big meshes slow, so only when needed: a peer
-      // new to us (it may be unreachable), or a peer that lost a connection.
-      let needGC = false;
-      for (const name of r.improved) {
-        const old = before.get(name);
-        const cur = this.peers.get(name);
-        if (!old || !cur) {
-          needGC = true;
-          break;
-        }
-        for (const n of old) {
-          if (!cur.connections.has(n)) {
-            needGC = true;
-            break;
-          }
-        }
-        if (needGC) break;
-      }
-      if (needGC) {
+      // new to us (it may be unreachable), or a peer that lost a connection (r.mayStrand).
+      if (r.mayStrand) {
         const gc = this.peers.garbageCollect();
         for (const p of gc.removed) improved.delete(p.name);
         if (gc.ourselfModified) this.topologyChanged();
@@ -498,11 +485,13 @@ export class MeshRouter {
   }
 
   private topologyGossiper(): Gossiper {
+    // The gob type definitions senders repeat in every update, read once (per router).
+    const defs = new TopologyDecodeCache();
     return {
       onGossipUnicast: () => {},
-      onGossipBroadcast: (_src, update) => this.applyTopology(update),
+      onGossipBroadcast: (_src, update) => this.applyTopology(update, defs),
       gossip: () => new TopologyData(this.peers, new Set(this.peers.names())),
-      onGossip: (msg) => this.applyTopology(msg),
+      onGossip: (msg) => this.applyTopology(msg, defs),
     };
   }
 

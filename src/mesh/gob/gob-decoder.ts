@@ -50,6 +50,11 @@ export class GobDecoder {
     return [...this.defs.keys()];
   }
 
+  /** The definition of a user type id as read in this stream, child types as ids. */
+  definition(id: number): WireDef | undefined {
+    return this.defs.get(id);
+  }
+
   /** The type a user id stands for in this stream (after its definition was read). */
   typeOf(id: number): GobType | undefined {
     try {
@@ -226,6 +231,21 @@ function asDecodeError(e: unknown): Error {
   if (isWeaveError(e)) return e;
   if (e instanceof RangeError) return gobDecodeError('input too deeply nested', e);
   return gobDecodeError('internal decoder error', e);
+}
+
+/**
+ * One type-definition message (length prefix, negative id, `wireType` value) on its own: its
+ * id and definition; DECODE_FAILED when it is anything else or malformed. Codecs that walk a
+ * stream themselves use it for the definitions and may keep the results by the message bytes
+ * (a definition's meaning depends on nothing but its bytes).
+ */
+export function decodeGobDefinition(message: Uint8Array): { id: number; def: WireDef } {
+  const dec = new GobDecoder(message);
+  if (dec.next() !== undefined) throw gobDecodeError('a value where a type definition was expected');
+  const ids = dec.definedTypeIds;
+  const id = ids[0];
+  if (ids.length !== 1 || id === undefined) throw gobDecodeError(`${ids.length} type definitions where one was expected`);
+  return { id, def: dec.definition(id) as WireDef };
 }
 
 /** Decodes a complete stream (one Go Encoder's output) into its values, in order. */

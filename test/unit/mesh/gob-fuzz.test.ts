@@ -58,6 +58,7 @@ function pick<T>(rand: Rand, xs: readonly T[]): T {
   return xs[randInt(rand, xs.length)] as T;
 }
 
+// A hang, not speed, is what this catches: the bound leaves room for GC pauses on a busy machine.
 let slowest = 0;
 const outcomes = { ok: 0, failed: 0 };
 let gobAccepted = 0;
@@ -118,7 +119,7 @@ test('fuzz: mutated captured messages (6000 cases)', () => {
   }
   assert.ok(outcomes.failed > 1000 && outcomes.ok > 1000, `both outcomes occur (${JSON.stringify(outcomes)})`);
   assert.ok(gobAccepted > 150, `${gobAccepted} mutants still decode as gob and were re-encoded`);
-  assert.ok(slowest < 250, `slowest decode ${slowest.toFixed(1)} ms`);
+  assert.ok(slowest < 1000, `slowest decode ${slowest.toFixed(1)} ms`);
 });
 
 test('fuzz: truncations of every captured message, every few bytes', () => {
@@ -131,7 +132,7 @@ test('fuzz: truncations of every captured message, every few bytes', () => {
     }
   }
   assert.ok(n > 2000, `${n} truncations`);
-  assert.ok(slowest < 250, `slowest decode ${slowest.toFixed(1)} ms`);
+  assert.ok(slowest < 1000, `slowest decode ${slowest.toFixed(1)} ms`);
 });
 
 test('fuzz: random bytes (4000 cases), biased toward gob-looking prefixes', () => {
@@ -142,5 +143,5 @@ test('fuzz: random bytes (4000 cases), biased toward gob-looking prefixes', () =
     if (len > 0 && rand() < 0.5) b[0] = Math.min(len - 1, 255) & 0x7f; // a plausible message length
     everyDecoder(b, rand);
   }
-  assert.ok(slowest < 250, `slowest decode ${slowest.toFixed(1)} ms`);
+  assert.ok(slowest < 1000, `slowest decode ${slowest.toFixed(1)} ms`);
 });

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { before, after } from 'node:test';
 import { WeaveClient } from '../../src/api/client.js';
 
 export const repoRoot = process.env.WEAVE_REPO_ROOT ?? process.cwd();
@@ -229,4 +230,33 @@ export class Underlay {
   destroy(): void {
     this.ns.destroy();
   }
+}
+
+/**
+ * `count` weave hosts on one underlay (host i at 192.0.2.<i>), created before the file's tests
+ * (as root) and destroyed after them, even when a test failed. `teardownFirst` runs before the
+ * hosts go (e.g. containers made in the tests). `host(i)` is 1-based.
+ */
+export function hostsOnUnderlay(prefix: string, label: string, count: number, teardownFirst: () => void = () => {}) {
+  const hosts: WeaveHost[] = [];
+  let underlay: Underlay | undefined;
+  before(() => {
+    if (process.getuid?.() !== 0) return;
+    underlay = new Underlay(prefix);
+    for (let i = 1; i <= count; i++) {
+      const h = new WeaveHost(prefix, `${label}${i}`);
+      hosts.push(h);
+      underlay.attach(h, i);
+    }
+  });
+  after(async () => {
+    teardownFirst();
+    for (const h of hosts) await h.destroy();
+    underlay?.destroy();
+  });
+  return {
+    hosts,
+    host: (i: number) => hosts[i - 1]!,
+    underlay: () => underlay!,
+  };
 }

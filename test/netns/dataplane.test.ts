@@ -5,36 +5,20 @@
 // underlay carries no plaintext and only sleeve; an underlay that drops UDP over 700 bytes
 // still carries big pings and a 10 MiB transfer; with --no-discovery in a chain traffic relays
 // through the middle host.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Netns, Underlay, WeaveHost, eventually, requireRoot, uniquePrefix } from '../helpers/netns.js';
+import { Netns, eventually, hostsOnUnderlay, requireRoot, uniquePrefix } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
-const hosts: WeaveHost[] = [];
 const containers: Netns[] = [];
-let underlay: Underlay | undefined;
+const { hosts, host: h, underlay } = hostsOnUnderlay(prefix, 'd', 3, () => {
+  for (const c of containers) c.destroy();
+});
 const ip = (i: number) => `192.0.2.${i}`;
 const name = (i: number) => `7a:00:00:00:00:0${i}`;
-
-before(() => {
-  if (process.getuid?.() !== 0) return;
-  underlay = new Underlay(prefix);
-  for (let i = 1; i <= 3; i++) {
-    const h = new WeaveHost(prefix, `d${i}`);
-    hosts.push(h);
-    underlay.attach(h, i);
-  }
-});
-after(async () => {
-  for (const c of containers) c.destroy();
-  for (const h of hosts) await h.destroy();
-  underlay?.destroy();
-});
-
-const h = (i: number) => hosts[i - 1]!;
 
 async function launch(i: number, args: string[] = []): Promise<void> {
   await h(i).stopWeaver('SIGKILL');
@@ -192,7 +176,7 @@ test('an underlay dropping UDP over 700 bytes: big pings and 10 MiB still get th
   if (!requireRoot(t)) return;
   // The underlay forwards nothing over 700 bytes towards or from host 2 and sends no ICMP (a
   // black hole): the underlay bridge's port has a 700-byte MTU.
-  underlay!.ns.must('ip', ['link', 'set', 'dev', 'u2', 'mtu', '700']);
+  underlay().ns.must('ip', ['link', 'set', 'dev', 'u2', 'mtu', '700']);
   try {
     await launch(1, ['--no-fastdp']);
     await launch(2, ['--no-fastdp', ip(1)]);
@@ -203,7 +187,7 @@ test('an underlay dropping UDP over 700 bytes: big pings and 10 MiB still get th
     await tcpTransfer(c2.ns, c2.addr, c1.ns, 10);
     await tcpTransfer(c1.ns, c1.addr, c2.ns, 10);
   } finally {
-    underlay!.ns.must('ip', ['link', 'set', 'dev', 'u2', 'mtu', '1500']);
+    underlay().ns.must('ip', ['link', 'set', 'dev', 'u2', 'mtu', '1500']);
     await stopAll();
   }
 });

@@ -1,31 +1,14 @@
 // Three hosts (network namespaces on one underlay bridge) running weaver: the mesh forms,
 // discovery, gossip through a middle host without discovery, connect --replace and forget,
 // a wrong password, kill -9 and restart, and a cut underlay link.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Underlay, WeaveHost, eventually, requireRoot, uniquePrefix } from '../helpers/netns.js';
+import { eventually, hostsOnUnderlay, requireRoot, uniquePrefix } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
-const hosts: WeaveHost[] = [];
-let underlay: Underlay | undefined;
+const { hosts, host: h, underlay } = hostsOnUnderlay(prefix, 'm', 3);
 const ip = (i: number) => `192.0.2.${i}`;
 const name = (i: number) => `7a:00:00:00:00:0${i}`;
-
-before(() => {
-  if (process.getuid?.() !== 0) return;
-  underlay = new Underlay(prefix);
-  for (let i = 1; i <= 3; i++) {
-    const h = new WeaveHost(prefix, `m${i}`);
-    hosts.push(h);
-    underlay.attach(h, i);
-  }
-});
-after(async () => {
-  for (const h of hosts) await h.destroy();
-  underlay?.destroy();
-});
-
-const h = (i: number) => hosts[i - 1]!;
 
 async function launch(i: number, args: string[] = []): Promise<void> {
   await h(i).stopWeaver('SIGKILL');
@@ -146,11 +129,11 @@ test('cutting the underlay link between two hosts and restoring it', async (t) =
   await launch(1);
   await launch(2, [ip(1)]);
   await eventually(async () => establishedTo(await status(1, 'connections')).includes(name(2)), 15_000, 'h1–h2');
-  underlay!.cut(2);
+  underlay().cut(2);
   // TCP notices a dead peer through the heartbeat (30 s) and the read deadline (60 s) at the
   // latest; a killed link with pending writes fails sooner. Give it the read deadline.
   await eventually(async () => !establishedTo(await status(1, 'connections')).includes(name(2)), 75_000, 'connection dropped');
-  underlay!.restore(2);
+  underlay().restore(2);
   await eventually(async () => establishedTo(await status(2, 'connections')).includes(name(1)), 30_000, 'connection back');
   await stopAll();
 });

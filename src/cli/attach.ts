@@ -35,6 +35,7 @@ export async function attach(ctx: CliContext, target: string, addrs: string[], o
       await attachContainer({
         netns,
         containerId: ident,
+        ident,
         ifName: ATTACH_IFNAME,
         bridge: opts.bridge,
         addresses: cidrs.map(parseCidr),

@@ -17,6 +17,7 @@ import { installCni } from './setup.js';
 import { ps } from './ps.js';
 import { connect, forget } from './connect.js';
 import { dnsAdd, dnsArgs, dnsLookup, dnsRemove } from './dns.js';
+import { prime, rmpeer } from './ipam.js';
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -128,6 +129,12 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
 
   program.command('forget').description('forget peers (remove them from the targets)').argument('<peers...>')
     .action(run((c, cmd) => forget(c, cmd.args)));
+
+  program.command('prime').description('wait until the IP allocation ring exists (consensus reached)')
+    .action(run((c) => prime(c)));
+
+  program.command('rmpeer').description('take over the address space of peers that are gone for good (name or nickname)')
+    .argument('<peers...>').action(run((c, cmd) => rmpeer(c, cmd.args)));
 
   program.command('dns-add').description('add weaveDNS names: [<ip> ...] <netns-path|pid|container-id> -h <fqdn>, or <ip> ... -h <fqdn>')
     .argument('[args...]', '[<ip> ...] [<container>]')

@@ -73,6 +73,8 @@ async function addInterface(ctx: PluginContext, ipam: IpamBackend): Promise<Reco
       ...(plan.gateway !== undefined ? { gateway: plan.gateway } : {}),
       hairpin: conf.hairpinMode,
       bridgeLink: bridge,
+      // Our own allocations are recorded on the link for the router's reclaim after data loss.
+      ...(ipam.delegated ? {} : { ident: env.containerId }),
     });
     const prev = conf.prevResult;
     const base = prev?.interfaces.length ?? 0;

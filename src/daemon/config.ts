@@ -5,6 +5,7 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 import { WeaveError } from '../core/errors.js';
 import { parseCidr, type Cidr } from '../core/ip.js';
 import { parseLogLevel, type LogLevel } from '../core/logger.js';
+import { tryParsePeerName, type PeerName } from '../core/peer-name.js';
 import { DEFAULT_DOMAIN, fqdn } from '../dns/nameserver.js';
 import { DEFAULT_DNS_TTL, DEFAULT_FALLBACK_TIMEOUT_MS, parseListenAddress } from '../dns/server.js';
 
@@ -44,6 +45,8 @@ export interface DaemonConfig {
   /** undefined = IPAM disabled (`--ipalloc-range ""`). */
   ipallocRange?: Cidr;
   ipallocDefaultSubnet?: Cidr;
+  /** `--ipalloc-init` (IPALLOC_INIT); default consensus with the quorum from the targets. */
+  ipallocInit: IpamInit;
   peers: string[];
   bridgeCheckIntervalMs: number;
   /** Mesh: encryption password (--password or WEAVE_PASSWORD); undefined = unencrypted. */
@@ -113,11 +116,34 @@ function dnsListenArg(v: string): string {
   return v;
 }
 
-// Flags of features that come later; refusing them is clearer than accepting settings that
-// would silently do nothing.
-const notYet = [
-  ['ipalloc-init', 'IPAM initialisation across peers'],
-] as const;
+/** `--ipalloc-init`: how the peers agree on the first ring (Weave Net's three modes). */
+export type IpamInit =
+  | { mode: 'consensus'; count?: number }
+  | { mode: 'seed'; peers: PeerName[] }
+  | { mode: 'observer' };
+
+/** Parses `consensus[=N]`, `seed=<peer>,<peer>...` or `observer`. */
+export function parseIpamInit(text: string): IpamInit {
+  const t = text.trim();
+  if (t === 'consensus') return { mode: 'consensus' };
+  if (t.startsWith('consensus=')) {
+    const v = t.slice('consensus='.length);
+    if (!/^[1-9][0-9]{0,5}$/.test(v)) throw new WeaveError('INVALID_ARGUMENT', `--ipalloc-init: invalid peer count "${v}" in "${t}" (want consensus=N with N >= 1)`);
+    return { mode: 'consensus', count: Number(v) };
+  }
+  if (t.startsWith('seed=')) {
+    const names = t.slice('seed='.length).split(',').map((x) => x.trim()).filter((x) => x !== '');
+    if (names.length === 0) throw new WeaveError('INVALID_ARGUMENT', `--ipalloc-init: seed= needs at least one peer name`);
+    const peers = names.map((n) => {
+      const p = tryParsePeerName(n);
+      if (p === undefined) throw new WeaveError('INVALID_ARGUMENT', `--ipalloc-init: "${n}" is not a peer name (want the MAC form, for example 7a:01:02:03:04:05, as 'weave status' shows it)`);
+      return p;
+    });
+    return { mode: 'seed', peers: [...new Set(peers)] };
+  }
+  if (t === 'observer') return { mode: 'observer' };
+  throw new WeaveError('INVALID_ARGUMENT', `--ipalloc-init: unknown mode "${t}" (want consensus[=N], seed=<peer>,... or observer)`);
+}
 
 export function buildDaemonCommand(): Command {
   const env = process.env;
@@ -138,6 +164,7 @@ export function buildDaemonCommand(): Command {
     .option('--mtu <bytes>', 'MTU of the bridge and container interfaces (WEAVE_MTU)', intArg(576, 65535), env.WEAVE_MTU ? Number(env.WEAVE_MTU) : DEFAULTS.mtu)
     .option('--ipalloc-range <cidr>', 'IP address range for containers; "" disables IPAM', DEFAULTS.ipallocRange)
     .option('--ipalloc-default-subnet <cidr>', 'subnet used when none is given (default: the range)')
+    .option('--ipalloc-init <mode>', 'how peers create the first ring: consensus[=N], seed=<peer>,<peer>... or observer (IPALLOC_INIT)', env.IPALLOC_INIT || 'consensus')
     .option('--no-fastdp', 'do not use the kernel fast path (WEAVE_NO_FASTDP)')
     .option('--no-discovery', 'do not connect to peers of peers')
     .option('--conn-limit <n>', 'maximum number of connections', intArg(0, 1_000_000), DEFAULTS.connLimit)
@@ -152,7 +179,6 @@ export function buildDaemonCommand(): Command {
     .option('--dns-fallback-timeout <duration>', 'how long each upstream server is given (Go duration)', parseGoDurationMs, DEFAULTS.dnsFallbackTimeoutMs)
     .option('--resolv-conf <path>', 'upstream name servers for names outside the domain', DEFAULTS.resolvConf)
     .addOption(new Option('--bridge-check-interval-ms <ms>').argParser(intArg(50, 600_000)).default(DEFAULTS.bridgeCheckIntervalMs).hideHelp());
-  for (const [flag] of notYet) c.addOption(new Option(`--${flag} <value>`).hideHelp());
   c.exitOverride();
   c.configureOutput({ writeOut: () => {}, writeErr: () => {} });
   return c;
@@ -167,10 +193,6 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     throw new WeaveError('INVALID_ARGUMENT', (e as Error).message.replace(/^error: /, ''));
   }
   const o = c.opts<Record<string, unknown>>();
-  for (const [flag, what] of notYet) {
-    const key = flag.replace(/-([a-z])/g, (_m, x: string) => x.toUpperCase());
-    if (o[key] !== undefined) throw new WeaveError('INVALID_ARGUMENT', `--${flag}: ${what} is not implemented in this version of weave`);
-  }
   const peers = c.args;
   if (o.resume && peers.length > 0) throw new WeaveError('INVALID_ARGUMENT', '--resume and a list of peers cannot be used together');
   const password = (o.password as string | undefined) ?? process.env.WEAVE_PASSWORD;
@@ -188,6 +210,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   } else if (o.ipallocDefaultSubnet) {
     throw new WeaveError('INVALID_ARGUMENT', '--ipalloc-default-subnet needs --ipalloc-range');
   }
+  const ipallocInit = parseIpamInit(String(o.ipallocInit));
   let logLevel: LogLevel;
   try {
     logLevel = parseLogLevel(String(o.logLevel));
@@ -211,6 +234,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     mtu: Number(o.mtu),
     ...(ipallocRange ? { ipallocRange } : {}),
     ...(ipallocDefaultSubnet ? { ipallocDefaultSubnet } : {}),
+    ipallocInit,
     peers,
     bridgeCheckIntervalMs: Number(o.bridgeCheckIntervalMs),
     ...(password ? { password } : {}),

@@ -1,18 +1,16 @@
 // Prometheus metrics with Weave Net's names (inventory section 10), on a registry owned by
 // this router (no global registry), refreshed from the services at scrape time.
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client';
+import type { IpamMetrics } from '../ipam/ipam-status.js';
 
 export interface MetricsSources {
-  localUsedIps(): number;
-  maxIps(): number;
-  pendingAllocates(): number;
-  pendingClaims(): number;
+  /** IPAM's numbers at scrape time; absent with IPAM off (no IPAM metrics then, as the original). */
+  ipam?: () => IpamMetrics;
   connections(): { state: string; type: string; encryption: string }[];
   /** Live DNS entries this router originates; absent when weaveDNS is off (no metric then, as the original). */
   dnsEntries?: () => number;
   /** Connections terminated since start (the mesh counts them). */
   terminations(): number;
-  ipamEnabled: boolean;
 }
 
 export class RouterMetrics {
@@ -40,13 +38,16 @@ export class RouterMetrics {
         this.inc(src.terminations());
       },
     });
-    if (src.ipamEnabled) {
-      new Gauge({ name: 'weave_ips', help: 'Number of IP addresses.', labelNames: ['state'], registers: reg, collect() { this.set({ state: 'local-used' }, src.localUsedIps()); } });
-      new Gauge({ name: 'weave_max_ips', help: 'Size of IP address space used by allocator.', registers: reg, collect() { this.set(src.maxIps()); } });
-      new Gauge({ name: 'weave_ipam_unreachable_count', help: 'Number of unreachable peers.', registers: reg, collect() { this.set(0); } });
-      new Gauge({ name: 'weave_ipam_unreachable_percentage', help: 'Percentage of IP addresses owned by unreachable peers.', registers: reg, collect() { this.set(0); } });
-      new Gauge({ name: 'weave_ipam_pending_allocates', help: 'Number of pending allocates.', registers: reg, collect() { this.set(src.pendingAllocates()); } });
-      new Gauge({ name: 'weave_ipam_pending_claims', help: 'Number of pending claims.', registers: reg, collect() { this.set(src.pendingClaims()); } });
+    const ipam = src.ipam;
+    if (ipam) {
+      const gauge = (name: string, help: string, value: (m: IpamMetrics) => number) =>
+        new Gauge({ name, help, registers: reg, collect() { this.set(value(ipam())); } });
+      new Gauge({ name: 'weave_ips', help: 'Number of IP addresses.', labelNames: ['state'], registers: reg, collect() { this.set({ state: 'local-used' }, ipam().ips); } });
+      gauge('weave_max_ips', 'Size of IP address space used by allocator.', (m) => m.maxIps);
+      gauge('weave_ipam_unreachable_count', 'Number of unreachable peers.', (m) => m.unreachableCount);
+      gauge('weave_ipam_unreachable_percentage', 'Percentage of IP addresses owned by unreachable peers.', (m) => m.unreachablePercentage);
+      gauge('weave_ipam_pending_allocates', 'Number of pending allocates.', (m) => m.pendingAllocates);
+      gauge('weave_ipam_pending_claims', 'Number of pending claims.', (m) => m.pendingClaims);
     }
     const dnsEntries = src.dnsEntries;
     if (dnsEntries) new Gauge({ name: 'weave_dns_entries', help: 'Number of DNS entries.', registers: reg, collect() { this.set(dnsEntries()); } });

@@ -8,20 +8,23 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { cidrSize, formatCidr, formatIPv4, networkOf, type Cidr } from '../core/ip.js';
+import { formatCidr, parseCidr, type Cidr } from '../core/ip.js';
 import { weaveVersion } from '../core/version.js';
 import { IpRoute } from '../platform/iproute.js';
 import { Datapath } from './datapath.js';
-import { HOST_VETH_PREFIX } from '../platform/container-link.js';
+import { HOST_VETH_PREFIX, parseAttachAlias } from '../platform/container-link.js';
 import { Iptables } from '../platform/iptables.js';
 import { Sysctl } from '../platform/sysctl.js';
 import { SqliteStore } from '../platform/sqlite-store.js';
 import { Bridge } from '../dataplane/bridge.js';
 import { Exposer } from '../dataplane/expose.js';
-import { Allocator } from '../ipam/allocator.js';
+import { DistributedAllocator, type ReclaimEntry } from '../ipam/distributed-allocator.js';
+import { IPAM_CHANNEL } from '../ipam/codec.js';
+import { determineQuorum } from '../ipam/paxos.js';
 import { ApiServer } from '../api/server/http-server.js';
 import { parseEndpoint } from '../api/client.js';
-import { STORE_FILE, WEAVER_PID_FILE, type WeaveReport } from '../api/types.js';
+import { EXPOSE_IDENT, STORE_FILE, WEAVER_PID_FILE, type WeaveReport } from '../api/types.js';
+import type { IpamService } from '../api/server/http-server.js';
 import { DEFAULTS, type DaemonConfig } from './config.js';
 import { resolvePeerName, systemIdentity } from './peer-identity.js';
 import { RouterMetrics } from './metrics.js';
@@ -50,7 +53,7 @@ export class Weaver {
   private store: SqliteStore | undefined;
   private bridge: Bridge | undefined;
   private exposer: Exposer | undefined;
-  private allocator: Allocator | undefined;
+  private allocator: DistributedAllocator | undefined;
   private servers: ApiServer[] = [];
   private metrics: RouterMetrics | undefined;
   private cni: RouterCniService | undefined;
@@ -111,13 +114,6 @@ export class Weaver {
     this.exposer = new Exposer({ links, firewall, store, logger: this.log.child({ component: 'expose' }) }, { bridge: cfg.bridge });
     await this.exposer.installBaseRules();
 
-    if (cfg.ipallocRange) {
-      this.allocator = new Allocator(
-        { store, logger: this.log.child({ component: 'allocator' }) },
-        { range: cfg.ipallocRange, defaultSubnet: cfg.ipallocDefaultSubnet ?? cfg.ipallocRange },
-      );
-      this.allocator.load();
-    }
     await this.exposer.reapply();
     const exposer = this.exposer;
     this.bridge.onRecreated = async () => {
@@ -129,17 +125,14 @@ export class Weaver {
     };
     this.bridge.start();
 
-    await this.startMesh();
+    const inUse = cfg.ipallocRange ? await addressesInUse(links, cfg.bridge) : [];
+    await this.startMesh(inUse);
     await this.startDns();
 
     const alloc = this.allocator;
     const mesh = this.mesh!;
     this.metrics = new RouterMetrics({
-      ipamEnabled: !!alloc,
-      localUsedIps: () => alloc?.activeCount() ?? 0,
-      maxIps: () => (cfg.ipallocRange ? cidrSize(cfg.ipallocRange.prefix) : 0),
-      pendingAllocates: () => alloc?.pendingAllocates().length ?? 0,
-      pendingClaims: () => 0,
+      ...(alloc ? { ipam: () => alloc.metrics() } : {}),
       connections: () =>
         mesh.connectionRows().map((r) => ({
           state: r.state,
@@ -161,8 +154,11 @@ export class Weaver {
     this.log.info({ httpAddr: cfg.httpAddr }, `Listening for HTTP control messages on ${cfg.httpAddr}`);
   }
 
-  /** The mesh: TCP listener on --host:--port, targets from the command line or the store. */
-  private async startMesh(): Promise<void> {
+  /**
+   * The mesh: TCP listener on --host:--port, targets from the command line or the store, and
+   * IPAM's gossip channel, joined before any connection can deliver on it.
+   */
+  private async startMesh(inUse: readonly ReclaimEntry[]): Promise<void> {
     const cfg = this.cfg;
     const store = this.store!;
     const ourName = parsePeerName(this.name);
@@ -204,6 +200,7 @@ export class Weaver {
       throw new WeaveError('UNAVAILABLE', `cannot listen for peers on ${cfg.host || '0.0.0.0'}:${cfg.port}: ${errorMessage(e)}`, { cause: e });
     }
     this.listener = listener;
+    this.startIpam(mesh, inUse);
     // Targets survive restarts (weave connect/forget); --resume starts from them.
     const persisted = parseTargets(store.get(KEY_TARGETS));
     const initial = cfg.resume ? persisted : cfg.peers;
@@ -212,6 +209,62 @@ export class Weaver {
     const errors = mesh.connect(initial, true);
     for (const e of errors) this.log.warn({ err: e }, 'ignoring peer');
     store.set(KEY_TARGETS, JSON.stringify(mesh.connectionMaker.targets()));
+  }
+
+  /**
+   * Distributed IPAM (unless `--ipalloc-range ""`): one ring over the range shared by every
+   * router, agreed on by consensus (quorum from `consensus=N` or the targets), seed or
+   * observer. `inUse`: what this host's containers and the bridge hold now, claimed back so a
+   * router that lost its store never hands those addresses out again.
+   */
+  private startIpam(mesh: MeshRouter, inUse: readonly ReclaimEntry[]): void {
+    const cfg = this.cfg;
+    if (!cfg.ipallocRange) return;
+    const init = cfg.ipallocInit;
+    const alloc = new DistributedAllocator(
+      {
+        clock: this.clock,
+        logger: this.log.child({ component: 'ipam' }),
+        store: this.store!,
+        random: Math.random,
+        isKnownPeer: (p) => mesh.peers.has(p),
+        isReachable: (p) => p === mesh.name || mesh.routes.unicastAll(p) !== undefined,
+        knownPeers: () => mesh.peers.names(),
+        quorum: () => determineQuorum(init.mode === 'consensus' ? init.count : undefined, mesh.connectionMaker.targets().length),
+      },
+      {
+        name: mesh.name,
+        uid: mesh.ourself.uid,
+        nickname: this.nickname,
+        range: cfg.ipallocRange,
+        ...(cfg.ipallocDefaultSubnet ? { defaultSubnet: cfg.ipallocDefaultSubnet } : {}),
+        ...(init.mode === 'seed' ? { seed: init.peers } : {}),
+        observer: init.mode === 'observer',
+      },
+    );
+    alloc.setGossip(mesh.newGossip(IPAM_CHANNEL, alloc));
+    mesh.peers.onGC((removed) => {
+      for (const p of removed) alloc.peerGone(p.name);
+    });
+    alloc.start({ reclaim: inUse });
+    this.allocator = alloc;
+  }
+
+  /** The HTTP API's view of the allocator. */
+  private ipamService(alloc: DistributedAllocator): IpamService {
+    return {
+      defaultSubnet: alloc.defaultSubnet,
+      parseSubnet: (t) => alloc.parseSubnet(t),
+      allocate: (ident, subnet, o) => alloc.allocate(ident, subnet, o),
+      claim: (ident, cidr, o) => alloc.claim(ident, cidr, o),
+      lookup: (ident, subnet) => alloc.lookup(ident, subnet),
+      free: (ident) => alloc.free(ident),
+      freeAddress: (ident, ip) => alloc.freeAddress(ident, ip),
+      all: () => alloc.all(),
+      prime: (o) => alloc.prime(o),
+      takeOver: (peer) => alloc.adminTakeoverRanges(peer),
+      conflictLine: () => alloc.conflictLine(),
+    };
   }
 
   /**
@@ -255,7 +308,7 @@ export class Weaver {
       services: {
         report: () => this.report(),
         metrics: () => this.metrics!.render(),
-        ...(this.allocator ? { ipam: this.allocator } : {}),
+        ...(this.allocator ? { ipam: this.ipamService(this.allocator) } : {}),
         expose: {
           // weaveDNS follows the bridge's addresses when it has no --dns-listen-address.
           expose: async (c: Cidr, o: { skipNAT?: boolean }) => {
@@ -267,8 +320,10 @@ export class Weaver {
             await this.dns?.exposedChanged(exposer.exposed().map((e) => e.cidr.ip));
           },
         },
-        // One peer owns everything: there is nobody to hand our space to.
-        leave: async () => {},
+        // DELETE /peer (weave reset): hand our space to a live peer before we go.
+        leave: async () => {
+          this.allocator?.shutdown();
+        },
         ...(readOnly || !this.cni ? {} : { cni: this.cni }),
         ...(readOnly || !this.mesh ? {} : { mesh: this.meshService() }),
         ...(readOnly || !this.dns ? {} : { dns: this.dns }),
@@ -283,27 +338,13 @@ export class Weaver {
   }
 
   report(): WeaveReport {
-    const cfg = this.cfg;
     const report: WeaveReport = {
       Ready: this.ready,
       Version: weaveVersion(),
       VersionCheck: { Enabled: false, Success: false, NewVersion: '', NextCheckAt: '0001-01-01T00:00:00Z' },
       Router: this.routerStatus(),
     };
-    const a = this.allocator;
-    if (a && cfg.ipallocRange) {
-      const pending = a.pendingAllocates();
-      report.IPAM = {
-        Paxos: null,
-        Range: formatCidr(a.range),
-        RangeNumIPs: cidrSize(a.range.prefix),
-        ActiveIPs: a.activeCount(),
-        DefaultSubnet: formatCidr(a.defaultSubnet),
-        Entries: [{ Token: formatIPv4(networkOf(a.range)), Size: cidrSize(a.range.prefix), Peer: this.name, Nickname: this.nickname, IsKnownPeer: true, Version: 0 }],
-        PendingClaims: null,
-        PendingAllocates: pending.length ? pending : null,
-      };
-    }
+    if (this.allocator) report.IPAM = this.allocator.status();
     if (this.dns) report.DNS = this.dns.status();
     return report;
   }
@@ -368,7 +409,7 @@ export class Weaver {
     this.stopped = true;
     this.ready = false;
     this.bridge?.stop();
-    this.allocator?.cancelPending();
+    this.allocator?.stop();
     await this.dns?.stop();
     await this.mesh?.stop();
     await this.datapath?.stop();
@@ -380,4 +421,23 @@ export class Weaver {
     rmSync(join(this.cfg.runDir, WEAVER_PID_FILE), { force: true });
     this.log.info({}, 'weave stopped');
   }
+}
+
+/**
+ * Addresses in use on this host now: those of attached containers (the alias their host end
+ * carries, see container-link.ts) and the bridge's own (`weave expose`). The original scanned
+ * Docker's containers or every process for veths on the bridge; the alias also tells us the
+ * ident, so a reclaimed address stays with its container and a later DEL frees it.
+ */
+async function addressesInUse(links: IpRoute, bridge: string): Promise<ReclaimEntry[]> {
+  const out: ReclaimEntry[] = [];
+  for (const l of await links.listLinks()) {
+    if (l.ifname === bridge) {
+      for (const a of l.addrs) if (a.family === 'inet') out.push({ ident: EXPOSE_IDENT, cidr: parseCidr(`${a.local}/${a.prefixlen}`) });
+    } else if (l.master === bridge && l.alias) {
+      const rec = parseAttachAlias(l.alias);
+      if (rec) for (const cidr of rec.cidrs) out.push({ ident: rec.ident, cidr });
+    }
+  }
+  return out;
 }

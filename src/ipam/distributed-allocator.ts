@@ -77,7 +77,7 @@ import {
 } from './codec.js';
 import { IpamDecoder, encodeGossipStateDirect } from './codec-direct.js';
 import {
-  ipamStatusLineWithConflicts, type IpamConflict, type IpamConflictKind, type IpamMetrics, type IpamStatusReport,
+  ipamConflictLine, type IpamConflict, type IpamConflictKind, type IpamMetrics, type IpamStatusReport,
 } from './ipam-status.js';
 import { PaxosNode, PaxosObserver, normalizeConsensus, type PaxosParticipant } from './paxos.js';
 import { Ring, formatPeerList, type RingState } from './ring.js';
@@ -1705,9 +1705,9 @@ export class DistributedAllocator implements Gossiper {
     };
   }
 
-  /** The `Status:` line of `weave status`: the original's, or the conflict when there is one. */
-  statusLine(): string {
-    return ipamStatusLineWithConflicts(this.status(), this.conflicts());
+  /** The `Status:` line of `weave status` while a ring conflict is remembered (else undefined). */
+  conflictLine(): string | undefined {
+    return ipamConflictLine(this.conflicts());
   }
 
   /** Owners of ring space the mesh does not know, with how much they own. */

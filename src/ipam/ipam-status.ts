@@ -1,6 +1,6 @@
 // What the allocator reports: the IPAM part of `/report` (weave `ipam/status.go`, field for
-// field and in Go's order, so the daemon can put it into the report as is), the `Status:` line
-// of `weave status`, the rows of `weave status ipam` and the Prometheus numbers.
+// field and in Go's order, so the daemon can put it into the report as is; api/server renders
+// the text views from it), ring conflicts and the Prometheus numbers.
 //
 // Beyond the original: ring conflicts (a ring seeded by other peers, another range, entries
 // that contradict ours) are kept with the peer and message, and the status line names them
@@ -54,53 +54,14 @@ export interface IpamMetrics {
   readonly pendingClaims: number;
 }
 
-/** The original's `Status:` line (prog/weaver/http.go), from the report alone. */
-export function ipamStatusLine(r: IpamStatusReport): string {
-  if (r.Entries && r.Entries.length > 0) {
-    if (r.Entries.every((e) => !(e.Size > 0 && e.IsKnownPeer))) {
-      return "all IP ranges owned by unreachable peers - use 'rmpeer' if they are dead";
-    }
-    if (r.PendingAllocates && r.PendingAllocates.length > 0) return 'waiting for IP(s) to become available';
-    return 'ready';
-  }
-  if (r.Paxos) return r.Paxos.Elector ? `awaiting consensus (quorum: ${r.Paxos.Quorum}, known: ${r.Paxos.KnownNodes})` : 'priming';
-  return 'idle';
-}
-
-/** The status line with conflicts first: what `weave status` should print for IPAM. */
-export function ipamStatusLineWithConflicts(r: IpamStatusReport, conflicts: readonly IpamConflict[]): string {
+/**
+ * What `weave status` shows as IPAM's `Status:` instead of the original's line while a ring
+ * conflict is remembered; undefined when there is none.
+ */
+export function ipamConflictLine(conflicts: readonly IpamConflict[]): string | undefined {
   const c = conflicts[0];
-  if (!c) return ipamStatusLine(r);
+  if (!c) return undefined;
   const from = c.peer !== undefined ? ` from ${formatPeerName(c.peer)}` : '';
   const more = conflicts.length > 1 ? ` (+${conflicts.length - 1} more)` : '';
   return `conflict${from}: ${c.message}${more}`;
-}
-
-/** Go's "%04.1f". */
-function percent(v: number): string {
-  return v.toFixed(1).padStart(4, '0');
-}
-
-/**
- * `weave status ipam`: one line per owner, ours first with its active count, others marked
- * unreachable when the mesh does not know them (`ourName` as formatted in the report).
- */
-export function renderIpamPeers(r: IpamStatusReport, ourName: string): string {
-  if (!r.Entries) return '';
-  const stats = new Map<string, { ips: number; nickname: string; reachable: boolean }>();
-  for (const e of r.Entries) {
-    let st = stats.get(e.Peer);
-    if (!st) {
-      st = { ips: 0, nickname: e.Nickname, reachable: e.IsKnownPeer };
-      stats.set(e.Peer, st);
-    }
-    st.ips += e.Size;
-  }
-  const line = (name: string, nick: string, info: string, ips: number) =>
-    `${`${name}(${nick})`.padEnd(37)} ${String(ips).padStart(8)} IPs (${percent((ips * 100) / r.RangeNumIPs)}% of total) ${info}\n`;
-  let s = '';
-  const ours = stats.get(ourName);
-  if (ours) s += line(ourName, ours.nickname, `(${r.ActiveIPs} active)`, ours.ips);
-  for (const [peer, st] of stats) if (peer !== ourName) s += line(peer, st.nickname, st.reachable ? '' : '- unreachable!', st.ips);
-  return s;
 }

@@ -8,7 +8,7 @@
 // gratuitous ARP the original sent with arping. On failure everything created is removed.
 import { statSync, writeFileSync } from 'node:fs';
 import { WeaveError } from '../core/errors.js';
-import { formatCidr, formatIPv4, cidrContains, type Cidr, type IPv4 } from '../core/ip.js';
+import { formatCidr, formatIPv4, cidrContains, parseCidr, type Cidr, type IPv4 } from '../core/ip.js';
 import { execFile } from './exec.js';
 import { IpRoute, parseLinkJson, type LinkInfo } from './iproute.js';
 
@@ -42,6 +42,42 @@ export interface AttachSpec {
   multicastRoute?: boolean;
   /** The bridge, if the caller already looked it up (saves one `ip` call). */
   bridgeLink?: LinkInfo;
+  /**
+   * The IPAM ident of the addresses: recorded on the host end (see attachAlias) so that a
+   * router that lost its store can tell which addresses are in use and by whom.
+   */
+  ident?: string;
+}
+
+const ALIAS_PREFIX = 'weave;';
+// ifalias takes up to 255 bytes; the batch line splits on blanks and quotes.
+const ALIAS_IDENT = /^[A-Za-z0-9_.:@+=/-]{1,160}$/;
+
+/**
+ * The host end's alias: `weave;<ident>;<cidr>,<cidr>`. The kernel keeps it as long as the
+ * container is attached, which is exactly how long its addresses are in use. Undefined when
+ * the ident has characters the alias cannot carry (the addresses then go unrecorded).
+ */
+export function attachAlias(ident: string, addresses: readonly Cidr[]): string | undefined {
+  if (!ALIAS_IDENT.test(ident) || addresses.length === 0) return undefined;
+  const s = `${ALIAS_PREFIX}${ident};${addresses.map(formatCidr).join(',')}`;
+  return s.length <= 255 ? s : undefined;
+}
+
+/** Reads an alias written by attachAlias; undefined for any other alias. */
+export function parseAttachAlias(alias: string): { ident: string; cidrs: Cidr[] } | undefined {
+  if (!alias.startsWith(ALIAS_PREFIX)) return undefined;
+  const [ident, list, extra] = alias.slice(ALIAS_PREFIX.length).split(';');
+  if (ident === undefined || list === undefined || extra !== undefined || !ALIAS_IDENT.test(ident)) return undefined;
+  const cidrs: Cidr[] = [];
+  for (const t of list.split(',')) {
+    try {
+      cidrs.push(parseCidr(t));
+    } catch {
+      return undefined;
+    }
+  }
+  return { ident, cidrs };
 }
 
 export interface AttachResult {
@@ -116,6 +152,7 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
   const mtu = spec.mtu && spec.mtu > 0 ? spec.mtu : bridge.mtu;
   const hostIf = hostVethName(spec.containerId, spec.ifName);
   const ifn = spec.ifName;
+  const alias = spec.ident !== undefined ? attachAlias(spec.ident, spec.addresses) : undefined;
 
   let hostJson: string;
   try {
@@ -127,6 +164,7 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
         `link set dev ${hostIf} gso_max_size ${GSO_MAX_SIZE}`,
         `link set dev ${hostIf} type bridge_slave hairpin ${spec.hairpin ? 'on' : 'off'}`,
         `link set dev ${hostIf} up`,
+        ...(alias ? [`link set dev ${hostIf} alias ${alias}`] : []),
         `link show dev ${hostIf}`,
       ],
       { json: true },

@@ -19,6 +19,8 @@ export interface LinkInfo {
   operstate: string;
   master?: string;
   kind?: string;
+  /** ifalias: the container link's record of who holds which address (container-link.ts). */
+  alias?: string;
   addrs: AddrInfo[];
 }
 
@@ -30,6 +32,7 @@ interface RawLink {
   flags?: unknown;
   operstate?: unknown;
   master?: unknown;
+  ifalias?: unknown;
   linkinfo?: { info_kind?: unknown };
   addr_info?: { family?: unknown; local?: unknown; prefixlen?: unknown }[];
 }
@@ -55,6 +58,7 @@ export function parseLinkJson(text: string): LinkInfo[] {
       operstate: typeof r.operstate === 'string' ? r.operstate : '',
       ...(typeof r.master === 'string' ? { master: r.master } : {}),
       ...(typeof r.linkinfo?.info_kind === 'string' ? { kind: r.linkinfo.info_kind } : {}),
+      ...(typeof r.ifalias === 'string' && r.ifalias !== '' ? { alias: r.ifalias } : {}),
       addrs: (r.addr_info ?? [])
         .filter((a) => (a.family === 'inet' || a.family === 'inet6') && typeof a.local === 'string' && typeof a.prefixlen === 'number')
         .map((a) => ({ family: a.family as 'inet' | 'inet6', local: a.local as string, prefixlen: a.prefixlen as number })),

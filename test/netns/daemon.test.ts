@@ -32,7 +32,8 @@ test('serves /status in the original format and /report as JSON and template', a
   const s = await h.client.request('GET', '/status');
   assert.equal(s.status, 200);
   assert.match(s.body, /^        Version: \S+ \(version check update disabled\)\n\n        Service: router\n       Protocol: weave 1\.\.2\n           Name: 7a:00:00:00:00:01\(host1\)\n/);
-  assert.match(s.body, /\n        Service: ipam\n         Status: ready\n          Range: 10\.32\.0\.0\/12\n  DefaultSubnet: 10\.32\.0\.0\/12\n\n        Service: dns\n         Domain: weave\.local\.\n/);
+  // No allocation yet: the ring does not exist (the original's "idle").
+  assert.match(s.body, /\n        Service: ipam\n         Status: idle\n          Range: 10\.32\.0\.0\/12\n  DefaultSubnet: 10\.32\.0\.0\/12\n\n        Service: dns\n         Domain: weave\.local\.\n/);
   assert.match(s.body, /\n            TTL: 1\n        Entries: 0\n$/);
   const json = await h.client.call('GET', '/report', 'report', { headers: { accept: 'application/json' } });
   assert.match(json, /^\{\n    "Ready": true,\n/);
@@ -52,7 +53,7 @@ test('IPAM over HTTP: allocate, idempotent re-allocate, claim, conflict, free', 
   await c.claim('ctr-c', '10.32.5.5/12');
   const conflict = await c.request('PUT', '/ip/ctr-d/10.32.5.5/12');
   assert.equal(conflict.status, 400);
-  assert.match(conflict.body, /^Unable to claim: address 10\.32\.5\.5 is already owned by ctr-c/);
+  assert.match(conflict.body, /^Unable to claim: address 10\.32\.5\.5\/12 is already owned by ctr-c/);
   assert.deepEqual(await c.lookup('ctr-c'), ['10.32.5.5/12']);
   const none = await c.request('DELETE', '/ip/nobody');
   assert.equal(none.status, 400);
@@ -64,6 +65,15 @@ test('IPAM over HTTP: allocate, idempotent re-allocate, claim, conflict, free', 
   const metrics = await c.call('GET', '/metrics', 'm');
   assert.match(metrics, /^weave_ips\{state="local-used"\} 2$/m);
   assert.match(metrics, /^weave_max_ips 1048576$/m);
+  assert.match(metrics, /^weave_ipam_unreachable_count 0$/m);
+  assert.match(metrics, /^weave_ipam_pending_claims 0$/m);
+  // The first allocation made the ring (quorum 1: no peers); prime returns at once now.
+  assert.match(await c.call('GET', '/status', 's'), /\n         Status: ready\n/);
+  assert.equal((await c.request('GET', '/ring')).status, 200);
+  assert.match(await c.call('GET', '/status/ipam', 's'), /^7a:00:00:00:00:01\(host1\) +1048576 IPs \(100\.0% of total\) \(2 active\)\n$/);
+  const rm = await c.request('DELETE', '/peer/7a:00:00:00:00:99');
+  assert.equal(rm.status, 200);
+  assert.equal(rm.body, '0 IPs taken over from 7a:00:00:00:00:99\n');
 });
 
 test('expose puts the address on the bridge with NAT rules; hide removes them', async (t) => {

@@ -14,11 +14,18 @@ export interface IpamService {
   readonly defaultSubnet: Cidr;
   parseSubnet(text: string): Cidr;
   allocate(ident: string, subnet: Cidr | undefined, opts: { owner?: string; signal?: AbortSignal }): Promise<Cidr>;
-  claim(ident: string, cidr: Cidr, opts: { owner?: string }): void;
+  /** Resolves once the address is ours for ident (the owner may have to hand it over). */
+  claim(ident: string, cidr: Cidr, opts: { owner?: string; signal?: AbortSignal; noErrorOnUnknown?: boolean }): Promise<void>;
   lookup(ident: string, subnet?: Cidr): Cidr[];
   free(ident: string): Cidr[];
   freeAddress(ident: string, ip: IPv4): void;
   all(): { ident: string; cidrs: Cidr[]; owner?: string }[];
+  /** GET /ring (`weave prime`): resolves once the ring exists. */
+  prime(opts: { signal?: AbortSignal }): Promise<void>;
+  /** DELETE /peer/<name or nickname> (`weave rmpeer`): takes over a dead peer's space; the number of addresses gained. */
+  takeOver(peer: string): number;
+  /** Shown as IPAM's `Status:` instead of the original's line while a ring conflict is remembered. */
+  conflictLine(): string | undefined;
 }
 
 export interface ExposeService {
@@ -189,6 +196,12 @@ export class ApiServer {
           send(res, 200, m.body, m.contentType);
         } : undefined;
       case 'DELETE peer':
+        if (n === 1 && this.svc.ipam) {
+          return (_q, res, p) => {
+            const ipam = this.svc.ipam!;
+            send(res, 200, `${ipam.takeOver(p[1]!)} IPs taken over from ${p[1]!}\n`);
+          };
+        }
         return n === 0 ? async (_q, res) => {
           await this.svc.leave();
           send(res, 204, '');
@@ -222,8 +235,10 @@ export class ApiServer {
         if (rest[0] === 'tracker' && n === 1) return (_q, res) => send(res, 200, '\n');
         return undefined;
       case 'GET ring':
-        // One peer owns the whole range, so the ring exists as soon as we run.
-        return n === 0 ? (_q, res) => send(res, 200, '') : undefined;
+        return n === 0 ? async (_q, res) => {
+          await this.untilDone(res, (signal) => this.svc.ipam!.prime({ signal }));
+          if (!res.writableEnded && !res.destroyed) send(res, 200, '');
+        } : undefined;
     }
     return undefined;
   }
@@ -317,7 +332,8 @@ export class ApiServer {
       send(res, 404, '404 page not found\n');
       return;
     }
-    send(res, this.isReady() ? 200 : 503, render(this.svc.report()));
+    const report = this.svc.report();
+    send(res, this.isReady() ? 200 : 503, render === renderStatus ? renderStatus(report, { ipamConflict: this.svc.ipam?.conflictLine() }) : render(report));
   }
 
   private report(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
@@ -363,36 +379,49 @@ export class ApiServer {
     } catch (e) {
       asOriginal(e, 400, '');
     }
-    // A client that goes away cancels its allocation; the original then answers "cancelled".
+    const owner = q.get('owner') ?? undefined;
+    const c = await this.untilDone(res, (signal) => ipam.allocate(p[1]!, subnet, { signal, ...(owner ? { owner } : {}) }), '');
+    if (c) send(res, 200, formatCidr(c));
+  }
+
+  /**
+   * Runs a request that may wait (for consensus, for space from another peer): a client that
+   * goes away cancels it, and the original then answers "cancelled". Undefined when cancelled.
+   */
+  private async untilDone<T>(res: ServerResponse, op: (signal: AbortSignal) => Promise<T>, errorPrefix = ''): Promise<T | undefined> {
     const ac = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) ac.abort();
     };
     res.on('close', onClose);
     try {
-      const owner = q.get('owner') ?? undefined;
-      const c = await ipam.allocate(p[1]!, subnet, { signal: ac.signal, ...(owner ? { owner } : {}) });
-      send(res, 200, formatCidr(c));
+      return await op(ac.signal);
     } catch (e) {
       if (e instanceof WeaveError && e.code === 'CANCELLED') {
         if (!res.destroyed) send(res, 200, 'cancelled');
-        return;
+        return undefined;
       }
-      asOriginal(e, 400, '');
+      return asOriginal(e, 400, errorPrefix);
     } finally {
       res.off('close', onClose);
     }
   }
 
-  private claim(_req: IncomingMessage, res: ServerResponse, p: string[], q: URLSearchParams): void {
+  private async claim(_req: IncomingMessage, res: ServerResponse, p: string[], q: URLSearchParams): Promise<void> {
     const ipam = this.svc.ipam!;
+    let cidr: Cidr;
     try {
-      const owner = q.get('owner') ?? undefined;
-      ipam.claim(p[1]!, cidrFromParts(p[2], p[3]), owner ? { owner } : {});
+      cidr = cidrFromParts(p[2], p[3]);
     } catch (e) {
       asOriginal(e, 400, 'Unable to claim: ');
     }
-    send(res, 204, '');
+    const owner = q.get('owner') ?? undefined;
+    const noErrorOnUnknown = q.get('noErrorOnUnknown') === 'true';
+    const done = await this.untilDone(res, async (signal) => {
+      await ipam.claim(p[1]!, cidr, { signal, noErrorOnUnknown, ...(owner ? { owner } : {}) });
+      return true;
+    }, 'Unable to claim: ');
+    if (done) send(res, 204, '');
   }
 
   private free(res: ServerResponse, p: string[]): void {

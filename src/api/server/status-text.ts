@@ -20,7 +20,8 @@ function versionCheckText(r: WeaveReport): string {
   return `up to date; next check at ${v.NextCheckAt}`;
 }
 
-function ipamStatusLine(ipam: IpamStatus): string {
+/** The original's IPAM `Status:` line (prog/weaver/http.go). */
+export function ipamStatusLine(ipam: IpamStatus): string {
   if (ipam.Entries && ipam.Entries.length) {
     if (ipam.Entries.every((e) => !(e.Size > 0 && e.IsKnownPeer))) {
       return "all IP ranges owned by unreachable peers - use 'rmpeer' if they are dead";
@@ -34,7 +35,11 @@ function ipamStatusLine(ipam: IpamStatus): string {
   return 'idle';
 }
 
-export function renderStatus(r: WeaveReport): string {
+/**
+ * `weave status`. `ipamConflict`: shown as IPAM's status instead of the original's line (a
+ * ring conflict, which the original only logged).
+ */
+export function renderStatus(r: WeaveReport, opts: { ipamConflict?: string | undefined } = {}): string {
   const rt = r.Router;
   const protocol = rt.ProtocolMinVersion === rt.ProtocolMaxVersion ? `${rt.ProtocolMaxVersion}` : `${rt.ProtocolMinVersion}..${rt.ProtocolMaxVersion}`;
   const connCounts = new Map<string, number>();
@@ -64,7 +69,7 @@ export function renderStatus(r: WeaveReport): string {
     s +=
       '\n' +
       '        Service: ipam\n' +
-      `         Status: ${ipamStatusLine(r.IPAM)}\n` +
+      `         Status: ${opts.ipamConflict ?? ipamStatusLine(r.IPAM)}\n` +
       `          Range: ${r.IPAM.Range}\n` +
       `  DefaultSubnet: ${r.IPAM.DefaultSubnet}\n`;
   }

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatCidr, parseCidr, parseIPv4, type Cidr } from '../../../src/core/ip.js';
 import { isWeaveError } from '../../../src/core/errors.js';
-import { ipamStatusLine, renderIpamPeers } from '../../../src/ipam/ipam-status.js';
+import { ipamStatusLine, renderIpam } from '../../../src/api/server/status-text.js';
+import type { WeaveReport } from '../../../src/api/types.js';
 import { MemoryStore } from '../../../src/platform/sqlite-store.js';
 import { IpamNet, peer } from './ipam-net.js';
 
@@ -33,8 +34,9 @@ test('two peers agree on a ring and allocate as the captured run; status as the 
     const report = JSON.parse(readFileSync(join(fixtures, `h${i}-report.json`), 'utf8')) as { IPAM: unknown };
     assert.deepEqual(net.alloc(i).status(), report.IPAM, `h${i} /report IPAM`);
     const text = readFileSync(join(fixtures, `h${i}-status-ipam.txt`), 'utf8');
-    assert.equal(renderIpamPeers(net.alloc(i).status(), `7a:00:00:00:00:0${i}`), text);
-    assert.equal(net.alloc(i).statusLine(), 'ready');
+    assert.equal(renderIpam({ Router: { Name: `7a:00:00:00:00:0${i}` }, IPAM: net.alloc(i).status() } as WeaveReport), text);
+    assert.equal(ipamStatusLine(net.alloc(i).status()), 'ready');
+    assert.equal(net.alloc(i).conflictLine(), undefined);
     assert.equal(net.alloc(other).lookup(`ctr${other}`).length, 1);
   }
   assert.equal(net.alloc(1).describeRing(), net.alloc(2).describeRing());
@@ -82,7 +84,7 @@ test('a peer out of space asks another; a full range waits until an address is f
   const waiting = a.allocate('late');
   assert.equal(await net.settle(waiting, 20_000), undefined);
   assert.equal(a.status().PendingAllocates?.[0], 'late 10.0.0.0/28');
-  assert.equal(a.statusLine(), 'waiting for IP(s) to become available');
+  assert.equal(ipamStatusLine(a.status()), 'waiting for IP(s) to become available');
   a.free('c3');
   assert.equal(fmt(await net.value(waiting)), '10.0.0.4/28');
   // The other peer can still get space back from us.
@@ -226,7 +228,7 @@ test('split brain: a new ring with nothing in use joins the established one; wit
   for (const i of [1, 2]) {
     const c = net2.alloc(i).conflicts();
     assert.equal(c[0]?.kind, 'seeds');
-    assert.match(net2.alloc(i).statusLine(), /^conflict from 7a:00:00:00:00:0[12]: IP allocation was seeded by different peers \(received: \[7a:00:00:00:00:0[12]\(h[12]\)\], ours: \[7a:00:00:00:00:0[12]\(h[12]\)\]\)$/);
+    assert.match(net2.alloc(i).conflictLine() ?? '', /^conflict from 7a:00:00:00:00:0[12]: IP allocation was seeded by different peers \(received: \[7a:00:00:00:00:0[12]\(h[12]\)\], ours: \[7a:00:00:00:00:0[12]\(h[12]\)\]\)$/);
     assert.ok(net2.logs.records.some((r) => r.level === 'error' && r.fields.node === i && /seeded by different peers/.test(r.msg)));
   }
   // Both keep serving their own allocations.
@@ -243,8 +245,8 @@ test('different allocation ranges are reported, not merged', async () => {
   await net.value(net.alloc(1).prime());
   await net.value(net.alloc(2).prime());
   await net.run(61_000, 100);
-  assert.match(net.alloc(1).statusLine(), /Incompatible IP allocation ranges \(received: 10.0.0.0\/23, ours: 10.0.0.0\/24\)/);
-  assert.match(net.alloc(2).statusLine(), /Incompatible IP allocation ranges \(received: 10.0.0.0\/24, ours: 10.0.0.0\/23\)/);
+  assert.match(net.alloc(1).conflictLine() ?? '', /Incompatible IP allocation ranges \(received: 10.0.0.0\/23, ours: 10.0.0.0\/24\)/);
+  assert.match(net.alloc(2).conflictLine() ?? '', /Incompatible IP allocation ranges \(received: 10.0.0.0\/24, ours: 10.0.0.0\/23\)/);
   net.stop();
 });
 
@@ -294,7 +296,7 @@ test('observers cannot vote but can call an election; alone they stay priming', 
   lone.add(2, { observer: true });
   const p = lone.alloc(1).allocate('x');
   assert.equal(await lone.settle(p, 30_000), undefined);
-  assert.equal(lone.alloc(1).statusLine(), 'priming');
+  assert.equal(ipamStatusLine(lone.alloc(1).status()), 'priming');
   assert.deepEqual(lone.alloc(1).status().Paxos, { Elector: false, KnownNodes: 0, Quorum: 0 });
   lone.stop();
 
@@ -361,7 +363,7 @@ test('cancellation, prime, dead containers, stop', async () => {
   const p = net.alloc(1).allocate('x', undefined, { signal: ac.signal });
   const prime = net.alloc(1).prime();
   await net.run(100);
-  assert.equal(net.alloc(1).statusLine(), 'awaiting consensus (quorum: 2, known: 1)');
+  assert.equal(ipamStatusLine(net.alloc(1).status()), 'awaiting consensus (quorum: 2, known: 1)');
   ac.abort();
   await assert.rejects(p, (e) => isWeaveError(e, 'CANCELLED') && /Allocate request for x cancelled/.test(e.message));
   net.add(2, { quorum: 2 });

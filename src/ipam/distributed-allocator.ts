@@ -1553,9 +1553,15 @@ export class DistributedAllocator implements Gossiper {
   // --- space moving between peers -------------------------------------------------------------
 
   private donateSpace(r: AddressRange, to: PeerName): void {
-    // Unproven space is never given away (note 2); the asker tries someone else.
-    if (!this.verified) this.wantVerified = true;
-    const chunk = this.verified && !this.shuttingDown ? this.space.donate(r) : undefined;
+    if (!this.verified) {
+      // Unproven space is never given away (note 2). Not a denial, which would fail a claim of
+      // an address we may well give once verified: the asker retries on its next tick.
+      this.wantVerified = true;
+      this.log.debug({ peer: formatPeerName(to) }, 'asked for space before our ranges are verified: answering with the ring only');
+      this.sendRingUpdate(to);
+      return;
+    }
+    const chunk = !this.shuttingDown ? this.space.donate(r) : undefined;
     if (!chunk) {
       this.log.debug({ peer: formatPeerName(to) }, 'No space to give to peer');
       this.sendSpaceRequestDenied(to, r);

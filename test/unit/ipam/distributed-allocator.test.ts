@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatCidr, parseCidr, parseIPv4, type Cidr } from '../../../src/core/ip.js';
+import { formatCidr, formatIPv4, parseCidr, parseIPv4, type Cidr } from '../../../src/core/ip.js';
 import { isWeaveError } from '../../../src/core/errors.js';
 import { ipamStatusLine, renderIpam } from '../../../src/api/server/status-text.js';
 import type { WeaveReport } from '../../../src/api/types.js';
@@ -171,6 +171,28 @@ test('restart without a store: addresses on the bridge are claimed before anythi
   assert.equal(fmt(got), fmt(mine[0]!), 'the freed address, and not one on the bridge');
   assert.deepEqual(a.lookup('c1').map(fmt), [fmt(mine[1]!)]);
   assert.notEqual(fmt(await net.value(a.allocate('another'))), fmt(mine[2]!));
+  net.stop();
+});
+
+test('a claim of an address owned by a peer that cannot vouch for its ranges yet waits for it, and is not refused', async () => {
+  const net = new IpamNet(8, { range: '10.0.0.0/24' });
+  net.add(1, { quorum: 2 });
+  net.add(2, { quorum: 2 });
+  await net.value(net.alloc(2).allocate('b0'));
+  await net.run(2000);
+  const theirs = net.alloc(1).ringState().entries.find((e) => e.peer === peer(2));
+  assert.ok(theirs);
+  // Peer 2 restarts without its store and has not scanned its bridge yet: its ranges are unproven.
+  net.crash(2, true);
+  net.add(2, { reclaim: null, quorum: 2 });
+  await net.run(2000);
+  assert.equal(net.alloc(2).isVerified(), false);
+  const target = cidr(`${formatIPv4(theirs.token + 20)}/24`);
+  const claim = net.alloc(1).claim('c1', target);
+  assert.equal(await net.settle(claim, 20_000), undefined, 'still waiting, not refused');
+  net.alloc(2).reclaim([]);
+  await net.value(claim);
+  assert.deepEqual(net.alloc(1).lookup('c1').map(fmt), [fmt(target)]);
   net.stop();
 });
 

@@ -319,6 +319,10 @@ export class DistributedAllocator implements Gossiper {
   private lastVerifyKey = '';
   /** Something waits for our space to be proven free: ask peers for their ring (note 2). */
   private wantVerified = false;
+  /** Peers that asked for our ring before we had one (a request can overtake a ring): sent it once we do. */
+  private readonly ringWanted = new Set<PeerName>();
+  /** Space requests that came while our ranges were unproven: answered once they are. */
+  private deferredRequests: { r: AddressRange; to: PeerName }[] = [];
   /** When we last sent each peer our ring because its copy was older (answerStaleCopy). */
   private readonly staleReplies = new Map<PeerName, number>();
   /** When each peer was last asked for its ring (note 2). */
@@ -1027,6 +1031,9 @@ export class DistributedAllocator implements Gossiper {
     const wasVerified = this.verified;
     this.checkVerified();
     if (retry || this.verified !== wasVerified) this.tryPendingOps();
+    if (this.verified && this.deferredRequests.length > 0) {
+      for (const d of this.deferredRequests.splice(0)) if (this.isReachable(d.to)) this.donateSpace(d.r, d.to);
+    }
     this.reportFreeSpace();
   }
 
@@ -1099,6 +1106,10 @@ export class DistributedAllocator implements Gossiper {
     if (this.inherited === undefined && !this.ring.empty()) {
       this.inherited = !this.persistedLoaded && this.ring.ownedRanges().length > 0;
       this.ringLearntAtMs = this.clock.now();
+    }
+    if (!this.ring.empty() && this.ringWanted.size > 0) {
+      for (const p of this.ringWanted) if (this.isReachable(p)) this.sendRingUpdate(p);
+      this.ringWanted.clear();
     }
     if (this.takeOverLateEntries()) return; // ringUpdated ran again for the transfer
     const had = this.space.ownedRanges();
@@ -1393,7 +1404,8 @@ export class DistributedAllocator implements Gossiper {
       return false;
     }
     // No Paxos: an observer asks electors to form a ring (only on an explicit broadcast, so
-    // periodic gossip does not force consensus).
+    // periodic gossip does not force consensus), or a restarted peer asks for our ring.
+    if (sender !== undefined && this.ringWanted.size < 1024) this.ringWanted.add(sender);
     if (this.paxos?.isElector && sender !== undefined) this.establishRing();
     return false;
   }
@@ -1555,10 +1567,14 @@ export class DistributedAllocator implements Gossiper {
   private donateSpace(r: AddressRange, to: PeerName): void {
     if (!this.verified) {
       // Unproven space is never given away (note 2). Not a denial, which would fail a claim of
-      // an address we may well give once verified: the asker retries on its next tick.
+      // an address we may well give once verified: the request is answered when we are (the
+      // grant changes the asker's ring, which makes it try again at once), or asked again.
       this.wantVerified = true;
-      this.log.debug({ peer: formatPeerName(to) }, 'asked for space before our ranges are verified: answering with the ring only');
-      this.sendRingUpdate(to);
+      if (!this.deferredRequests.some((d) => d.to === to && d.r.start === r.start && d.r.end === r.end)) {
+        if (this.deferredRequests.length >= 256) this.deferredRequests.shift();
+        this.deferredRequests.push({ r, to });
+      }
+      this.log.debug({ peer: formatPeerName(to) }, 'asked for space before our ranges are verified: answering once they are');
       return;
     }
     const chunk = !this.shuttingDown ? this.space.donate(r) : undefined;

@@ -191,7 +191,8 @@ test('a claim of an address owned by a peer that cannot vouch for its ranges yet
   const claim = net.alloc(1).claim('c1', target);
   assert.equal(await net.settle(claim, 20_000), undefined, 'still waiting, not refused');
   net.alloc(2).reclaim([]);
-  await net.value(claim);
+  // Answered as soon as the owner is sure of its ranges, not at the claimer's next tick.
+  await net.value(claim, 1000);
   assert.deepEqual(net.alloc(1).lookup('c1').map(fmt), [fmt(target)]);
   net.stop();
 });
@@ -467,4 +468,17 @@ test('space inherited with addresses in use is held for a while: claims first, a
   assert.equal((await net.value(p, 60_000)).ip, mine[0]!.ip);
   assert.equal((await net.value(b.allocate('new2', cidr('10.32.0.0/24')))).ip, mine[2]!.ip);
   net.stop();
+});
+
+test('ten fresh peers allocating at once all get an address within a second (a ring request that overtakes the ring is answered)', async () => {
+  // Seeds where, before the fix, one peer asked a peer for its ring before that peer had one,
+  // was ignored, and waited 15 s (ask again after 10 s, then a tick).
+  for (const seed of [18, 19, 22, 25, 35, 56]) {
+    const net = new IpamNet(seed);
+    for (let i = 1; i <= 10; i++) net.add(i, { quorum: 6 });
+    const t0 = net.clock.now();
+    const times = await net.value(Promise.all(Array.from({ length: 10 }, (_, k) => net.alloc(k + 1).allocate('c').then(() => net.clock.now() - t0))), 60_000);
+    assert.ok(Math.max(...times) < 1000, `seed ${seed}: ${times.join(' ')} ms`);
+    net.stop();
+  }
 });

@@ -1,10 +1,13 @@
 // bench/dns: queries per second and latency for names in the weave domain, our DNS server
 // (src/dns/server.ts, in its own Node process) against Debian's dnsmasq serving the same
-// records from a hosts file, both on 127.0.0.1 in the same run. Run:
+// records from a hosts file, all on 127.0.0.1 in the same run. Ours runs twice: as the router
+// runs it (UDP read by the worker thread of daemon/dns-worker-udp.ts) and with node:dgram on
+// the main thread (the server's default listener, as before the worker). Run:
 //   npm run build && node dist/bench/dns/run.js [rounds] [seconds] [names]   (default 5 2 1000)
 // Each round measures each server twice, in alternating order: under load (a closed loop of 64
 // queries in flight over UDP) and one query at a time; the table shows medians over the rounds
-// and our/dnsmasq ratios. The load generator is one Node process on the same machine, so on a
+// and our/dnsmasq ratios (the median of each round's ratio: dnsmasq always runs next to both of
+// ours, so a ratio compares measurements seconds apart). The load generator is one Node process on the same machine, so on a
 // small machine the numbers are bounded by it as much as by the servers; both servers see the
 // same generator. "CPU µs/query" is the server process's user + system time (from /proc) per
 // answered query: the efficiency figure, least disturbed by other load on the machine.
@@ -21,6 +24,7 @@ import { formatIPv4 } from '../../src/core/ip.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { Nameserver } from '../../src/dns/nameserver.js';
 import { DnsServer } from '../../src/dns/server.js';
+import { WorkerUdpListener } from '../../src/daemon/dns-worker-udp.js';
 import { staticUpstream } from '../../src/dns/upstream.js';
 import { summarize, table } from '../lib/stats.js';
 
@@ -31,10 +35,11 @@ function records(n: number): { name: string; addr: number }[] {
 }
 
 /** Child mode: run our server on 127.0.0.1:port with the records, until killed. */
-async function serve(port: number, n: number): Promise<void> {
+async function serve(port: number, n: number, udp: string): Promise<void> {
   const ns = new Nameserver({ clock: systemClock, logger: silentLogger, isKnownPeer: () => true }, { ourName: OUR_NAME });
   for (const r of records(n)) ns.addEntryFqdn(r.name, 'bench', r.addr);
-  const server = new DnsServer({ names: ns, upstream: staticUpstream([]), clock: systemClock, logger: silentLogger }, { listenAddress: `127.0.0.1:${port}` });
+  const udpListener = udp === 'worker' ? new WorkerUdpListener({ names: ns, logger: silentLogger }) : undefined;
+  const server = new DnsServer({ names: ns, upstream: staticUpstream([]), clock: systemClock, logger: silentLogger, udpListener }, { listenAddress: `127.0.0.1:${port}` });
   await server.start();
   process.stdout.write(`ready ${server.address.port}\n`);
   process.on('SIGTERM', () => void server.stop().then(() => process.exit(0)));
@@ -178,9 +183,13 @@ async function main(): Promise<void> {
   writeFileSync(hosts, records(n).map((r) => `${formatIPv4(r.addr)} ${r.name}\n`).join(''));
   const children: ChildProcess[] = [];
   try {
-    const ours = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', '0', String(n)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(ours);
-    const oursPort = Number((await waitForLine(ours, /ready (\d+)/, 10_000))[1]);
+    const startOurs = async (udp: string) => {
+      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', '0', String(n), udp], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      return { child, port: Number((await waitForLine(child, /ready (\d+)/, 10_000))[1]) };
+    };
+    const ours = await startOurs('worker');
+    const oursMain = await startOurs('main');
     // dnsmasq on another free port: take one from the kernel, then hand it over.
     const tmp = createSocket('udp4');
     await new Promise<void>((r) => tmp.bind(0, '127.0.0.1', r));
@@ -192,11 +201,13 @@ async function main(): Promise<void> {
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(dnsmasq);
     const names = records(n).map((r) => r.name);
-    await probe(oursPort, names[0]!);
+    await probe(ours.port, names[0]!);
+    await probe(oursMain.port, names[0]!);
     await probe(dnsmasqPort, names[0]!);
     const targets = [
-      { label: 'weave (ours)', port: oursPort, pid: ours.pid },
+      { label: 'weave (worker)', port: ours.port, pid: ours.child.pid },
       { label: 'dnsmasq', port: dnsmasqPort, pid: dnsmasq.pid },
+      { label: 'weave (main thread)', port: oursMain.port, pid: oursMain.child.pid },
     ];
     const modes = [
       { label: 'load (64 in flight)', inflight: 64 },
@@ -209,6 +220,7 @@ async function main(): Promise<void> {
       for (const m of modes) {
         for (const t of order) {
           const res = await load(t.port, names, m.inflight, seconds, t.pid);
+          if (process.env.BENCH_VERBOSE) console.error(`round ${r} ${t.label} ${m.label}: ${res.qps.toFixed(0)} q/s p50 ${res.p50us.toFixed(0)} p99 ${res.p99us.toFixed(0)} µs, ${res.cpuUs.toFixed(1)} CPU µs/query`);
           const key = `${t.label}|${m.label}`;
           results.set(key, [...(results.get(key) ?? []), res]);
         }
@@ -216,17 +228,27 @@ async function main(): Promise<void> {
     }
     const rows: (string | number)[][] = [['server', 'mode', 'queries/s', 'p50 µs', 'p99 µs', 'CPU µs/query', 'errors']];
     const med = (key: string, f: (x: Result) => number) => median((results.get(key) ?? []).map(f));
+    const perRound: string[] = [];
     for (const m of modes) {
       for (const t of targets) {
         const key = `${t.label}|${m.label}`;
         rows.push([t.label, m.label, med(key, (x) => x.qps), med(key, (x) => x.p50us), med(key, (x) => x.p99us), med(key, (x) => x.cpuUs), (results.get(key) ?? []).reduce((a, x) => a + x.errors, 0)]);
       }
-      const o = `${targets[0]!.label}|${m.label}`;
-      const d = `${targets[1]!.label}|${m.label}`;
-      rows.push(['ours/dnsmasq', m.label, `${(med(o, (x) => x.qps) / med(d, (x) => x.qps)).toFixed(2)}x`, `${(med(o, (x) => x.p50us) / med(d, (x) => x.p50us)).toFixed(2)}x`, `${(med(o, (x) => x.p99us) / med(d, (x) => x.p99us)).toFixed(2)}x`, `${(med(o, (x) => x.cpuUs) / med(d, (x) => x.cpuUs)).toFixed(2)}x`, '']);
+      // Ratios per round (the two servers measured one after the other), then their median:
+      // steadier than a ratio of medians when the machine's other load drifts.
+      const d = results.get(`${targets[1]!.label}|${m.label}`) ?? [];
+      const ratio = (label: string, t: (typeof targets)[number]) => {
+        const o = results.get(`${t.label}|${m.label}`) ?? [];
+        const r = (f: (x: Result) => number) => `${median(o.map((x, i) => f(x) / f(d[i]!))).toFixed(2)}x`;
+        rows.push([label, m.label, r((x) => x.qps), r((x) => x.p50us), r((x) => x.p99us), r((x) => x.cpuUs), '']);
+        perRound.push(`${label} ${m.label}: q/s ratio per round ${o.map((x, i) => (x.qps / d[i]!.qps).toFixed(2)).join(' ')}`);
+      };
+      ratio('worker/dnsmasq', targets[0]!);
+      ratio('main/dnsmasq', targets[2]!);
     }
-    console.log(`DNS: ${n} names in weave.local, ${rounds} rounds of ${seconds} s per server and mode, medians over rounds`);
+    console.log(`DNS: ${n} names in weave.local, ${rounds} rounds of ${seconds} s per server and mode; medians over rounds, ratios: median of the per-round ratios`);
     console.log(table(rows));
+    for (const l of perRound) console.log(l);
   } finally {
     for (const c of children) c.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
@@ -234,7 +256,7 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--serve') {
-  await serve(Number(process.argv[3] ?? 0), Number(process.argv[4] ?? 1000));
+  await serve(Number(process.argv[3] ?? 0), Number(process.argv[4] ?? 1000), process.argv[5] ?? 'worker');
 } else {
   await main();
 }

@@ -2,6 +2,10 @@
 // server (UDP and TCP) with resolv.conf upstreams, the HTTP API's DNS service, and the
 // persistence of the names this router registered.
 //
+// UDP queries are read by a worker thread (dns-worker-udp.ts) that answers names in the domain
+// from a copy of the nameserver's names and passes everything else to the server on the main
+// thread; TCP, forwarding and the rest stay on the main thread.
+//
 // Where it listens: `--dns-listen-address` binds at start (a failure stops the router, as the
 // original). Without it the server listens on the bridge's first exposed address, port 53, as
 // soon as `weave expose` (or the CNI plugin) puts one there; `exposedChanged` re-binds when that
@@ -25,6 +29,7 @@ import { ResolvConfUpstream } from '../dns/upstream.js';
 import type { DnsService } from '../api/server/http-server.js';
 import type { DnsNameJson, DnsStatus } from '../api/types.js';
 import type { DnsConfig } from './config.js';
+import { WorkerUdpListener } from './dns-worker-udp.js';
 
 /** Store key of our own live entries: JSON [[hostname, containerId, address], ...]. */
 const KEY_ENTRIES = 'dns/entries';
@@ -139,8 +144,9 @@ export class RouterDns implements DnsService {
       { clock: this.clock, logger: this.log.child({ component: 'dns-upstream' }) },
       { path: this.opts.resolvConf, filterAddress: filterHost },
     );
+    const log = this.log.child({ component: 'dns' });
     const server = new DnsServer(
-      { names: this.ns, upstream, clock: this.clock, logger: this.log.child({ component: 'dns' }) },
+      { names: this.ns, upstream, clock: this.clock, logger: log, udpListener: new WorkerUdpListener({ names: this.ns, logger: log }) },
       { listenAddress, domain: this.opts.domain, ttl: this.opts.ttl, fallbackTimeoutMs: this.opts.fallbackTimeoutMs },
     );
     await server.start();

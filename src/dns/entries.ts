@@ -15,7 +15,9 @@
 // higher version. Lookups are by lower-cased hostname (case-insensitive, as the original) and
 // by address (PTR). Cost: memory linear in the entries; a change costs O(1) (a map by identity)
 // and marks the sorted view and the lookup indexes stale, rebuilt in O(n log n) on the next
-// read; lookups are O(1) map reads. Gossip carries the whole table every 30 s, so the cost per
+// read; lookups are O(1) map reads. A change listener hears, after each operation that changed
+// anything, the names whose answers may differ (the DNS worker thread's copy of the names is
+// kept in step this way). Gossip carries the whole table every 30 s, so the cost per
 // router grows with the cluster's entry count (as in the original).
 //
 // Invariants: one entry per identity; `version` only grows; only the origin peer tombstones or
@@ -106,6 +108,19 @@ export class Entries {
   private sorted: Slot[] | undefined;
   private byName: Map<string, Slot[]> | undefined;
   private byAddr: Map<IPv4, Slot[]> | undefined;
+  private listener: ((names: ReadonlySet<string>) => void) | undefined;
+
+  /**
+   * Calls `listener` at the end of each operation that changed something, with the lower-cased
+   * names whose `lookup` may now answer differently. One listener (the nameserver's).
+   */
+  setChangeListener(listener: ((names: ReadonlySet<string>) => void) | undefined): void {
+    this.listener = listener;
+  }
+
+  private changed(names: Set<string> | undefined): void {
+    if (names && names.size > 0) this.listener?.(names);
+  }
 
   get size(): number {
     return this.byId.size;
@@ -131,10 +146,15 @@ export class Entries {
   add(hostname: string, containerId: string, origin: PeerName, addr: IPv4): Entry {
     const key = identityKey({ hostname, origin, containerId, addr });
     const s = this.byId.get(key);
-    if (!s) return copyOf(this.insert({ hostname, containerId, origin, addr, version: 0, tombstone: 0 }));
+    if (!s) {
+      const n = this.insert({ hostname, containerId, origin, addr, version: 0, tombstone: 0 });
+      if (this.listener) this.changed(new Set([n.lower]));
+      return copyOf(n);
+    }
     if (s.tombstone > 0) {
       s.tombstone = 0;
       s.version++;
+      if (this.listener) this.changed(new Set([s.lower]));
     }
     return copyOf(s);
   }
@@ -145,12 +165,15 @@ export class Entries {
    */
   tombstone(ourName: PeerName, nowSec: number, pick: (e: Entry) => boolean): Entry[] {
     const out: Entry[] = [];
+    const names = this.listener ? new Set<string>() : undefined;
     for (const s of this.inOrder()) {
       if (s.origin !== ourName || s.tombstone > 0 || !pick(s)) continue;
       s.tombstone = nowSec;
       s.version++;
       out.push(copyOf(s));
+      names?.add(s.lower);
     }
+    this.changed(names);
     return out;
   }
 
@@ -161,29 +184,36 @@ export class Entries {
    */
   merge(incoming: Iterable<Entry>): Entry[] {
     const out: Entry[] = [];
+    const names = this.listener ? new Set<string>() : undefined;
     for (const e of incoming) {
       const s = this.byId.get(identityKey(e));
       if (!s) {
-        this.insert(e);
+        const n = this.insert(e);
         out.push(copyOf(e));
+        if (n.tombstone === 0) names?.add(n.lower);
       } else if (stateWins(s, e)) {
+        if ((s.tombstone === 0) !== (e.tombstone === 0)) names?.add(s.lower);
         s.version = e.version;
         s.tombstone = e.tombstone;
         out.push(copyOf(e));
       }
     }
+    this.changed(names);
     return out;
   }
 
   /** Keeps the entries `keep` selects; returns how many went. */
   filter(keep: (e: Entry) => boolean): number {
     let removed = 0;
+    const names = this.listener ? new Set<string>() : undefined;
     for (const [k, s] of this.byId) {
       if (keep(s)) continue;
       this.byId.delete(k);
       removed++;
+      if (s.tombstone === 0) names?.add(s.lower);
     }
     if (removed > 0) this.changedMembership();
+    this.changed(names);
     return removed;
   }
 
@@ -219,6 +249,18 @@ export class Entries {
     const out: IPv4[] = [];
     for (const s of found) if (s.tombstone === 0) out.push(s.addr);
     return out;
+  }
+
+  /** Every name with live entries (lower case) and its `lookup` answer. */
+  liveNames(): Map<string, IPv4[]> {
+    const m = new Map<string, IPv4[]>();
+    for (const s of this.inOrder()) {
+      if (s.tombstone !== 0) continue;
+      const l = m.get(s.lower);
+      if (l) l.push(s.addr);
+      else m.set(s.lower, [s.addr]);
+    }
+    return m;
   }
 
   /** The hostname of the first live entry (storage order) holding `addr`. */

@@ -10,7 +10,10 @@
 //     thereby deletes what it no longer holds, and keeps what it re-registered;
 //   - entries of a peer that leaves the topology go at once (`peerGone`, wired to mesh GC);
 //   - tombstones older than 30 min are purged every 30 min.
-// The DNS server (server.ts) reads it through `lookup` and `reverseLookup`.
+// The DNS server (server.ts) reads it through `lookup` and `reverseLookup`; a copy of the names
+// elsewhere (the daemon's DNS worker thread) starts from `liveNames` and follows
+// `onNamesChanged`, which is called synchronously within each change, so a reader told of a
+// change before it answers a query never answers from older names than `lookup` would.
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError } from '../core/errors.js';
 import { formatIPv4, tryParseIPv4, type IPv4 } from '../core/ip.js';
@@ -125,6 +128,7 @@ export class Nameserver implements Gossiper {
   private readonly isKnownPeer: (name: PeerName) => boolean;
   private channel: NameserverBroadcaster | undefined;
   private purgeTimer: TimerHandle | undefined;
+  private readonly nameListeners = new Set<(names: ReadonlySet<string>) => void>();
 
   constructor(deps: NameserverDeps, opts: NameserverOptions) {
     this.clock = deps.clock;
@@ -132,6 +136,23 @@ export class Nameserver implements Gossiper {
     this.isKnownPeer = deps.isKnownPeer;
     this.ourName = opts.ourName;
     this.domain = fqdn(opts.domain ?? DEFAULT_DOMAIN);
+    this.entries.setChangeListener((names) => {
+      for (const l of this.nameListeners) l(names);
+    });
+  }
+
+  /**
+   * Calls `listener` within every change of the entry set, with the names (lower case) whose
+   * `lookup` may now answer differently; returns the function that removes it.
+   */
+  onNamesChanged(listener: (names: ReadonlySet<string>) => void): () => void {
+    this.nameListeners.add(listener);
+    return () => this.nameListeners.delete(listener);
+  }
+
+  /** Every name with live entries (lower case) and its `lookup` answer. */
+  liveNames(): Map<string, IPv4[]> {
+    return this.entries.liveNames();
   }
 
   /** The channel returned by `router.newGossip(NAMESERVER_CHANNEL, this)`. */

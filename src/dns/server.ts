@@ -18,20 +18,24 @@
 // Malformed queries get FORMERR when their header can be read, and are dropped otherwise;
 // responses (QR set) are dropped; other opcodes get NOTIMP; a query must hold one question.
 //
+// Threads: UDP comes through a `DnsUdpListener` (udp-listener.ts): node:dgram on this thread
+// by default; the daemon's listener answers simple local queries on a worker thread with the
+// same code (fast-reply.ts `answerLocal`) and passes the rest here. TCP is always served here.
+//
 // Lifecycle: construct, `start()` binds both sockets (port 0 picks one port free for both),
 // `stop()` closes them, cancels upstream exchanges and waits. `answer()` is the whole query
 // logic without sockets, for tests.
 import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Question } from 'dns-packet';
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { createServer, isIP, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError, errorMessage } from '../core/errors.js';
 import { formatIPv4, tryParseIPv4, type IPv4 } from '../core/ip.js';
 import type { Logger } from '../core/logger.js';
-import { encodeSimpleReply, parseSimpleQuery, type SimpleQuery } from './fast-reply.js';
+import { MAX_TCP_MESSAGE, MIN_UDP_SIZE, REVERSE_ZONE, UDP_BUFFER_SIZE, answerLocal, countDots, inZone, parseSimpleQuery, shuffle, type LocalZone } from './fast-reply.js';
 import { DEFAULT_DOMAIN, fqdn, type DnsServerInfo } from './nameserver.js';
+import { NodeUdpListener, type DnsUdpBinding, type DnsUdpListener, type UdpPeer } from './udp-listener.js';
 import { NodeUpstreamExchange, type DnsTransport, type Upstream, type UpstreamExchange } from './upstream.js';
 
 /** nameserver `DefaultTTL`. */
@@ -40,14 +44,9 @@ export const DEFAULT_DNS_TTL = 1;
 export const DEFAULT_FALLBACK_TIMEOUT_MS = 5000;
 /** nameserver `DefaultListenAddress`. */
 export const DEFAULT_DNS_LISTEN_ADDRESS = '0.0.0.0:53';
-/** nameserver `minUDPSize`: the UDP answer limit without EDNS. */
-export const MIN_UDP_SIZE = 512;
-/** nameserver `udpBuffSize`: the buffer size we advertise in EDNS. */
-export const UDP_BUFFER_SIZE = 4096;
-const REVERSE_ZONE = 'in-addr.arpa.';
+export { MIN_UDP_SIZE, UDP_BUFFER_SIZE };
 /** miekg/dns server idle timeout for TCP connections. */
 const TCP_IDLE_TIMEOUT_MS = 8000;
-const MAX_TCP_MESSAGE = 0xffff;
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4 } as const;
 const FLAG_QR = 0x8000;
@@ -74,6 +73,8 @@ export interface DnsServerDeps {
   randomId?: () => number;
   /** Upstream exchanges (default node sockets). */
   exchange?: UpstreamExchange;
+  /** Who reads the UDP socket (default node:dgram on this thread). */
+  udpListener?: DnsUdpListener;
 }
 
 export interface DnsServerOptions {
@@ -100,16 +101,6 @@ export function parseListenAddress(s: string): { host: string; port: number } {
     throw new WeaveError('INVALID_ARGUMENT', `invalid DNS listen address "${s}" (want IP:port)`);
   }
   return { host: host === '' ? '0.0.0.0' : host, port };
-}
-
-function inZone(name: string, zone: string): boolean {
-  return zone === '.' || name === zone || name.endsWith(`.${zone}`);
-}
-
-function countDots(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) === 46) n++;
-  return n;
 }
 
 /** A name dns-packet can write: labels of 1..63 bytes, 255 bytes in all. */
@@ -160,7 +151,9 @@ export class DnsServer implements DnsServerInfo {
   private readonly upstreamPort: number;
   private readonly bind: { host: string; port: number };
   private readonly fastPath: boolean;
-  private udp: Socket | undefined;
+  private readonly udpListener: DnsUdpListener;
+  private readonly zone: LocalZone;
+  private udp: DnsUdpBinding | undefined;
   private tcp: Server | undefined;
   private readonly tcpConns = new Set<TcpSocket>();
   private readonly inflight = new Set<Promise<unknown>>();
@@ -183,6 +176,9 @@ export class DnsServer implements DnsServerInfo {
     this.fallbackTimeoutMs = opts.fallbackTimeoutMs ?? DEFAULT_FALLBACK_TIMEOUT_MS;
     this.upstreamPort = opts.upstreamPort ?? 53;
     this.fastPath = opts.fastPath ?? true;
+    this.udpListener = deps.udpListener ?? new NodeUdpListener(deps.logger);
+    const names = this.names;
+    this.zone = { domain: this.domain, ttl: this.ttl, random: this.random, lookup: (h) => names.lookup(h) };
   }
 
   /** The upstream servers in use (status); also starts a re-read if one is due. */
@@ -204,19 +200,13 @@ export class DnsServer implements DnsServerInfo {
     const tries = this.bind.port === 0 ? 10 : 1;
     let lastErr: unknown;
     for (let i = 0; i < tries; i++) {
-      const family = isIP(this.bind.host) === 6 ? 6 : 4;
-      // Replies go to the sender's address, always an IP literal: resolve it in place rather
-      // than through dns.lookup and a tick per datagram (dgram's documented `lookup` hook).
-      const udp = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (host, _opts, cb) => cb(null, host, family) });
+      let udp: DnsUdpBinding | undefined;
       try {
-        await new Promise<void>((resolve, reject) => {
-          udp.once('error', reject);
-          udp.bind(this.bind.port, this.bind.host, () => {
-            udp.off('error', reject);
-            resolve();
-          });
-        });
-        const port = udp.address().port;
+        udp = await this.udpListener.listen(
+          { host: this.bind.host, port: this.bind.port, zone: { domain: this.domain, ttl: this.ttl } },
+          (msg, from) => this.onUdpMessage(msg, from),
+        );
+        const port = udp.port;
         const tcp = createServer((c) => this.onTcpConnection(c));
         await new Promise<void>((resolve, reject) => {
           tcp.once('error', reject);
@@ -225,8 +215,6 @@ export class DnsServer implements DnsServerInfo {
             resolve();
           });
         });
-        udp.on('error', (e) => this.log.warn({ err: errorMessage(e) }, 'DNS UDP socket error'));
-        udp.on('message', (msg, rinfo) => this.onUdpMessage(msg, rinfo));
         tcp.on('error', (e) => this.log.warn({ err: errorMessage(e) }, 'DNS TCP listener error'));
         this.udp = udp;
         this.tcp = tcp;
@@ -236,11 +224,7 @@ export class DnsServer implements DnsServerInfo {
         return;
       } catch (e) {
         lastErr = e;
-        try {
-          udp.close();
-        } catch {
-          // not bound
-        }
+        await udp?.close();
       }
     }
     throw new WeaveError('UNAVAILABLE', `Unable to start dns server: listen ${this.listenAddress}: ${errorMessage(lastErr)}`, { cause: lastErr });
@@ -255,7 +239,7 @@ export class DnsServer implements DnsServerInfo {
     for (const c of this.tcpConns) c.destroy();
     this.tcpConns.clear();
     await Promise.all([
-      udp ? new Promise<void>((r) => udp.close(() => r())) : undefined,
+      udp?.close(),
       tcp ? new Promise<void>((r) => tcp.close(() => r())) : undefined,
       ...[...this.inflight].map((p) => p.catch(() => undefined)),
     ]);
@@ -269,15 +253,14 @@ export class DnsServer implements DnsServerInfo {
 
   // --- transports -----------------------------------------------------------------------------
 
-  private onUdpMessage(msg: Buffer, rinfo: RemoteInfo): void {
+  private onUdpMessage(msg: Buffer, from: UdpPeer): void {
     const r = this.answer(msg, 'udp');
-    if (r instanceof Promise) void this.track(r).then((reply) => this.sendUdp(reply, rinfo));
-    else this.sendUdp(r, rinfo);
+    if (r instanceof Promise) void this.track(r).then((reply) => this.sendUdp(reply, from));
+    else this.sendUdp(r, from);
   }
 
-  private sendUdp(reply: Reply, to: RemoteInfo): void {
-    // Send errors surface as the socket's 'error' event (logged); nothing to do per datagram.
-    if (reply) this.udp?.send(reply, to.port, to.address);
+  private sendUdp(reply: Reply, to: UdpPeer): void {
+    if (reply) this.udp?.send(reply, to);
   }
 
   private onTcpConnection(c: TcpSocket): void {
@@ -347,7 +330,7 @@ export class DnsServer implements DnsServerInfo {
     if (((flags >> 11) & 0xf) !== 0) return headerReply(msg, RCODE.NOTIMP);
     if (this.fastPath) {
       const sq = parseSimpleQuery(msg);
-      const r = sq && this.fastLocal(msg, sq, transport);
+      const r = sq && answerLocal(msg, sq, transport, this.zone);
       if (r) return r;
     }
     let req: DecodedPacket;
@@ -364,25 +347,6 @@ export class DnsServer implements DnsServerInfo {
     if (local && (!reverse || this.domain.length >= REVERSE_ZONE.length)) return this.handleLocal(req, q, transport);
     if (reverse) return this.handleReverse(msg, req, q, transport);
     return this.handleRecursive(msg, req, q, transport);
-  }
-
-  /**
-   * The local answer (handleLocal) for a query of the common shape, written directly; undefined
-   * when the name is not answered locally (reverse zone, forwarding): the general path takes it.
-   */
-  private fastLocal(msg: Buffer, q: SimpleQuery, transport: DnsTransport): Buffer | undefined {
-    const name = q.name;
-    const local = inZone(name, this.domain);
-    const reverse = inZone(name, REVERSE_ZONE);
-    const dots = countDots(name);
-    if (!(local && (!reverse || this.domain.length >= REVERSE_ZONE.length)) && (reverse || dots !== 1)) return undefined;
-    const addrs = this.names.lookup(dots === 1 ? name + this.domain : name);
-    const max = transport === 'tcp' ? MAX_TCP_MESSAGE : q.ednsSize === undefined ? MIN_UDP_SIZE : Math.max(MIN_UDP_SIZE, q.ednsSize);
-    if (addrs.length === 0) return encodeSimpleReply(msg, q, RCODE.NXDOMAIN, false, [], this.ttl, max, UDP_BUFFER_SIZE);
-    if (q.qtype !== 1) return encodeSimpleReply(msg, q, RCODE.NOERROR, true, [], this.ttl, max, UDP_BUFFER_SIZE);
-    const answers = [...addrs];
-    this.shuffle(answers);
-    return encodeSimpleReply(msg, q, RCODE.NOERROR, true, answers, this.ttl, max, UDP_BUFFER_SIZE);
   }
 
   private maxSize(req: DecodedPacket, transport: DnsTransport): number {
@@ -438,7 +402,7 @@ export class DnsServer implements DnsServerInfo {
     // RFC 4074: the name exists, so another type gets NOERROR with no answers.
     if (q.type !== 'A') return this.answerReply(req, q, [], transport);
     const answers: Answer[] = addrs.map((a) => ({ name: q.name, type: 'A', class: 'IN', ttl: this.ttl, data: formatIPv4(a) }));
-    this.shuffle(answers);
+    shuffle(answers, this.random);
     return this.answerReply(req, q, answers, transport);
   }
 
@@ -479,14 +443,5 @@ export class DnsServer implements DnsServerInfo {
       }
     }
     return this.errorReply(req, q, RCODE.SERVFAIL);
-  }
-
-  private shuffle<T>(a: T[]): void {
-    for (let i = a.length - 1; i > 0; i--) {
-      const j = Math.floor(this.random() * (i + 1));
-      const t = a[i] as T;
-      a[i] = a[j] as T;
-      a[j] = t;
-    }
   }
 }

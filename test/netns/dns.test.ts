@@ -7,6 +7,8 @@
 // its own loopback); entries back after kill -9 and a restart; --no-dns; a custom domain with
 // subdomains. Hosts 1 and 2 listen on --dns-listen-address 127.0.0.1:5353; host 3 has no
 // listen address, so its server waits for `weave expose` and then listens on the bridge, :53.
+// UDP queries are answered by each router's DNS worker thread (the logs show no fallback); the
+// restart test also checks that names learnt while that thread starts reach it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -201,6 +203,12 @@ test('names resolve across hosts; one name on every host returns all addresses (
   const outside = h(1).weave(['dns-add', '10.40.9.9', '-h', 'x.example.com']);
   assert.equal(outside.code, 1);
   assert.match(outside.stderr, /not in the weaveDNS domain weave\.local\./);
+  // UDP was answered by the routers' DNS worker threads: none fell back to the main thread.
+  for (const i of [1, 2, 3]) {
+    const log = h(i).log();
+    assert.match(log, /Listening for DNS queries/, `host${i}`);
+    assert.doesNotMatch(log, /DNS UDP worker|answering (DNS over UDP )?on the main thread/, `host${i}`);
+  }
 });
 
 test('containers named with attach --name and expose -h find each other by name across hosts (200)', async (t) => {

@@ -154,3 +154,37 @@ test('nameservers converge whatever order gossip arrives in', () => {
     }
   }
 });
+
+test('change listener: a copy of the names kept with it equals the live names after any operations', () => {
+  const rand = seeded(77);
+  const set = new Entries();
+  const copy = new Map<string, number[]>();
+  let events = 0;
+  set.setChangeListener((names) => {
+    events++;
+    for (const n of names) {
+      const addrs = set.lookup(n);
+      if (addrs.length === 0) copy.delete(n);
+      else copy.set(n, addrs);
+    }
+  });
+  const us = 0x7a0000000001;
+  for (let step = 0; step < 3000; step++) {
+    const r = rand();
+    const e = randomEntry(rand);
+    if (r < 0.3) set.add(e.hostname, e.containerId, us, e.addr);
+    else if (r < 0.5) set.tombstone(us, 1_700_000_100 + step, (x) => x.containerId === e.containerId);
+    else if (r < 0.85) set.merge(randomSet(rand));
+    else set.filter((x) => x.origin !== e.origin || rand() < 0.5);
+    assert.deepEqual(copy, set.liveNames(), `step ${step}`);
+  }
+  assert.ok(events > 500);
+  // Changes that change nothing are not reported.
+  set.add('web.weave.local.', 'c', us, 1);
+  const before = events;
+  set.add('web.weave.local.', 'c', us, 1);
+  set.merge(set.all());
+  set.filter(() => true);
+  set.tombstone(us, 1_700_000_000, () => false);
+  assert.equal(events, before);
+});

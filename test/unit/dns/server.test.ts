@@ -3,6 +3,9 @@
 // TC), TCP (complete) and a small EDNS buffer, forwarding to a fake resolver this test starts
 // on 127.0.0.1 (never a real upstream), failover and SERVFAIL, resolv.conf changes, malformed
 // queries. DNS is only ever sent to loopback.
+// Every test over sockets runs twice: with the server's default UDP listener (node:dgram on
+// the main thread) and with the daemon's (a worker thread answering names in the domain, the
+// rest passed to the main thread): the same assertions hold for both.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
@@ -20,6 +23,7 @@ import { silentLogger } from '../../../src/core/logger.js';
 import { Nameserver } from '../../../src/dns/nameserver.js';
 import { parseSimpleQuery } from '../../../src/dns/fast-reply.js';
 import { DnsServer, parseListenAddress } from '../../../src/dns/server.js';
+import { WorkerUdpListener } from '../../../src/daemon/dns-worker-udp.js';
 import { ResolvConfUpstream, parseResolvConf, staticUpstream } from '../../../src/dns/upstream.js';
 import { seeded } from '../../helpers/prng.js';
 
@@ -117,7 +121,17 @@ class FakeResolver {
   }
 }
 
+/** Who reads the server's UDP socket. */
+const VIA = ['node:dgram', 'worker thread'] as const;
+type Via = (typeof VIA)[number];
+
+/** One test per UDP listener. */
+function socketTest(name: string, fn: (via: Via) => Promise<void>): void {
+  for (const via of VIA) test(`${name} [UDP: ${via}]`, () => fn(via));
+}
+
 async function withServer(
+  via: Via,
   opts: { resolvConf?: string; upstreamPort?: number; servers?: string[]; domain?: string; timeoutMs?: number; filter?: string },
   fn: (s: { port: number; ns: Nameserver; server: DnsServer }) => Promise<void>,
 ): Promise<void> {
@@ -126,7 +140,7 @@ async function withServer(
     ? new ResolvConfUpstream({ clock: systemClock, logger: silentLogger }, { path: opts.resolvConf, checkIntervalMs: 0, ...(opts.filter ? { filterAddress: opts.filter } : {}) })
     : staticUpstream(opts.servers ?? []);
   const server = new DnsServer(
-    { names: ns, upstream, clock: systemClock, logger: silentLogger, random: seeded(5) },
+    { names: ns, upstream, clock: systemClock, logger: silentLogger, random: seeded(5), udpListener: via === 'worker thread' ? new WorkerUdpListener({ names: ns, logger: silentLogger }) : undefined },
     { listenAddress: '127.0.0.1:0', fallbackTimeoutMs: opts.timeoutMs ?? 1000, upstreamPort: opts.upstreamPort ?? 53, ...(opts.domain ? { domain: opts.domain } : {}) },
   );
   await server.start();
@@ -145,8 +159,8 @@ test('parseListenAddress and parseResolvConf', () => {
   assert.deepEqual(parseResolvConf('# c\nnameserver 10.0.0.1\nsearch x\nnameserver   ::1 \nnameserver dns.example\nnameserver\n'), ['10.0.0.1', '::1']);
 });
 
-test('A and PTR answers, case-insensitive, unqualified names, TTL, AA and RA', async () => {
-  await withServer({}, async ({ port, ns }) => {
+socketTest('A and PTR answers, case-insensitive, unqualified names, TTL, AA and RA', async (via) => {
+  await withServer(via, {}, async ({ port, ns }) => {
     ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
     ns.addEntryFqdn('Db.Weave.Local.', 'c2', 0x0a280000);
     for (const [name, want] of [['web.weave.local', ['10.32.0.1']], ['WEB.Weave.LOCAL', ['10.32.0.1']], ['db.weave.local', ['10.40.0.0']], ['web', ['10.32.0.1']], ['DB', ['10.40.0.0']]] as const) {
@@ -168,8 +182,8 @@ test('A and PTR answers, case-insensitive, unqualified names, TTL, AA and RA', a
   });
 });
 
-test('several addresses for one name, shuffled; a custom domain without the trailing dot', async () => {
-  await withServer({ domain: 'corp.example' }, async ({ port, ns }) => {
+socketTest('several addresses for one name, shuffled; a custom domain without the trailing dot', async (via) => {
+  await withServer(via, { domain: 'corp.example' }, async ({ port, ns }) => {
     for (let i = 1; i <= 5; i++) ns.addEntryFqdn('svc.corp.example', `c${i}`, 0x0a000000 + i);
     const orders = new Set<string>();
     for (let i = 0; i < 20; i++) {
@@ -183,8 +197,8 @@ test('several addresses for one name, shuffled; a custom domain without the trai
   });
 });
 
-test('negative answers: NXDOMAIN for unknown names, NOERROR-empty for other types of a known name', async () => {
-  await withServer({}, async ({ port, ns }) => {
+socketTest('negative answers: NXDOMAIN for unknown names, NOERROR-empty for other types of a known name', async (via) => {
+  await withServer(via, {}, async ({ port, ns }) => {
     ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
     const nx = await udpAsk(port, query('nope.weave.local'));
     assert.equal(nx.packet.rcode, 'NXDOMAIN');
@@ -205,8 +219,8 @@ test('negative answers: NXDOMAIN for unknown names, NOERROR-empty for other type
   });
 });
 
-test('50 A records: cut with TC over UDP (512 bytes, or the EDNS size), complete over TCP', async () => {
-  await withServer({}, async ({ port, ns }) => {
+socketTest('50 A records: cut with TC over UDP (512 bytes, or the EDNS size), complete over TCP', async (via) => {
+  await withServer(via, {}, async ({ port, ns }) => {
     const name = 'seetwo.weave.local';
     for (let i = 1; i <= 50; i++) ns.addEntryFqdn(name, 'c0', 0x0a020100 + i);
     const udp = await udpAsk(port, query(name));
@@ -242,12 +256,12 @@ test('50 A records: cut with TC over UDP (512 bytes, or the EDNS size), complete
   });
 });
 
-test('names outside the domain go to the upstream servers in order; SERVFAIL when all fail', async () => {
+socketTest('names outside the domain go to the upstream servers in order; SERVFAIL when all fail', async (via) => {
   const fake = new FakeResolver({ 'example.com': ['192.0.2.10', '192.0.2.11'] });
   await fake.start();
   try {
     // 127.0.0.3 has nothing on the fake's port: refused, then the next server answers.
-    await withServer({ servers: ['127.0.0.3', '127.0.0.1'], upstreamPort: fake.port }, async ({ port }) => {
+    await withServer(via, { servers: ['127.0.0.3', '127.0.0.1'], upstreamPort: fake.port }, async ({ port }) => {
       const { packet } = await udpAsk(port, query('Example.COM'));
       assert.equal(packet.rcode, 'NOERROR');
       assert.deepEqual(addrs(packet), ['192.0.2.10', '192.0.2.11']);
@@ -261,13 +275,13 @@ test('names outside the domain go to the upstream servers in order; SERVFAIL whe
       await udpAsk(port, query('1.2.0.192.in-addr.arpa', 'PTR'));
       assert.equal(fake.queries, before + 1);
     });
-    await withServer({ servers: ['127.0.0.3', '127.0.0.4'], upstreamPort: fake.port, timeoutMs: 300 }, async ({ port }) => {
+    await withServer(via, { servers: ['127.0.0.3', '127.0.0.4'], upstreamPort: fake.port, timeoutMs: 300 }, async ({ port }) => {
       const t0 = Date.now();
       assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
       assert.equal((await tcpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
       assert.ok(Date.now() - t0 < 2000);
     });
-    await withServer({ servers: [] }, async ({ port }) => {
+    await withServer(via, { servers: [] }, async ({ port }) => {
       assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL', 'no upstream at all');
     });
   } finally {
@@ -275,7 +289,7 @@ test('names outside the domain go to the upstream servers in order; SERVFAIL whe
   }
 });
 
-test('a silent upstream is given the fallback timeout, then the next one is asked', async () => {
+socketTest('a silent upstream is given the fallback timeout, then the next one is asked', async (via) => {
   const fake = new FakeResolver({ 'example.com': ['192.0.2.10'] });
   await fake.start();
   // A UDP socket that reads queries and never answers, on 127.0.0.2 at the fake's port.
@@ -284,7 +298,7 @@ test('a silent upstream is given the fallback timeout, then the next one is aske
   let heard = 0;
   silent.on('message', () => heard++);
   try {
-    await withServer({ servers: ['127.0.0.2', '127.0.0.1'], upstreamPort: fake.port, timeoutMs: 200 }, async ({ port }) => {
+    await withServer(via, { servers: ['127.0.0.2', '127.0.0.1'], upstreamPort: fake.port, timeoutMs: 200 }, async ({ port }) => {
       const t0 = Date.now();
       const { packet } = await udpAsk(port, query('example.com'));
       assert.deepEqual(addrs(packet), ['192.0.2.10']);
@@ -297,34 +311,37 @@ test('a silent upstream is given the fallback timeout, then the next one is aske
   }
 });
 
-test('resolv.conf: re-read when it changes; our own address is never an upstream', async () => {
+socketTest('resolv.conf: re-read when it changes; our own address is never an upstream', async (via) => {
   const fake = new FakeResolver({ 'example.com': ['192.0.2.10'] });
   await fake.start();
   const conf = join(dir, 'resolv.conf');
   try {
     writeFileSync(conf, 'nameserver 127.0.0.3\n');
-    await withServer({ resolvConf: conf, upstreamPort: fake.port, timeoutMs: 300 }, async ({ port, server }) => {
+    await withServer(via, { resolvConf: conf, upstreamPort: fake.port, timeoutMs: 300 }, async ({ port, server }) => {
       assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
       assert.deepEqual(server.upstreamServers(), ['127.0.0.3']);
+      // The status call above starts a re-read; a query waits for it, so it is over before the file changes.
+      await udpAsk(port, query('example.com'));
       writeFileSync(conf, '# changed\nnameserver 127.0.0.1\n');
       assert.deepEqual(addrs((await udpAsk(port, query('example.com'))).packet), ['192.0.2.10']);
       assert.deepEqual(server.upstreamServers(), ['127.0.0.1']);
+      await udpAsk(port, query('example.com'));
       rmSync(conf);
       assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL', 'a removed file means no upstream');
     });
     writeFileSync(conf, 'nameserver 127.0.0.1\nnameserver 127.0.0.5\n');
-    await withServer({ resolvConf: conf, upstreamPort: fake.port, filter: '127.0.0.1', timeoutMs: 300 }, async ({ port, server }) => {
+    await withServer(via, { resolvConf: conf, upstreamPort: fake.port, filter: '127.0.0.1', timeoutMs: 300 }, async ({ port, server }) => {
       assert.equal((await udpAsk(port, query('example.com'))).packet.rcode, 'SERVFAIL');
       assert.deepEqual(server.upstreamServers(), ['127.0.0.5']);
-      assert.equal(fake.queries, 1, 'only the first server block asked the fake');
+      assert.equal(fake.queries, 2, 'only the first server block asked the fake (twice)');
     });
   } finally {
     await fake.stop();
   }
 });
 
-test('malformed queries: FORMERR when the header reads, silence otherwise; NOTIMP for other opcodes', async () => {
-  await withServer({}, async ({ port, server }) => {
+socketTest('malformed queries: FORMERR when the header reads, silence otherwise; NOTIMP for other opcodes', async (via) => {
+  await withServer(via, {}, async ({ port, server }) => {
     const garbage = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0]), Buffer.from([0x3f, 0x61])]);
     const r = await udpAsk(port, garbage);
     assert.equal(r.packet.id, 0x1234);

@@ -15,8 +15,13 @@
 // Then the goals of issue 4 with met / not met (report text: a missed goal never fails the run).
 // A weave path that does not come up is printed as "failed: <reason>" and the run carries on.
 //
+// With --baseline DIR (another checkout, built), its sleeve and encrypted sleeve are measured
+// too, in the same rounds: a change's effect as a ratio from one run, which on a shared,
+// loaded machine says more than two runs' figures.
+//
 // Run as root from the repository:
-//   npm run build && node dist/bench/dataplane/run.js [--runs N] [--seconds S]   (defaults 3, 5)
+//   npm run build && node dist/bench/dataplane/run.js [--runs N] [--seconds S] [--baseline DIR]
+//   (defaults 3, 5)
 //
 // Everything lives in network namespaces named <prefix>-* (prefix unique per run) on a TEST-NET
 // underlay (192.0.2.0/24, a bridge in its own namespace); links are created directly inside the
@@ -36,9 +41,10 @@ const { Netns, WeaveHost, eventually, uniquePrefix } = await import('../../test/
 
 // --- arguments ---------------------------------------------------------------------------------
 
-function parseArgs(argv: string[]): { runs: number; seconds: number } {
+function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: string | undefined } {
   let runs = 3;
   let seconds = 5;
+  let baseline: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const num = (): number => {
@@ -48,9 +54,10 @@ function parseArgs(argv: string[]): { runs: number; seconds: number } {
     };
     if (a === '--runs') runs = num();
     else if (a === '--seconds') seconds = num();
-    else throw new Error(`unknown argument ${a} (usage: run.js [--runs N] [--seconds S])`);
+    else if (a === '--baseline') baseline = resolve(argv[++i] ?? '');
+    else throw new Error(`unknown argument ${a} (usage: run.js [--runs N] [--seconds S] [--baseline DIR])`);
   }
-  return { runs, seconds };
+  return { runs, seconds, baseline };
 }
 
 // --- everything we create, and its removal ----------------------------------------------------
@@ -92,8 +99,11 @@ function netns(label: string): NetnsT {
   return n;
 }
 
-function weaveHost(label: string): WeaveHostT {
-  const h = new WeaveHost(prefix, label);
+/** WeaveHost of another checkout (its own helpers, so its own bin/weaver), for --baseline. */
+let BaselineHost: typeof WeaveHost | undefined;
+
+function weaveHost(label: string, baseline = false): WeaveHostT {
+  const h = new (baseline ? BaselineHost! : WeaveHost)(prefix, label);
   hosts.push(h);
   return h;
 }
@@ -274,6 +284,8 @@ function handBuiltVxlanPath(): Path {
 interface WeaveMode {
   name: string;
   label: string;
+  /** Run the --baseline checkout's weaver. */
+  baseline?: boolean;
   args: string[];
   /** The wanted `/status/connections` line for the other peer. */
   want: RegExp;
@@ -304,7 +316,7 @@ function weavePath(mode: WeaveMode, index: number): Path {
     async setUp() {
       let stage = 'setup';
       try {
-        for (const i of [1, 2]) hs.push(weaveHost(`${mode.label}${i}`));
+        for (const i of [1, 2]) hs.push(weaveHost(`${mode.label}${i}`, mode.baseline));
         hs.forEach((h, i) => plug(h.ns, base + i + 1));
         stage = 'weaver start';
         for (const [i, h] of hs.entries()) {
@@ -390,7 +402,14 @@ const gbpsOf = (p: Path | undefined) => (p && !p.failed && p.samples.length ? me
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/dataplane needs root (it creates network namespaces)');
-  const { runs, seconds } = parseArgs(process.argv.slice(2));
+  const { runs, seconds, baseline } = parseArgs(process.argv.slice(2));
+  if (baseline) {
+    // The helpers read WEAVE_REPO_ROOT when they load: load the baseline's own copy.
+    const ours = process.env.WEAVE_REPO_ROOT;
+    process.env.WEAVE_REPO_ROOT = baseline;
+    BaselineHost = ((await import(`${baseline}/dist/test/helpers/netns.js`)) as { WeaveHost: typeof WeaveHost }).WeaveHost;
+    process.env.WEAVE_REPO_ROOT = ours;
+  }
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
   const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -400,6 +419,12 @@ async function main(): Promise<void> {
     { name: 'weave sleeve (--no-fastdp)', label: 's', args: ['--no-fastdp'], want: /established\s+sleeve\s/, describe: 'sleeve' },
     { name: 'weave encrypted sleeve (--password)', label: 'e', args: ['--password', 'x'], want: /established\s+encrypted\s+sleeve\s/, describe: 'encrypted sleeve' },
   ];
+  if (baseline) {
+    modes.push(
+      { name: 'baseline sleeve', label: 'bs', baseline: true, args: ['--no-fastdp'], want: /established\s+sleeve\s/, describe: 'sleeve' },
+      { name: 'baseline encrypted sleeve', label: 'be', baseline: true, args: ['--password', 'x'], want: /established\s+encrypted\s+sleeve\s/, describe: 'encrypted sleeve' },
+    );
+  }
   const paths: Path[] = [underlayPath(), handBuiltVxlanPath(), ...modes.map(weavePath)];
   /** CPU seconds and wall seconds of each weave path's routers while other paths ran. */
   const idle = new Map<Path, { cpuS: number; wallS: number }>();
@@ -477,6 +502,11 @@ async function main(): Promise<void> {
   console.log(goal('fast path', fast, vx, 0.95, 'hand-built VXLAN'));
   console.log(goal('sleeve', sleeve, under, 0.25, 'underlay'));
   console.log(goal('encrypted sleeve', enc, under, 0.12, 'underlay'));
+  if (baseline) {
+    const [bs, be] = paths.slice(5).map(gbpsOf);
+    const vs = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${(a / b).toFixed(2)}×` : 'not measured');
+    console.log(`\nAgainst the baseline (${baseline}), same run: sleeve ${vs(sleeve, bs)}, encrypted sleeve ${vs(enc, be)}`);
+  }
   const notes: string[] = [];
   const us = paths[0]!.samples.map((s) => s.gbps);
   if (us.length > 1 && Math.max(...us) / Math.min(...us) > 1.15) {

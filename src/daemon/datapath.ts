@@ -117,7 +117,10 @@ export class Datapath {
       lines.push(`link set dev ${vx} learning off flood off mcast_flood off bcast_flood off`);
     }
     await this.fdb.batch(lines);
-    this.udp = UdpSocket.bind(this.opts.host || '0.0.0.0', port, { reuseAddr: true, rcvBuf: 4 << 20, sndBuf: 4 << 20, noChecksum: true });
+    // UDP checksums on: UDP GSO needs them (and then costs nothing: the NIC, or nobody between
+    // namespaces, computes them); the worker turns them off for encrypted datagrams only. GRO
+    // hands us a peer's GSO trains whole.
+    this.udp = UdpSocket.bind(this.opts.host || '0.0.0.0', port, { reuseAddr: true, rcvBuf: 4 << 20, sndBuf: 4 << 20, gro: true });
     const data: SleeveWorkerData = { tapFd: this.tap.fd, udpFd: this.udp.fd, ourName: this.opts.ourName, bridgeMtu: mtu };
     this.worker = new Worker(new URL('./sleeve-worker.js', import.meta.url), { workerData: data });
     this.worker.on('message', (ev: DatapathEvent) => this.onEvent(ev));

@@ -1,8 +1,11 @@
 // The sleeve data path's thread: frames from the TAP and datagrams from UDP go through the
-// SleeveEngine here, off the main event loop. The loop blocks in poll() on both fds (20 ms at
+// SleeveEngine here, off the main event loop. The loop blocks in poll() on both fds (50 ms at
 // most, so control messages are never late), reads everything ready in bursts, and sends each
-// burst's datagrams with sendmmsg. Control messages arrive with receiveMessageOnPort, which
-// works while this thread never returns to its event loop.
+// burst's datagrams with sendmmsg, in the order the engine queued them, in runs that share the
+// socket's DF and checksum settings; UDP GSO trains go as one message each, and a train the
+// kernel refuses goes again datagram by datagram. GRO trains are handed to the engine whole,
+// and merged frames reach the TAP with one gathered writev. Control messages arrive with
+// receiveMessageOnPort, which works while this thread never returns to its event loop.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../core/errors.js';
 import type { PeerName } from '../core/peer-name.js';
@@ -47,33 +50,58 @@ function run(data: SleeveWorkerData): void {
   const c = libc();
   const hdrBuf = Buffer.alloc(VNET_HDR_BYTES);
 
-  const dfOut: OutgoingDatagram[] = [];
-  const nonDfOut: OutgoingDatagram[] = [];
-  const dfIndex: number[] = [];
-  const nonDfIndex: number[] = [];
-  let queued = 0;
+  // Datagrams go out in the order they were queued (a DF batch must not overtake the super-
+  // frame before it), in runs that share the socket's DF and checksum settings.
+  const out: OutgoingDatagram[] = [];
+  const modes: number[] = [];
+  const DF = 1;
+  const NO_CHECKSUM = 2;
+  const udpGso = udp.supportsSegmentation();
   const io: EngineIo = {
-    queueUdp(buf, len, ip, p, df) {
-      (df ? dfOut : nonDfOut).push({ buf, len, ip, port: p });
-      (df ? dfIndex : nonDfIndex).push(queued++);
+    queueUdp(buf, len, ip, p, df, segmentSize = 0, sealed = false) {
+      out.push({ buf, len, ip, port: p, segmentSize });
+      // A sealed datagram carries its own authenticator; GSO needs the checksum regardless.
+      modes.push((df ? DF : 0) | (sealed && !segmentSize ? NO_CHECKSUM : 0));
     },
     flushUdp() {
       const tooBig: number[] = [];
-      const send = (list: OutgoingDatagram[], index: number[], df: boolean) => {
-        if (!list.length) return;
-        udp.setDontFragment(df);
-        udp.sendBatch(list, list.length, (i, err) => {
-          if (err.errnoName === 'EMSGSIZE') tooBig.push(index[i] as number);
+      const send = (from: number, to: number, mode: number) => {
+        udp.setDontFragment((mode & DF) !== 0);
+        udp.setChecksums((mode & NO_CHECKSUM) === 0);
+        const run = from === 0 && to === out.length ? out : out.slice(from, to);
+        const split: [OutgoingDatagram, number, string][] = [];
+        udp.sendBatch(run, run.length, (i, err) => {
+          const d = run[i] as OutgoingDatagram;
+          if (d.segmentSize && d.segmentSize < d.len) split.push([d, from + i, err.errnoName]);
+          else if (err.errnoName === 'EMSGSIZE') tooBig.push(from + i);
         });
+        // A refused train (EMSGSIZE or EINVAL: a segment over the path MTU; else no GSO) goes
+        // again as separate datagrams, whose own errors tell what is wrong.
+        for (const [d, at, errno] of split) {
+          if (errno !== 'EINVAL' && errno !== 'EMSGSIZE') {
+            engine.setUdpGso(false);
+            post({ t: 'log', level: 'warn', msg: `sleeve: the kernel refused a UDP GSO send (${errno}); sending datagrams one by one from now on` });
+          }
+          const seg = d.segmentSize as number;
+          const parts: OutgoingDatagram[] = [];
+          for (let o = 0; o < d.len; o += seg) parts.push({ buf: d.buf.subarray(o), len: Math.min(seg, d.len - o), ip: d.ip, port: d.port });
+          let big = false;
+          udp.sendBatch(parts, parts.length, (_, err) => (big ||= err.errnoName === 'EMSGSIZE'));
+          if (big) tooBig.push(at);
+        }
       };
       try {
-        send(dfOut, dfIndex, true);
-        send(nonDfOut, nonDfIndex, false);
+        for (let i = 0; i < out.length; ) {
+          const mode = modes[i] as number;
+          let j = i + 1;
+          while (j < out.length && modes[j] === mode) j++;
+          send(i, j, mode);
+          i = j;
+        }
       } catch (e) {
         post({ t: 'log', level: 'warn', msg: `sleeve send failed: ${errorMessage(e)}` });
       }
-      dfOut.length = nonDfOut.length = dfIndex.length = nonDfIndex.length = 0;
-      queued = 0;
+      out.length = modes.length = 0;
       return { tooBig };
     },
     writeTap(frame, hdr) {
@@ -82,6 +110,13 @@ function run(data: SleeveWorkerData): void {
         else tap.writeParts(hdr && hdr !== NO_VNET_HDR ? encodeVnetHdr(hdr, hdrBuf) : ZERO_HDR, VNET_HDR_BYTES, frame, frame.byteLength);
       } catch {
         // The TAP is down or the frame is malformed: drop it, as a switch would.
+      }
+    },
+    writeTapv(bufs, starts, ends, count, hdr) {
+      try {
+        tap.writeGather(tap.vnetHdr ? encodeVnetHdr(hdr, hdrBuf) : undefined, bufs, starts, ends, count);
+      } catch {
+        // As writeTap.
       }
     },
     post,
@@ -94,7 +129,7 @@ function run(data: SleeveWorkerData): void {
     },
     now: () => Date.now(),
   };
-  const engine = new SleeveEngine(io, data.ourName, { vnetHdr: tap.vnetHdr, bridgeMtu: data.bridgeMtu });
+  const engine = new SleeveEngine(io, data.ourName, { vnetHdr: tap.vnetHdr, bridgeMtu: data.bridgeMtu, udpGso });
 
   const command = (m: WorkerCommand): boolean => {
     switch (m.t) {
@@ -158,10 +193,11 @@ function run(data: SleeveWorkerData): void {
         const k = udp.recvBatch(udpBufs, got, 0);
         for (let i = 0; i < k; i++) {
           const d = got[i] as Datagram;
-          if (!d.truncated) engine.onDatagram((udpBufs[i] as Buffer).subarray(0, d.len), d.ip, d.port);
+          if (!d.truncated) engine.onDatagram((udpBufs[i] as Buffer).subarray(0, d.len), d.ip, d.port, d.segmentSize);
         }
       }
-      // Also sends the specials the control side asked for.
+      // Also sends the specials the control side asked for, and writes merged frames (before
+      // the next receive reuses the buffers they are in).
       engine.flush();
     } catch (e) {
       post({ t: 'log', level: 'warn', msg: `sleeve data path: ${errorMessage(e)}` });

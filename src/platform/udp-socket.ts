@@ -1,13 +1,19 @@
 // An IPv4 UDP socket driven by raw syscalls, for the sleeve's worker threads: batched
-// send/receive (sendmmsg/recvmmsg), per-socket control of the DF bit and the kernel's path
-// MTU, none of which node:dgram offers.
+// send/receive (sendmmsg/recvmmsg), segmentation offload both ways (UDP GSO: one send of many
+// same-sized datagrams; UDP GRO: one receive of many), per-socket control of the DF bit and
+// the kernel's path MTU, none of which node:dgram offers.
 //
 // Invariants:
 // - The socket is blocking: `sendTo`/`sendBatch` wait for send-buffer space (backpressure
 //   for the TAP reader) and `recvFrom` waits for a datagram; `recvBatch` alone never blocks
 //   longer than its timeout (MSG_DONTWAIT first, poll only when nothing is queued).
-// - Hot calls allocate nothing: mmsghdr, iovec and sockaddr_in arrays are built once (grown
-//   on demand) and rewritten in place; `out` objects are reused.
+// - Hot calls allocate nothing: mmsghdr, iovec, sockaddr_in and cmsg arrays are built once
+//   (grown on demand) and rewritten in place; `out` objects are reused.
+// - Segmentation offload: a send with `segmentSize` crosses the stack as one buffer and leaves
+//   as datagrams of that size (cut by the NIC, or by the kernel just before it; between
+//   namespaces on one machine never at all); a socket with GRO on may receive such a train,
+//   or datagrams a NIC merged, as one `Datagram` with `segmentSize` set. Both need UDP
+//   checksums (the kernel refuses UDP_SEGMENT on a `noChecksum` socket).
 // - Addresses are IPv4 as unsigned 32-bit numbers (core/ip), dotted strings accepted too.
 // - fds are process-wide: a worker wraps the owner's fd with `UdpSocket.fromFd`; only the
 //   owner closes it, once the workers are done with it.
@@ -22,6 +28,7 @@ import {
   IP_MTU_DISCOVER,
   IP_PMTUDISC_DO,
   IP_PMTUDISC_DONT,
+  CMSG_HEADER_BYTES,
   MSG_DONTWAIT,
   MSG_TRUNC,
   POLLIN,
@@ -29,6 +36,7 @@ import {
   SOCK_CLOEXEC,
   SOCK_DGRAM,
   SOL_SOCKET,
+  SOL_UDP,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SO_REUSEADDR,
@@ -36,7 +44,10 @@ import {
   SO_NO_CHECK,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
+  UDP_GRO,
+  UDP_SEGMENT,
   allocPollfd,
+  cmsgSpace,
   checkLen,
   closeFd,
   failed,
@@ -57,6 +68,11 @@ export interface UdpSocketOptions {
    * its own integrity check and datagrams are fragmented, which the kernel cannot offload.
    */
   noChecksum?: boolean;
+  /**
+   * Ask for UDP GRO (best effort: see `groEnabled`): same-sized datagrams from one sender may
+   * then arrive as one `Datagram` with `segmentSize` set, so give receives 64 KiB buffers.
+   */
+  gro?: boolean;
 }
 
 /** One received datagram: `len` bytes in the matching buffer, from `ip`:`port`. */
@@ -66,6 +82,11 @@ export interface Datagram {
   port: number;
   /** The datagram was longer than the buffer; `len` is what fitted. */
   truncated: boolean;
+  /**
+   * 0: one datagram. Otherwise (GRO) `len` bytes of back-to-back datagrams of this size, the
+   * last one possibly shorter.
+   */
+  segmentSize: number;
 }
 
 /** One datagram to send: the first `len` bytes of `buf` to `ip`:`port`. */
@@ -74,9 +95,22 @@ export interface OutgoingDatagram {
   len: number;
   ip: IPv4 | string;
   port: number;
+  /**
+   * Send `len` bytes as datagrams of this many bytes each (the last may be shorter) in one go
+   * (UDP GSO; see `supportsSegmentation`). At most 64 of them, each within the path MTU (else
+   * EMSGSIZE; older kernels say EINVAL), and `len` within the 65507 bytes of one UDP payload.
+   * 0 or absent: one datagram.
+   */
+  segmentSize?: number;
 }
 
 const INITIAL_BATCH = 64;
+/** The kernel's UDP_MAX_SEGMENTS before 6.? raised it; the safe bound for one GSO send. */
+export const UDP_MAX_SEGMENTS = 64;
+// Control space per message: a UDP_SEGMENT cmsg (u16) when sending; room for a UDP_GRO cmsg
+// (int) and anything else the kernel adds when receiving.
+const SEND_CONTROL_BYTES = cmsgSpace(2);
+const RECV_CONTROL_BYTES = 64;
 
 function toIPv4(ip: IPv4 | string): IPv4 {
   if (typeof ip === 'string') return parseIPv4(ip);
@@ -96,21 +130,34 @@ function sockaddrIn(ip: IPv4, port: number, out: Buffer = Buffer.alloc(SOCKADDR_
   return out;
 }
 
-/** Prebuilt mmsghdr[n], each with one iovec and one sockaddr_in of its own. */
+/**
+ * Prebuilt mmsghdr[n], each with one iovec, one sockaddr_in and one control area of its own.
+ * Receiving, every control area is always offered; sending, only messages with a segment size
+ * point at theirs.
+ */
 class MsgVector {
   readonly capacity: number;
   readonly hdrs: Buffer;
   readonly iovs: Buffer;
   readonly names: Buffer;
+  readonly control: Buffer;
+  readonly controlBytes: number;
+  private readonly controlBase: number;
+  /** Sending: the segment size each slot's header is set up for (0: no control). */
+  readonly segment: Uint32Array;
 
-  constructor(c: Libc, capacity: number) {
+  constructor(c: Libc, capacity: number, kind: 'send' | 'recv') {
     const l = c.layout;
     this.capacity = capacity;
     this.hdrs = Buffer.alloc(capacity * l.mmsghdrBytes);
     this.iovs = Buffer.alloc(capacity * l.iovecBytes);
     this.names = Buffer.alloc(capacity * SOCKADDR_IN_BYTES);
+    this.controlBytes = kind === 'send' ? SEND_CONTROL_BYTES : RECV_CONTROL_BYTES;
+    this.control = Buffer.alloc(capacity * this.controlBytes);
+    this.segment = new Uint32Array(capacity);
     const iovBase = c.addressOf(this.iovs);
     const nameBase = c.addressOf(this.names);
+    this.controlBase = c.addressOf(this.control);
     for (let i = 0; i < capacity; i++) {
       const h = i * l.mmsghdrBytes;
       writeU64(this.hdrs, h + l.msgName, nameBase + i * SOCKADDR_IN_BYTES);
@@ -118,7 +165,50 @@ class MsgVector {
       writeU64(this.hdrs, h + l.msgIov, iovBase + i * l.iovecBytes);
       writeU64(this.hdrs, h + l.msgIovlen, 1);
       this.names.writeUInt16LE(AF_INET, i * SOCKADDR_IN_BYTES);
+      if (kind === 'recv') writeU64(this.hdrs, h + l.msgControl, this.controlBase + i * this.controlBytes);
+      else {
+        // One UDP_SEGMENT cmsg, its size filled in per send.
+        const o = i * this.controlBytes;
+        writeU64(this.control, o, CMSG_HEADER_BYTES + 2);
+        this.control.writeInt32LE(SOL_UDP, o + 8);
+        this.control.writeInt32LE(UDP_SEGMENT, o + 12);
+      }
     }
+  }
+
+  /** Sending: slot `i` carries a UDP_SEGMENT of `size` (0: none). */
+  setSegment(c: Libc, i: number, size: number): void {
+    if (this.segment[i] === size) return;
+    const l = c.layout;
+    const h = i * l.mmsghdrBytes;
+    if (size === 0) {
+      writeU64(this.hdrs, h + l.msgControl, 0);
+      writeU64(this.hdrs, h + l.msgControllen, 0);
+    } else {
+      this.control.writeUInt16LE(size, i * this.controlBytes + CMSG_HEADER_BYTES);
+      writeU64(this.hdrs, h + l.msgControl, this.controlBase + i * this.controlBytes);
+      writeU64(this.hdrs, h + l.msgControllen, this.controlBytes);
+    }
+    this.segment[i] = size;
+  }
+
+  /** Receiving: the UDP_GRO segment size the kernel reported for slot `i`, 0 if none. */
+  groSegment(c: Libc, i: number): number {
+    const l = c.layout;
+    const h = i * l.mmsghdrBytes;
+    // Control lengths stay far below 2^32: the low half of the size_t is the whole of it.
+    const len = this.hdrs.readUInt32LE(h + l.msgControllen);
+    const base = i * this.controlBytes;
+    let o = 0;
+    while (o + CMSG_HEADER_BYTES <= len) {
+      const cl = this.control.readUInt32LE(base + o);
+      if (cl < CMSG_HEADER_BYTES || o + cl > len) break;
+      if (this.control.readInt32LE(base + o + 8) === SOL_UDP && this.control.readInt32LE(base + o + 12) === UDP_GRO && cl >= CMSG_HEADER_BYTES + 4) {
+        return this.control.readInt32LE(base + o + CMSG_HEADER_BYTES);
+      }
+      o += (cl + 7) & ~7;
+    }
+    return 0;
   }
 
   setIov(c: Libc, i: number, buf: Uint8Array, len: number): void {
@@ -140,6 +230,7 @@ export class UdpSocket {
   private sendAddrPort = 0;
   private readonly recvAddr = Buffer.alloc(SOCKADDR_IN_BYTES);
   private dontFragment: boolean | undefined; // unknown until first set
+  private checksums: boolean | undefined; // likewise
   private sendVec: MsgVector | undefined;
   private recvVec: MsgVector | undefined;
   // Buffers whose addresses sit in recvVec's iovecs, so unchanged slots are not rewritten.
@@ -165,6 +256,7 @@ export class UdpSocket {
       if (opts.rcvBuf !== undefined) sock.setBufSize(SO_RCVBUFFORCE, SO_RCVBUF, opts.rcvBuf, 'SO_RCVBUF');
       if (opts.sndBuf !== undefined) sock.setBufSize(SO_SNDBUFFORCE, SO_SNDBUF, opts.sndBuf, 'SO_SNDBUF');
       if (opts.noChecksum) sock.setIntOpt(SOL_SOCKET, SO_NO_CHECK, 1, 'SO_NO_CHECK');
+      if (opts.gro) sock.enableGro();
       if (c.bind(fd, sockaddrIn(addr, port), SOCKADDR_IN_BYTES) < 0) failed('bind', { fallback: 'KERNEL_FAILED', context: `${typeof ip === 'string' ? ip : addr}:${port}` });
       return sock;
     } catch (e) {
@@ -200,6 +292,41 @@ export class UdpSocket {
   }
 
   /**
+   * Turns UDP GRO on; false when the kernel lacks it (before Linux 5.0). Receives then report
+   * coalesced trains through `Datagram.segmentSize`.
+   */
+  enableGro(): boolean {
+    this.intBuf.writeInt32LE(1);
+    if (this.c.setsockopt(this.fdNum, SOL_UDP, UDP_GRO, this.intBuf, 4) === 0) return true;
+    const e = this.c.errno();
+    if (e === Errno.ENOPROTOOPT || e === Errno.EINVAL) return false;
+    throw new ErrnoError('setsockopt', e, { fallback: 'KERNEL_FAILED', context: 'UDP_GRO' });
+  }
+
+  /** Whether GRO is on for this socket (also when another thread or the owner turned it on). */
+  get groEnabled(): boolean {
+    return this.getIntOpt(SOL_UDP, UDP_GRO) === 1;
+  }
+
+  /**
+   * Whether sends may carry `segmentSize` (UDP GSO, Linux 4.18): the kernel knows the option
+   * and this socket computes UDP checksums.
+   */
+  supportsSegmentation(): boolean {
+    return this.getIntOpt(SOL_UDP, UDP_SEGMENT) !== undefined && this.getIntOpt(SOL_SOCKET, SO_NO_CHECK) !== 1;
+  }
+
+  /**
+   * UDP checksums on (the default) or off (SO_NO_CHECK) for the sends that follow; cached as
+   * setDontFragment. Segmented sends need them on.
+   */
+  setChecksums(on: boolean): void {
+    if (this.checksums === on) return;
+    this.setIntOpt(SOL_SOCKET, SO_NO_CHECK, on ? 0 : 1, 'SO_NO_CHECK');
+    this.checksums = on;
+  }
+
+  /**
    * DF on (IP_PMTUDISC_DO: a datagram over the path MTU fails with EMSGSIZE) or off
    * (IP_PMTUDISC_DONT: the kernel fragments). Cached: repeating the current state is free.
    */
@@ -231,9 +358,10 @@ export class UdpSocket {
 
   /**
    * Sends `packets[0..count)` with as few sendmmsg calls as the kernel allows; returns how
-   * many were sent. A datagram the kernel refuses (EMSGSIZE, ENOBUFS…) goes to `onError`
-   * and the rest are still sent; without `onError` the refusal throws an ErrnoError whose
-   * `batchIndex` names it (the ones before it were sent, the ones after it were not).
+   * many were sent (a segmented one counts once). A datagram the kernel refuses (EMSGSIZE,
+   * ENOBUFS, EINVAL…) goes to `onError` and the rest are still
+   * sent; without `onError` the refusal throws an ErrnoError whose `batchIndex` names it (the
+   * ones before it were sent, the ones after it were not).
    */
   sendBatch(packets: readonly OutgoingDatagram[], count: number = packets.length, onError?: (index: number, err: ErrnoError) => void): number {
     if (!(count >= 0 && count <= packets.length)) throw new WeaveError('INVALID_ARGUMENT', `count ${count} outside a batch of ${packets.length}`);
@@ -243,6 +371,10 @@ export class UdpSocket {
       const p = packets[i]!;
       checkLen(p.buf, p.len);
       v.setIov(c, i, p.buf, p.len);
+      const seg = p.segmentSize ?? 0;
+      if (!(seg >= 0 && seg <= 0xffff)) throw new WeaveError('INVALID_ARGUMENT', `segment size ${seg} out of range`);
+      // A "train" of one datagram is just a datagram (the kernel would accept it either way).
+      v.setSegment(c, i, seg >= p.len ? 0 : seg);
       const off = i * SOCKADDR_IN_BYTES;
       v.names.writeUInt16BE(checkPort(p.port), off + 2);
       v.names.writeUInt32BE(toIPv4(p.ip), off + 4);
@@ -285,6 +417,7 @@ export class UdpSocket {
         this.recvBufs[i] = b;
       }
       v.hdrs.writeUInt32LE(SOCKADDR_IN_BYTES, i * l.mmsghdrBytes + l.msgNamelen);
+      writeU64(v.hdrs, i * l.mmsghdrBytes + l.msgControllen, v.controlBytes);
     }
     let r = c.recvmmsg(this.fdNum, v.hdrs, n, MSG_DONTWAIT, null);
     if (r < 0) {
@@ -301,17 +434,18 @@ export class UdpSocket {
     for (let i = 0; i < r; i++) {
       const h = i * l.mmsghdrBytes;
       const name = i * SOCKADDR_IN_BYTES;
-      const d = (out[i] ??= { len: 0, ip: 0, port: 0, truncated: false });
+      const d = (out[i] ??= { len: 0, ip: 0, port: 0, truncated: false, segmentSize: 0 });
       d.len = v.hdrs.readUInt32LE(h + l.msgLen);
       d.ip = v.names.readUInt32BE(name + 4);
       d.port = v.names.readUInt16BE(name + 2);
       d.truncated = (v.hdrs.readInt32LE(h + l.msgFlags) & MSG_TRUNC) !== 0;
+      d.segmentSize = v.hdrs.readUInt32LE(h + l.msgControllen) === 0 ? 0 : v.groSegment(c, i);
     }
     return r;
   }
 
   /** Receives one datagram, blocking until it arrives; fills and returns `out`. */
-  recvFrom(buf: Uint8Array, out: Datagram = { len: 0, ip: 0, port: 0, truncated: false }): Datagram {
+  recvFrom(buf: Uint8Array, out: Datagram = { len: 0, ip: 0, port: 0, truncated: false, segmentSize: 0 }): Datagram {
     const c = this.c;
     for (;;) {
       this.lenBuf.writeUInt32LE(SOCKADDR_IN_BYTES);
@@ -322,6 +456,7 @@ export class UdpSocket {
         out.truncated = n > buf.byteLength;
         out.ip = this.recvAddr.readUInt32BE(4);
         out.port = this.recvAddr.readUInt16BE(2);
+        out.segmentSize = 0; // no control buffer: a GRO train arrives as bytes only (avoid GRO here)
         return out;
       }
       const e = c.errno();
@@ -342,13 +477,20 @@ export class UdpSocket {
     if (cur && cur.capacity >= n) return cur;
     let capacity = cur?.capacity ?? INITIAL_BATCH;
     while (capacity < n) capacity *= 2;
-    const v = new MsgVector(this.c, capacity);
+    const v = new MsgVector(this.c, capacity, kind);
     if (kind === 'send') this.sendVec = v;
     else {
       this.recvVec = v;
       this.recvBufs.length = 0;
     }
     return v;
+  }
+
+  /** An int socket option, undefined when the kernel does not know it. */
+  private getIntOpt(level: number, name: number): number | undefined {
+    this.lenBuf.writeUInt32LE(4);
+    if (this.c.getsockopt(this.fdNum, level, name, this.intBuf, this.lenBuf) < 0) return undefined;
+    return this.intBuf.readInt32LE();
   }
 
   private setIntOpt(level: number, name: number, value: number, what: string): void {

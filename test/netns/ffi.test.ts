@@ -299,7 +299,7 @@ sock.close();
   const got = r.got as { len: number; ip: number; port: number; truncated: boolean; seq?: number; via: string }[];
   const local = sent.local as { port: number };
   assert.equal(got.length, 34);
-  assert.deepEqual(got[0], { len: 100, ip: 0xc0000201, port: local.port, truncated: false, via: 'recvFrom' });
+  assert.deepEqual(got[0], { len: 100, ip: 0xc0000201, port: local.port, truncated: false, segmentSize: 0, via: 'recvFrom' });
   for (let i = 1; i <= 32; i++) {
     const g = got.find((x) => x.seq === i);
     assert.ok(g && g.len === 999 + i && g.ip === 0xc0000201 && g.port === local.port && !g.truncated, `datagram ${i}: ${JSON.stringify(g)}`);
@@ -360,6 +360,96 @@ sock.close();
   // 100 (recvFrom), 1372 (seq 0), 200 (seq 1), 300 (seq 3) and the reassembled 2000 (seq 9).
   assert.deepEqual(got.map((g) => g.len).sort((a, b) => a - b), [100, 200, 300, 1372, 2000]);
   assert.ok(reasmOks(h2) > reasmBefore, 'the 2000-byte datagram arrived as fragments');
+});
+
+test('UDP GSO and GRO between namespaces: one send of many datagrams, one receive of the train, segmented for a socket without GRO', async (t) => {
+  if (!requireRoot(t)) return;
+  const rx = new Child(
+    h2,
+    `
+const gro = UdpSocket.bind('192.0.2.2', 7003, { rcvBuf: 4 << 20, gro: true });
+const plain = UdpSocket.bind('192.0.2.2', 7004, { rcvBuf: 4 << 20 });
+emit({ ready: true, groEnabled: gro.groEnabled, plainGro: plain.groEnabled });
+const read = (sock, want) => {
+  const bufs = Array.from({ length: 8 }, () => Buffer.alloc(65536));
+  const out = [];
+  const got = [];
+  const deadline = Date.now() + 3000;
+  let bytes = 0;
+  while (bytes < want && Date.now() < deadline) {
+    const k = sock.recvBatch(bufs, out, 200);
+    for (let i = 0; i < k; i++) {
+      const d = out[i];
+      bytes += d.len;
+      // Every datagram of a train starts with its index (u16) and carries it in every byte after.
+      const seg = d.segmentSize || d.len;
+      const idx = [];
+      let ok = true;
+      for (let o = 0; o < d.len; o += seg) {
+        const n = bufs[i].readUInt16BE(o);
+        idx.push(n);
+        for (let j = o + 2; j < Math.min(o + seg, d.len); j++) ok &&= bufs[i][j] === (n & 0xff);
+      }
+      got.push({ len: d.len, segmentSize: d.segmentSize, idx, ok });
+    }
+  }
+  return got;
+};
+const viaGro = read(gro, 40 * 1400 + 700 + 3000);
+const viaPlain = read(plain, 40 * 1400 + 700);
+emit({ viaGro, viaPlain });
+gro.close(); plain.close();
+`,
+  );
+  const ready = await rx.next();
+  assert.equal(ready.groEnabled, true, 'UDP_GRO is on');
+  assert.equal(ready.plainGro, false);
+  const tx = new Child(
+    h1,
+    `
+const sock = UdpSocket.bind('192.0.2.1', 0);
+const canGso = sock.supportsSegmentation();
+const noCsum = UdpSocket.bind('192.0.2.1', 0, { noChecksum: true });
+const noCsumGso = noCsum.supportsSegmentation();
+// 40 datagrams of 1400 bytes and a last one of 700, in one buffer.
+const train = Buffer.alloc(40 * 1400 + 700);
+for (let k = 0; k <= 40; k++) { train.fill(k & 0xff, k * 1400, Math.min((k + 1) * 1400, train.length)); train.writeUInt16BE(k, k * 1400); }
+sock.setDontFragment(true);
+const errors = [];
+const one = Buffer.alloc(3000, 0); one.writeUInt16BE(99, 0); one.fill(99, 2);
+const sent = sock.sendBatch([
+  { buf: train, len: train.length, ip: '192.0.2.2', port: 7003, segmentSize: 1400 },
+  { buf: train, len: train.length, ip: '192.0.2.2', port: 7004, segmentSize: 1400 },
+  { buf: train, len: 1600 * 2, ip: '192.0.2.2', port: 7003, segmentSize: 1600 }, // a segment over the MTU: refused
+], 3, (i, e) => errors.push([i, e.errnoName]));
+sock.setDontFragment(false);
+const plainSent = sock.sendTo(one, 3000, '192.0.2.2', 7003); // an ordinary fragmented datagram
+emit({ canGso, noCsumGso, sent, errors, plainSent });
+sock.close(); noCsum.close();
+`,
+  );
+  const s = await tx.next();
+  await tx.finish();
+  assert.equal(s.canGso, true, 'UDP_SEGMENT is supported');
+  assert.equal(s.noCsumGso, false, 'no segmentation without UDP checksums');
+  assert.equal(s.sent, 2);
+  // EMSGSIZE on current kernels, EINVAL on older ones.
+  const errors = s.errors as [number, string][];
+  assert.ok(errors.length === 1 && errors[0]![0] === 2 && ['EMSGSIZE', 'EINVAL'].includes(errors[0]![1]), JSON.stringify(errors));
+  const r = await rx.next();
+  await rx.finish();
+  const viaGro = r.viaGro as { len: number; segmentSize: number; idx: number[]; ok: boolean }[];
+  const viaPlain = r.viaPlain as { len: number; segmentSize: number; idx: number[]; ok: boolean }[];
+  const all = Array.from({ length: 41 }, (_, k) => k);
+  // Between namespaces the train crosses as one buffer and the GRO socket takes it whole.
+  assert.deepEqual(viaGro.filter((d) => d.segmentSize === 1400).flatMap((d) => d.idx), all, JSON.stringify(viaGro));
+  assert.ok(viaGro.every((d) => d.ok), 'every datagram intact');
+  const big = viaGro.find((d) => d.segmentSize === 0);
+  assert.ok(big && big.len === 3000 && big.idx[0] === 99, `the fragmented datagram comes alone: ${JSON.stringify(big)}`);
+  // A socket without GRO gets the same train as 41 datagrams.
+  assert.ok(viaPlain.every((d) => d.segmentSize === 0 && d.ok));
+  assert.deepEqual(viaPlain.map((d) => d.len), [...Array(40).fill(1400), 700]);
+  assert.deepEqual(viaPlain.flatMap((d) => d.idx), all);
 });
 
 function reasmOks(n: Netns): number {

@@ -12,15 +12,32 @@
 //   limit). DF IPv4 frames over the MTU get an ICMP "fragmentation needed" back; non-DF IPv4
 //   frames over it go as the kernel's fragments when the peer passed the fragmentation test,
 //   else as our own DF fragments.
+// - TCP super-frames from our TAP (virtio GSO) are cut into the segments the sender's TCP
+//   meant, each in a sleeve datagram of its own, built straight into one buffer and handed to
+//   the kernel as one UDP GSO train (`udpGso`): one send and, between namespaces, one packet
+//   through the underlay per 64 KiB, where a fragmented 64 KiB datagram cost 45 of them plus
+//   reassembly. Any sleeve receiver takes the train (they are ordinary datagrams); ours gets
+//   it back as one buffer (UDP GRO) and merges the segments into a super-frame for its TAP
+//   (TcpCoalescer). Without UDP GSO, super-frames go whole to peers that take them (SleeveGSO,
+//   when fragments pass) and as separate segments to the others.
 import { formatPeerName, type PeerName } from '../../core/peer-name.js';
-import { ENCRYPTED_PACKET_OVERHEAD, SLEEVE_PREFIX_BYTES, SleeveBatch, classifySpecialFrame, validateSleeveFrames } from './codec.js';
+import {
+  ENCRYPTED_PACKET_OVERHEAD, SLEEVE_FRAME_HEADER_BYTES, SLEEVE_PREFIX_BYTES, SleeveBatch, classifySpecialFrame, validateSleeveFrames, writePeerNameAt,
+} from './codec.js';
 import { SleeveDecryptor, SleeveEncryptor } from './frame-crypto.js';
 import { fragmentIPv4Frame, icmpFragNeededFrame } from './ipv4.js';
-import { NO_VNET_HDR, VIRTIO_NET_HDR_GSO_ECN, VNET_HDR_BYTES, completeChecksum, decodeVnetHdr, gsoForFrame, segmentGso, type VnetHdr } from './vnet-hdr.js';
+import { TcpCoalescer } from './tcp-coalescer.js';
+import {
+  NO_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR_BYTES, completeChecksum, decodeVnetHdr, gsoForFrame,
+  finishPartialTcpChecksum, partialTcpChecksumHdr, planTcpSegments, segmentGso, writeTcpSegment, type TcpSegmentPlan, type VnetHdr,
+} from './vnet-hdr.js';
 import type { SleevePeerState } from './overlay.js';
 
 export const MAC_MAX_AGE_MS = 10 * 60_000;
 const MAX_UDP_PAYLOAD = 65535 - 28;
+/** Datagrams in one UDP GSO send: the kernel's UDP_MAX_SEGMENTS (64 before Linux 6.x raised it). */
+const MAX_GSO_SEGMENTS = 64;
+const SEND_BUFFER_BYTES = 65536;
 const ETHERNET_OVERHEAD = 14;
 const BROADCAST_BIT = 0x01;
 const STP_MAC = 0x0180c2000000;
@@ -34,15 +51,26 @@ export type DatapathEvent =
   | { t: 'log'; level: 'info' | 'warn' | 'debug'; msg: string };
 
 export interface EngineIo {
-  /** Queues one datagram; the buffer is ours again after `flush`. */
-  queueUdp(buf: Buffer, len: number, ip: number, port: number, df: boolean): void;
-  /** Sends what is queued; reports datagrams refused as too big (EMSGSIZE), by index. */
+  /**
+   * Queues one datagram, or with `segmentSize` a UDP GSO train of datagrams of that size
+   * (the last may be shorter) in `buf[0, len)`; the buffer is ours again after `flush`.
+   * Datagrams leave in this order. `sealed`: encrypted, so a UDP checksum adds nothing.
+   */
+  queueUdp(buf: Buffer, len: number, ip: number, port: number, df: boolean, segmentSize?: number, sealed?: boolean): void;
+  /** Sends what is queued; reports datagrams (trains) refused as too big, by queue index. */
   flushUdp(): { tooBig: number[] };
-  /** Writes a frame to the bridge; `hdr` is its virtio header when the TAP has them. */
+  /** Writes a frame to the bridge (synchronously); `hdr` is its virtio header when the TAP has them. */
   writeTap(frame: Uint8Array, hdr?: VnetHdr): void;
+  /** Writes one frame gathered from `bufs[i][starts[i], ends[i])`, i < count (synchronously, as writev). */
+  writeTapv(bufs: readonly Buffer[], starts: readonly number[], ends: readonly number[], count: number, hdr: VnetHdr): void;
   post(ev: DatapathEvent): void;
   pathMtu(ip: number): number;
   now(): number;
+}
+
+interface MacEntry {
+  peer: PeerName;
+  seen: number;
 }
 
 interface PeerOut {
@@ -84,7 +112,7 @@ export class SleeveEngine {
   private readonly peers = new Map<PeerName, PeerOut>();
   private unicast = new Map<PeerName, PeerName>();
   private broadcast = new Map<PeerName, PeerName[]>();
-  private readonly macs = new Map<number, { peer: PeerName; seen: number }>();
+  private readonly macs = new Map<number, MacEntry>();
   private readonly pinned = new Set<number>();
   private learned: [number, PeerName][] = [];
   private forgotten: number[] = [];
@@ -92,26 +120,63 @@ export class SleeveEngine {
   private readonly pool: Buffer[] = [];
   /** Datagrams queued since the last flush: which peer (to report EMSGSIZE), which buffer. */
   private queued: { peer: PeerOut; buf: Buffer }[] = [];
+  /** The last datagram's sender and the last two MAC lookups: a burst is mostly one flow. */
+  private lastSender = -1;
+  private lastPeer: PeerOut | undefined;
+  private cacheMacA = -1;
+  private cacheEntryA: MacEntry | undefined;
+  private cacheMacB = -1;
+  private cacheEntryB: MacEntry | undefined;
   private rxIp = 0;
   private rxPort = 0;
+  /** The datagram being read comes from a peer that may send partial TCP checksums. */
+  private rxPartial = false;
+  /** The frame just handled waits in the coalescer (and went nowhere else). */
+  private merging = false;
+  /** Where the datagram starts that the rest of a GRO train is compared with; -1: none. */
+  private trainStart = -1;
+  /** io.now() as of the last flush: MAC ages need no better. */
+  private clock: number;
   private lastConflictLog = -Infinity;
 
   private readonly vnetHdr: boolean;
   private readonly bridgeMtu: number;
+  private udpGso: boolean;
+  private readonly coalescer: TcpCoalescer;
+  /** A captured super-frame that still has the kernel's partial checksum, and its header. */
+  private csumPending: { frame: Buffer; hdr: VnetHdr } | undefined;
 
   /**
-   * `vnetHdr`: TAP reads start with a virtio header and may be TCP super-frames (TSO); those
+   * `vnetHdr`: TAP reads start with a virtio header and may be TCP super-frames (TSO); writes
+   * to the TAP may be super-frames too. `udpGso`: queueUdp takes trains (the socket does UDP
+   * GSO); super-frames then leave as trains of their segments to every peer. Without it they
    * go whole (one datagram, fragmented by the kernel) to peers that take them, and cut into
-   * MTU-sized segments for everyone else. `bridgeMtu` sizes the segments of super-frames we
-   * hand to our bridge.
+   * segments for everyone else. `bridgeMtu` sizes the segments of super-frames we hand to our
+   * bridge.
    */
   constructor(
     private readonly io: EngineIo,
     private readonly ourName: PeerName,
-    opts: { vnetHdr?: boolean; bridgeMtu?: number } = {},
+    opts: { vnetHdr?: boolean; bridgeMtu?: number; udpGso?: boolean } = {},
   ) {
     this.vnetHdr = opts.vnetHdr ?? false;
     this.bridgeMtu = opts.bridgeMtu ?? 1376;
+    this.udpGso = opts.udpGso ?? false;
+    // Only frames from trusted peers pass the coalescer; single ones may carry a partial TCP
+    // checksum (SleeveGSO 3), which the kernel then finishes.
+    this.coalescer = new TcpCoalescer({
+      frame: (buf, start, end) => {
+        const f = buf.subarray(start, end);
+        this.io.writeTap(f, partialTcpChecksumHdr(f));
+      },
+      merged: (bufs, starts, ends, count, hdr) => this.io.writeTapv(bufs, starts, ends, count, hdr),
+    });
+    this.clock = io.now();
+  }
+
+  /** Stops (or resumes) UDP GSO trains, e.g. after the kernel refused one. */
+  setUdpGso(on: boolean): void {
+    this.udpGso = on;
   }
 
   // --- control ---------------------------------------------------------------------------
@@ -124,6 +189,7 @@ export class SleeveEngine {
       return;
     }
     const key = state.sessionKey;
+    this.lastPeer = undefined;
     this.peers.set(state.name, {
       state,
       ipNum: state.ip ? ipv4ToNumber(state.ip) : 0,
@@ -135,7 +201,10 @@ export class SleeveEngine {
   }
 
   removePeer(name: PeerName, connUid: bigint): void {
-    if (this.peers.get(name)?.state.connUid === connUid) this.peers.delete(name);
+    if (this.peers.get(name)?.state.connUid === connUid) {
+      this.peers.delete(name);
+      this.lastPeer = undefined;
+    }
   }
 
   setRoutes(unicast: [PeerName, PeerName][], broadcast: [PeerName, PeerName[]][]): void {
@@ -156,6 +225,7 @@ export class SleeveEngine {
   forgetPeerMacs(peer: PeerName): void {
     for (const [mac, e] of this.macs) {
       if (e.peer === peer) {
+        this.macCacheClear();
         this.macs.delete(mac);
         this.forgotten.push(mac);
       }
@@ -180,15 +250,21 @@ export class SleeveEngine {
     if (this.vnetHdr) {
       if (read.length < VNET_HDR_BYTES + ETHERNET_OVERHEAD) return;
       frame = read.subarray(VNET_HDR_BYTES);
+      this.csumPending = undefined;
       if (read[0] !== 0 || read[1] !== 0) {
-        // Peers get whole checksums: finish the kernel's partial one once, here.
+        // Peers get whole checksums: finish the kernel's partial one once, here, unless the
+        // frame is a super-frame, whose segments get checksums of their own.
         const hdr = decodeVnetHdr(read);
-        try {
-          completeChecksum(hdr, frame);
-        } catch {
-          return;
+        if ((hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN) !== 0) {
+          gso = hdr;
+          if (hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) this.csumPending = { frame, hdr };
+        } else {
+          try {
+            completeChecksum(hdr, frame);
+          } catch {
+            return;
+          }
         }
-        if ((hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN) !== 0) gso = { ...hdr, flags: 0 };
       }
     }
     if (frame.length < ETHERNET_OVERHEAD) return;
@@ -198,9 +274,10 @@ export class SleeveEngine {
       return;
     }
     const src = macOf(frame, 6);
-    const now = this.io.now();
-    const known = this.macs.get(src);
+    const now = this.clock;
+    const known = this.macEntry(src);
     if (!known) {
+      this.macCacheClear();
       this.macs.set(src, { peer: this.ourName, seen: now });
       this.learned.push([src, this.ourName]);
     } else if (known.peer !== this.ourName) {
@@ -212,62 +289,130 @@ export class SleeveEngine {
       return;
     } else known.seen = now;
     if (dst === STP_MAC) return;
-    const owner = (frame[0] as number) & BROADCAST_BIT ? undefined : this.macs.get(dst)?.peer;
+    const owner = (frame[0] as number) & BROADCAST_BIT ? undefined : this.macEntry(dst)?.peer;
     if (owner === this.ourName) return;
     if (owner === undefined) this.relayBroadcast(this.ourName, frame, gso);
     else this.relay(this.ourName, owner, frame, gso);
   }
 
-  /** A UDP datagram from `ip:port`. Bad ones are dropped, never thrown. */
-  onDatagram(packet: Buffer, ip: number, port: number): void {
-    if (packet.length < 6) return;
-    const sender = macOf(packet, 0);
-    const p = this.peers.get(sender);
-    if (!p) return;
-    let start = SLEEVE_PREFIX_BYTES;
+  /**
+   * A UDP datagram from `ip:port`, or with `segmentSize` a GRO train of datagrams of that
+   * size. Bad ones are dropped, never thrown. The bytes must stay put until `flush()`: frames
+   * for our TAP may wait there to be merged.
+   */
+  onDatagram(packet: Buffer, ip: number, port: number, segmentSize = 0): void {
+    const end = packet.length;
+    if (!(segmentSize > 0 && end > segmentSize)) {
+      this.onPacket(packet, 0, end, ip, port);
+      return;
+    }
+    // A train: the datagrams after one that went all the way to the coalescer as a lone frame
+    // for us, and that carry the same sleeve header, only need merging (trainFrame).
+    this.trainStart = -1;
+    for (let o = 0; o < end; o += segmentSize) {
+      const e = Math.min(o + segmentSize, end);
+      if (this.trainStart >= 0 && this.trainFrame(packet, o, e)) continue;
+      this.trainStart = -1;
+      this.onPacket(packet, o, e, ip, port);
+    }
+    this.trainStart = -1;
+  }
+
+  /**
+   * Datagram `buf[o, e)` of a train whose datagram at trainStart took the full path: same
+   * sender, same frame source and destination peers, one frame filling it, and that frame the
+   * continuation of the coalescer's pending merge, which ends where this datagram starts. The
+   * full path would learn nothing new from it (its MACs are the merged ones) and relay nothing
+   * (the first frame was for us alone).
+   */
+  private trainFrame(buf: Buffer, o: number, e: number): boolean {
+    const h = this.trainStart;
+    const f = o + SLEEVE_PREFIX_BYTES + SLEEVE_FRAME_HEADER_BYTES;
+    if (e - f < ETHERNET_OVERHEAD || ((buf[f - 2] as number) << 8 | (buf[f - 1] as number)) !== e - f) return false;
+    for (let i = 0; i < SLEEVE_PREFIX_BYTES + 12; i++) if (buf[o + i] !== buf[h + i]) return false;
+    return this.coalescer.tryAppend(buf, f, e, o);
+  }
+
+  /** One datagram, `buf[start, end)`. */
+  private onPacket(buf: Buffer, start: number, end: number, ip: number, port: number): void {
+    if (end - start < SLEEVE_PREFIX_BYTES) return;
+    const sender = macOf(buf, start);
+    let p = this.lastPeer;
+    if (sender !== this.lastSender || !p) {
+      p = this.peers.get(sender);
+      if (!p) return;
+      this.lastSender = sender;
+      this.lastPeer = p;
+    }
+    let o = start + SLEEVE_PREFIX_BYTES;
     if (p.dec) {
-      if (!p.dec.open(packet, { inPlace: true })) return;
-      start = ENCRYPTED_PACKET_OVERHEAD;
+      if (!p.dec.openAt(buf, start, end)) return;
+      o = start + ENCRYPTED_PACKET_OVERHEAD;
     }
     try {
-      validateSleeveFrames(packet, start, packet.length);
+      validateSleeveFrames(buf, o, end);
     } catch {
       return; // garbage or a stray packet: the original logs and carries on
     }
     this.rxIp = ip;
     this.rxPort = port;
-    let o = start;
-    while (o < packet.length) {
-      const len = ((packet[o + 12] as number) << 8) | (packet[o + 13] as number);
-      const f = o + 14;
-      this.onFrame(p, macOf(packet, o), macOf(packet, o + 6), packet.subarray(f, f + len));
+    this.rxPartial = p.state.partialChecksums;
+    this.merging = false;
+    const first = o;
+    while (o < end) {
+      const len = ((buf[o + 12] as number) << 8) | (buf[o + 13] as number);
+      const f = o + SLEEVE_FRAME_HEADER_BYTES;
+      this.onFrame(p, macOf(buf, o), macOf(buf, o + 6), buf, f, f + len);
       o = f + len;
+    }
+    // A plain datagram of one frame, merged and not relayed: the rest of a train may follow suit.
+    if (this.merging && first === start + SLEEVE_PREFIX_BYTES && first + SLEEVE_FRAME_HEADER_BYTES + (((buf[first + 12] as number) << 8) | (buf[first + 13] as number)) === end) {
+      this.trainStart = start;
     }
   }
 
-  private onFrame(from: PeerOut, src: PeerName, dst: PeerName, frame: Buffer): void {
-    if (classifySpecialFrame(frame)) {
-      if (src === from.state.name && dst === this.ourName) {
-        this.io.post({ t: 'special', peer: src, ip: numberToIpv4(this.rxIp), port: this.rxPort, frame: Buffer.from(frame) });
+  /** One frame, `buf[start, end)`, of a datagram from peer `from`. */
+  private onFrame(from: PeerOut, src: PeerName, dst: PeerName, buf: Buffer, start: number, end: number): void {
+    // Special frames have an all-zero Ethernet header: the first byte settles most frames.
+    if (buf[start] === 0) {
+      const view = buf.subarray(start, end);
+      if (classifySpecialFrame(view)) {
+        if (src === from.state.name && dst === this.ourName) {
+          this.io.post({ t: 'special', peer: src, ip: numberToIpv4(this.rxIp), port: this.rxPort, frame: Buffer.from(view) });
+        }
+        return;
       }
-      return;
     }
-    if (frame.length < ETHERNET_OVERHEAD) return;
+    if (end - start < ETHERNET_OVERHEAD) return;
     if (dst !== this.ourName) {
-      this.relay(src, dst, frame);
+      this.relay(src, dst, buf.subarray(start, end));
       return;
     }
-    const srcMac = macOf(frame, 6);
-    const now = this.io.now();
-    const known = this.macs.get(srcMac);
+    const srcMac = macOf(buf, start + 6);
+    const known = this.macEntry(srcMac);
     if (!known || known.peer !== src) {
-      this.macs.set(srcMac, { peer: src, seen: now });
+      this.macCacheClear();
+      this.macs.set(srcMac, { peer: src, seen: this.clock });
       this.learned.push([srcMac, src]);
-    } else known.seen = now;
-    // A super-frame from a peer goes to our bridge as one GSO packet.
-    this.io.writeTap(frame, this.vnetHdr && frame.length > this.bridgeMtu + ETHERNET_OVERHEAD ? gsoForFrame(frame, this.bridgeMtu) : undefined);
-    const dstMac = macOf(frame, 0);
-    if ((frame[0] as number) & BROADCAST_BIT || this.macs.get(dstMac)?.peer !== this.ourName) this.relayBroadcast(src, frame);
+    } else known.seen = this.clock;
+    if (!this.vnetHdr) this.io.writeTap(buf.subarray(start, end));
+    else if (end - start > this.bridgeMtu + ETHERNET_OVERHEAD) {
+      // A super-frame sent whole goes to our bridge as one GSO packet.
+      this.coalescer.flush();
+      const frame = buf.subarray(start, end);
+      this.io.writeTap(frame, gsoForFrame(frame, this.bridgeMtu));
+    } else if (from.dec || from.state.udpChecksums) {
+      // Segments whose integrity is known (authenticated, or UDP checksums the kernel checked)
+      // are merged back into super-frames.
+      this.merging = this.coalescer.push(buf, start, end);
+    } else {
+      this.coalescer.flush();
+      this.io.writeTap(buf.subarray(start, end));
+    }
+    if ((buf[start] as number) & BROADCAST_BIT || this.macEntry(macOf(buf, start))?.peer !== this.ourName) {
+      this.merging = false;
+      this.relayBroadcast(src, buf.subarray(start, end));
+    }
   }
 
   private relay(src: PeerName, dst: PeerName, frame: Buffer, gso?: VnetHdr): void {
@@ -285,6 +430,8 @@ export class SleeveEngine {
 
   private forward(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, broadcast: boolean, gso?: VnetHdr): void {
     if (!p.state.ip) return;
+    // Relaying from a peer that may send partial TCP checksums to one that takes whole ones.
+    if (src !== this.ourName && this.rxPartial && !p.state.partialChecksums) finishPartialTcpChecksum(frame);
     const mtu = p.state.mtu;
     const tooBig = frame.length > mtu + ETHERNET_OVERHEAD;
     if (tooBig && this.vnetHdr) {
@@ -292,6 +439,7 @@ export class SleeveEngine {
       const hdr = gso ?? gsoForFrame(frame, mtu);
       if (hdr !== NO_VNET_HDR) return this.forwardSuperFrame(p, src, dst, frame, broadcast, hdr);
     }
+    if (!this.finishChecksum(frame)) return;
     if (hasDF(frame)) {
       if (!tooBig) return this.enqueue(p, src, dst, frame, true, p.state.maxPayload);
       if (broadcast || src !== this.ourName) return;
@@ -314,28 +462,97 @@ export class SleeveEngine {
       return;
     }
     const overhead = p.enc ? ENCRYPTED_PACKET_OVERHEAD : SLEEVE_PREFIX_BYTES;
-    if (p.state.gso && p.state.stackFrag && overhead + 14 + frame.length <= MAX_UDP_PAYLOAD) {
+    const type = hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
+    const tcp = type === VIRTIO_NET_HDR_GSO_TCPV4 || type === VIRTIO_NET_HDR_GSO_TCPV6;
+    const whole = p.state.gso && p.state.stackFrag && overhead + 14 + frame.length <= MAX_UDP_PAYLOAD;
+    // Encrypted, one box per super-frame beats one per segment (~1 µs fixed cost per box,
+    // measured against the kernel's fragmentation: 0.053× against 0.034× the underlay).
+    if (this.udpGso && tcp && !(p.enc && whole)) {
+      let plan: TcpSegmentPlan;
+      try {
+        plan = planTcpSegments(hdr, frame);
+      } catch {
+        return;
+      }
+      if (overhead + SLEEVE_FRAME_HEADER_BYTES + plan.headers + plan.mss <= p.state.maxPayload) return this.sendTrain(p, src, dst, frame, plan);
+    }
+    if (whole) {
+      // Our receivers give a whole TCP super-frame a partial checksum anyway (gsoForFrame);
+      // SleeveGSO 3 peers say so, older ones were promised whole checksums.
+      if (!(tcp && p.state.partialChecksums) && !this.finishChecksum(frame)) return;
       return this.enqueue(p, src, dst, frame, false, MAX_UDP_PAYLOAD);
     }
+    // TCP segments get checksums of their own; UFO fragments share the whole one.
+    if (!tcp && !this.finishChecksum(frame)) return;
     let segments: Buffer[];
     try {
-      segments = segmentGso(hdr, frame);
+      segments = segmentGso({ ...hdr, flags: 0 }, frame);
     } catch {
       return;
     }
     for (const seg of segments) this.forward(p, src, dst, seg, broadcast);
   }
 
+  /** Completes the captured super-frame's partial checksum before it leaves whole (once). */
+  private finishChecksum(frame: Buffer): boolean {
+    const pending = this.csumPending;
+    if (pending?.frame !== frame) return true;
+    this.csumPending = undefined;
+    try {
+      completeChecksum(pending.hdr, frame);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The segments of a TCP super-frame, each in a sleeve datagram of its own (sealed when
+   * encrypted), back to back in send buffers of at most 64 datagrams and 64 KiB: UDP GSO
+   * trains. All datagrams but the last of a train have the same size, as GSO needs.
+   */
+  private sendTrain(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, plan: TcpSegmentPlan): void {
+    // Whatever is queued for this peer goes first: a segment must not overtake it.
+    this.flushPeer(p);
+    const enc = p.enc?.df;
+    const partial = p.state.partialChecksums;
+    const overhead = enc ? ENCRYPTED_PACKET_OVERHEAD : SLEEVE_PREFIX_BYTES;
+    const datagram = overhead + SLEEVE_FRAME_HEADER_BYTES + plan.headers + plan.mss;
+    const perTrain = Math.max(1, Math.min(MAX_GSO_SEGMENTS, Math.floor(MAX_UDP_PAYLOAD / datagram)));
+    for (let i = 0; i < plan.count; ) {
+      const n = Math.min(perTrain, plan.count - i);
+      const buf = this.pool.pop() ?? Buffer.allocUnsafe(SEND_BUFFER_BYTES);
+      let off = 0;
+      for (let k = 0; k < n; k++, i++) {
+        const start = off;
+        const f = start + overhead;
+        writePeerNameAt(buf, start, this.ourName);
+        writePeerNameAt(buf, f, src);
+        writePeerNameAt(buf, f + 6, dst);
+        const len = writeTcpSegment(plan, frame, i, buf, f + SLEEVE_FRAME_HEADER_BYTES, partial);
+        buf[f + 12] = len >>> 8;
+        buf[f + 13] = len & 0xff;
+        off = f + SLEEVE_FRAME_HEADER_BYTES + len;
+        if (enc) enc.sealAt(this.ourName, buf, start, off);
+      }
+      this.queued.push({ peer: p, buf });
+      this.io.queueUdp(buf, off, p.ipNum, p.state.port, true, n > 1 ? datagram : 0, enc !== undefined);
+    }
+  }
+
   private enqueue(p: PeerOut, src: PeerName, dst: PeerName, frame: Uint8Array, df: boolean, limit: number): void {
     // Even without DF, frames are only packed together while that stays unfragmented.
     const packLimit = Math.min(limit, p.state.maxPayload);
+    // Frames leave in order: what waits in the other channel's batch goes first.
+    const other = df ? p.nonDf : p.df;
+    if (other && !other.isEmpty) this.finish(p, other, !df);
     let batch = df ? p.df : p.nonDf;
     if (batch && (batch.isFull || !batch.fits(frame.length, packLimit))) {
       this.finish(p, batch, df);
       batch = undefined;
     }
     if (!batch) {
-      const buf = this.pool.pop() ?? Buffer.allocUnsafe(65536);
+      const buf = this.pool.pop() ?? Buffer.allocUnsafe(SEND_BUFFER_BYTES);
       batch = new SleeveBatch(buf, this.ourName, { encrypted: p.enc !== undefined });
       if (df) p.df = batch;
       else p.nonDf = batch;
@@ -356,7 +573,7 @@ export class SleeveEngine {
     }
     const out = p.enc ? (df ? p.enc.df : p.enc.nonDf).sealBatch(batch) : batch.bytes();
     this.queued.push({ peer: p, buf: batch.buf });
-    this.io.queueUdp(out, out.length, p.ipNum, p.state.port, df);
+    this.io.queueUdp(out, out.length, p.ipNum, p.state.port, df, 0, p.enc !== undefined);
   }
 
   private flushPeer(p: PeerOut): void {
@@ -364,8 +581,10 @@ export class SleeveEngine {
     if (p.nonDf) this.finish(p, p.nonDf, false);
   }
 
-  /** Sends everything pending; call after each burst of input. */
+  /** Sends everything pending and writes merged frames; call after each burst of input. */
   flush(): void {
+    this.coalescer.flush();
+    this.clock = this.io.now();
     for (const p of this.peers.values()) this.flushPeer(p);
     if (this.queued.length) {
       const { tooBig } = this.io.flushUdp();
@@ -391,10 +610,28 @@ export class SleeveEngine {
     const now = this.io.now();
     for (const [mac, e] of this.macs) {
       if (now - e.seen > maxAgeMs && !this.pinned.has(mac)) {
+        this.macCacheClear();
         this.macs.delete(mac);
         if (e.peer !== this.ourName) this.forgotten.push(mac);
       }
     }
+  }
+
+  /** The MAC table's entry for `mac`, through a two-entry cache (cleared on every change). */
+  private macEntry(mac: number): MacEntry | undefined {
+    if (mac === this.cacheMacA) return this.cacheEntryA;
+    if (mac === this.cacheMacB) return this.cacheEntryB;
+    const e = this.macs.get(mac);
+    this.cacheMacB = this.cacheMacA;
+    this.cacheEntryB = this.cacheEntryA;
+    this.cacheMacA = mac;
+    this.cacheEntryA = e;
+    return e;
+  }
+
+  private macCacheClear(): void {
+    this.cacheMacA = this.cacheMacB = -1;
+    this.cacheEntryA = this.cacheEntryB = undefined;
   }
 
   macCount(): number {

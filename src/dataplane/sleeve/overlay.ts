@@ -32,11 +32,16 @@ const PACKET_OVERHEAD_ENCRYPTED = 6 + 8 + 16;
 
 /** Sleeve's control messages (inside OverlayControlMsg, after the overlay index). */
 /**
- * Our own intro feature: "1" when this router sends and takes TCP super-frames (up to 64 KiB,
- * whole checksums) over sleeve. The original ignores features it does not know, never sends
- * it, and so only ever gets MTU-sized frames from us.
+ * Our own intro feature, a version: "1" when this router takes TCP super-frames (up to 64 KiB,
+ * whole checksums) in one datagram over sleeve; "2" when, in addition, all its datagrams carry
+ * UDP checksums (its super-frames leave as UDP GSO trains of segments); "3" when, in addition,
+ * it takes TCP frames with partial checksums (the pseudo-header sum in the field, as the
+ * kernel's checksum offload leaves it): integrity then rests on the UDP checksum or the NaCl
+ * box. The original ignores features it does not know, never sends it, and so only ever gets
+ * MTU-sized frames with whole checksums from us.
  */
 export const SLEEVE_GSO_FEATURE = 'SleeveGSO';
+export const SLEEVE_GSO_VERSION = 3;
 
 export const SleeveControl = Object.freeze({ ConnectionEstablished: 1, FragmentationReceived: 2, PMTUVerified: 3 });
 
@@ -57,6 +62,16 @@ export interface SleevePeerState {
   outbound: boolean;
   /** Both ends take TCP super-frames in one datagram (our `SleeveGSO` feature). */
   gso: boolean;
+  /**
+   * The peer's datagrams carry UDP checksums (SleeveGSO 2 and later), which the kernel checks
+   * on arrival, so its TCP segments may be merged without checking their own checksums.
+   */
+  udpChecksums: boolean;
+  /**
+   * The peer takes TCP frames whose checksum field holds only the pseudo-header sum (SleeveGSO
+   * 3 and later: it finishes them, or has the kernel do so), so we need not sum the payload.
+   */
+  partialChecksums: boolean;
 }
 
 export interface SleeveDatapath {
@@ -79,12 +94,13 @@ export class SleeveOverlay implements NetworkOverlay {
   constructor(private readonly deps: SleeveOverlayDeps, private readonly opts: { port: number; gso?: boolean }) {}
 
   addFeaturesTo(features: Map<string, string>): void {
-    if (this.opts.gso) features.set(SLEEVE_GSO_FEATURE, '1');
+    if (this.opts.gso) features.set(SLEEVE_GSO_FEATURE, String(SLEEVE_GSO_VERSION));
   }
 
   prepare(params: ForwarderParams): Forwarder {
-    const gso = !!this.opts.gso && params.features.get(SLEEVE_GSO_FEATURE) === '1';
-    return new SleeveForwarder(this, this.deps, params, this.opts.port, gso);
+    const version = Number(params.features.get(SLEEVE_GSO_FEATURE) ?? 0);
+    const v = this.opts.gso && Number.isInteger(version) ? version : 0;
+    return new SleeveForwarder(this, this.deps, params, this.opts.port, v);
   }
 
   /** @internal */
@@ -138,7 +154,7 @@ export class SleeveForwarder implements Forwarder {
     private readonly deps: SleeveOverlayDeps,
     private readonly params: ForwarderParams,
     port: number,
-    gso: boolean,
+    gsoVersion: number,
   ) {
     this.remote = params.remoteName;
     this.label = `${formatPeerName(params.remoteName)}(${params.remoteNickName})`;
@@ -157,7 +173,9 @@ export class SleeveForwarder implements Forwarder {
       stackFrag: false,
       sessionKey: params.sessionKey,
       outbound: params.outbound,
-      gso,
+      gso: gsoVersion >= 1,
+      udpChecksums: gsoVersion >= 2,
+      partialChecksums: gsoVersion >= 3,
     };
   }
 

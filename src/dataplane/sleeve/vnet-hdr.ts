@@ -8,11 +8,15 @@
 // - completeChecksum(): finish a NEEDS_CSUM checksum, for frames leaving the host whole;
 // - segmentGso(): cut a super-frame into MSS-sized frames with full checksums, for a peer that
 //   cannot take large frames (an original router) or for a path MTU smaller than the frame;
-// - gsoForFrame(): the header to give the kernel a large TCP frame that arrived from a peer.
+//   planTcpSegments()/writeTcpSegment(): the same cut, one segment at a time into any buffer
+//   (a UDP GSO train), header checksums from sums made once, TCP checksums whole or partial;
+// - gsoForFrame(): the header to give the kernel a large TCP frame that arrived from a peer;
+// - partial TCP checksums (the pseudo-header sum in the field, SleeveGSO 3): recognise them,
+//   the NEEDS_CSUM header that has the kernel finish one, or finish one here.
 import { WeaveError } from '../../core/errors.js';
 import {
   ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_BYTES, IPV6_HEADER_BYTES, IP_PROTO_TCP, IP_PROTO_UDP,
-  etherType, fillIpv4Checksum, foldChecksum, fragmentIpv4, ipv4PseudoHeaderSum, ipv6PseudoHeaderSum, onesComplementSum,
+  etherType, foldChecksum, fragmentIpv4, ipv4PseudoHeaderSum, ipv6PseudoHeaderSum, onesComplementSum,
   parseIpv4Frame, type Ipv4Info,
 } from './ipv4.js';
 
@@ -101,7 +105,7 @@ export function completeChecksum(hdr: VnetHdr, frame: Uint8Array): void {
 }
 
 /** Where the IP and TCP headers of a TCP frame are, for segmentation and GSO. */
-interface TcpLayout {
+export interface TcpLayout {
   readonly v6: boolean;
   readonly ip: Ipv4Info | undefined;
   readonly ipStart: number;
@@ -153,12 +157,195 @@ function pseudoSum(frame: Uint8Array, l: TcpLayout, l4Length: number): number {
 }
 
 /**
- * Software GSO: the frames the kernel would have put on the wire for this super-frame. TCP
- * (v4 and v6): segments of gsoSize payload bytes, headers copied, IPv4 total length, id +1 per
- * segment and header checksum, IPv6 payload length, TCP sequence advanced, FIN and PSH kept on
- * the last segment only and CWR on the first only, and every TCP checksum computed in full.
- * UDP (IPv4): the checksum completed, then IP fragments of gsoSize bytes as UFO did. Without
- * GSO the frame itself is returned, its checksum completed in place when partial.
+ * How a TCP super-frame is cut: where its headers end, the payload, the segment count, and the
+ * header checksums' parts that are the same in every segment. Made once per super-frame;
+ * `writeTcpSegment` then writes any segment into any buffer.
+ */
+export interface TcpSegmentPlan {
+  readonly layout: TcpLayout;
+  /** Ethernet + IP + TCP header bytes, copied into every segment. */
+  readonly headers: number;
+  readonly payloadBytes: number;
+  /** Payload bytes per segment (the last may have fewer). */
+  readonly mss: number;
+  readonly count: number;
+  readonly seq0: number;
+  readonly id0: number;
+  readonly flags0: number;
+  /** The super-frame's headers (a view). */
+  readonly head: Uint8Array;
+  /** Where the super-frame lies, for payload views made without asking the frame each time. */
+  readonly buffer: ArrayBufferLike;
+  readonly byteOffset: number;
+  /** Unfolded sums of the 16-bit words that do not change: IPv4 header less length, id and checksum. */
+  readonly ipSum: number;
+  /** The pseudo header's addresses and protocol. */
+  readonly pseudoSum: number;
+  /** TCP header less sequence number, flags word and checksum. */
+  readonly tcpSum: number;
+}
+
+/** Unfolded sum of big-endian 16-bit words in [start, end) (even length). */
+function wordsSum(b: Uint8Array, start: number, end: number): number {
+  let s = 0;
+  for (let i = start; i < end; i += 2) s += ((b[i] as number) << 8) | (b[i + 1] as number);
+  return s;
+}
+
+/** The cut of a TCP super-frame (gsoType TCPV4/TCPV6, any ECN bit); throws DECODE_FAILED. */
+export function planTcpSegments(hdr: VnetHdr, frame: Uint8Array): TcpSegmentPlan {
+  const type = hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
+  if (type !== VIRTIO_NET_HDR_GSO_TCPV4 && type !== VIRTIO_NET_HDR_GSO_TCPV6) {
+    throw new WeaveError('DECODE_FAILED', `virtio_net_hdr: GSO type ${hdr.gsoType} is not TCP`);
+  }
+  const l = tcpLayout(frame, 'GSO');
+  if (l.v6 !== (type === VIRTIO_NET_HDR_GSO_TCPV6)) throw new WeaveError('DECODE_FAILED', 'GSO: type does not match the IP version');
+  const mss = hdr.gsoSize;
+  if (mss === 0) throw new WeaveError('DECODE_FAILED', 'GSO: gso_size is 0');
+  const headers = l.tcpStart + l.tcpHeaderBytes;
+  const payloadBytes = l.end - headers;
+  const ip = l.ipStart;
+  const t = l.tcpStart;
+  let ipSum = 0;
+  let pseudo: number;
+  if (l.v6) {
+    pseudo = wordsSum(frame, ip + 8, ip + 40);
+  } else {
+    ipSum = wordsSum(frame, ip, ip + 2) + wordsSum(frame, ip + 6, ip + 10) + wordsSum(frame, ip + 12, ip + l.ipHeaderBytes);
+    pseudo = wordsSum(frame, ip + 12, ip + 20);
+  }
+  const tcpSum = wordsSum(frame, t, t + 4) + wordsSum(frame, t + 8, t + 12) + wordsSum(frame, t + 14, t + 16) + wordsSum(frame, t + 18, headers);
+  return {
+    layout: l,
+    headers,
+    payloadBytes,
+    mss,
+    count: Math.max(1, Math.ceil(payloadBytes / mss)),
+    seq0: readU32(frame, t + 4),
+    id0: l.ip ? l.ip.id : 0,
+    flags0: frame[t + 13] as number,
+    head: new Uint8Array(frame.buffer, frame.byteOffset, headers),
+    buffer: frame.buffer,
+    byteOffset: frame.byteOffset,
+    ipSum,
+    pseudoSum: pseudo + IP_PROTO_TCP,
+    tcpSum,
+  };
+}
+
+/**
+ * Writes segment `i` of `plan` (a frame the kernel would have put on the wire) into `out` at
+ * `at` and returns its length: headers copied, IPv4 total length, id +1 per segment and header
+ * checksum, IPv6 payload length, TCP sequence advanced, FIN and PSH kept on the last segment
+ * only and CWR on the first only, and the TCP checksum computed in full: the header checksums
+ * are finished from the plan's sums, only the payload is summed per segment. With `partial`
+ * the TCP checksum field gets the pseudo-header sum instead, as the kernel leaves it for an
+ * offload (`isPartialTcpChecksum`), and the payload is not read twice.
+ */
+export function writeTcpSegment(plan: TcpSegmentPlan, frame: Uint8Array, i: number, out: Uint8Array, at: number, partial = false): number {
+  const l = plan.layout;
+  const { headers, mss, count } = plan;
+  const off = i * mss;
+  const segLen = Math.min(mss, plan.payloadBytes - off);
+  const from = headers + off;
+  out.set(plan.head, at);
+  out.set(new Uint8Array(plan.buffer, plan.byteOffset + from, segLen), at + headers);
+  const ipLen = l.ipHeaderBytes + l.tcpHeaderBytes + segLen;
+  const ip = at + l.ipStart;
+  if (l.v6) {
+    const n = ipLen - IPV6_HEADER_BYTES;
+    out[ip + 4] = n >>> 8;
+    out[ip + 5] = n & 0xff;
+  } else {
+    const id = (plan.id0 + i) & 0xffff;
+    out[ip + 2] = ipLen >>> 8;
+    out[ip + 3] = ipLen & 0xff;
+    out[ip + 4] = id >>> 8;
+    out[ip + 5] = id & 0xff;
+    const c = ~foldChecksum(plan.ipSum + ipLen + id) & 0xffff;
+    out[ip + 10] = c >>> 8;
+    out[ip + 11] = c & 0xff;
+  }
+  const t = at + l.tcpStart;
+  const seq = (plan.seq0 + off) >>> 0;
+  out[t + 4] = seq >>> 24;
+  out[t + 5] = (seq >>> 16) & 0xff;
+  out[t + 6] = (seq >>> 8) & 0xff;
+  out[t + 7] = seq & 0xff;
+  let flags = plan.flags0;
+  if (i < count - 1) flags &= ~(TCP_FIN | TCP_PSH);
+  if (i > 0) flags &= ~TCP_CWR;
+  out[t + 13] = flags;
+  const l4Len = l.tcpHeaderBytes + segLen;
+  let c: number;
+  if (partial) c = foldChecksum(plan.pseudoSum + l4Len);
+  else {
+    // Pseudo header, sequence number, flags word; the payload straight from the super-frame.
+    const head = plan.pseudoSum + l4Len + plan.tcpSum + (seq >>> 16) + (seq & 0xffff) + (((out[t + 12] as number) << 8) | flags);
+    c = ~onesComplementSum(frame, from, from + segLen, head) & 0xffff;
+  }
+  out[t + TCP_CHECKSUM_OFFSET] = c >>> 8;
+  out[t + TCP_CHECKSUM_OFFSET + 1] = c & 0xff;
+  return headers + segLen;
+}
+
+/**
+ * Where the TCP checksum of `frame` starts when its field holds the pseudo-header sum (a
+ * partial checksum, as `writeTcpSegment` leaves it with `partial`), else -1. Unfragmented TCP
+ * over IPv4 or IPv6 (no extension headers) only. A full checksum that happens to equal the
+ * pseudo-header sum is taken for partial, harmlessly: finishing it gives it back unchanged.
+ */
+export function partialTcpChecksumStart(frame: Uint8Array): number {
+  const len = frame.length;
+  let t: number;
+  let sum: number;
+  let l4: number;
+  if (frame[12] === 0x08 && frame[13] === 0x00) {
+    if (len < ETH_HEADER_BYTES + 40 || frame[ETH_HEADER_BYTES + 9] !== IP_PROTO_TCP) return -1;
+    if (((frame[20] as number) & 0x3f) !== 0 || frame[21] !== 0) return -1; // a fragment
+    const ihl = ((frame[ETH_HEADER_BYTES] as number) & 0x0f) * 4;
+    const total = ((frame[16] as number) << 8) | (frame[17] as number);
+    t = ETH_HEADER_BYTES + ihl;
+    l4 = total - ihl;
+    if (ihl < 20 || ETH_HEADER_BYTES + total > len || l4 < 20) return -1;
+    sum = wordsSum(frame, ETH_HEADER_BYTES + 12, ETH_HEADER_BYTES + 20);
+  } else if (frame[12] === 0x86 && frame[13] === 0xdd) {
+    if (len < ETH_HEADER_BYTES + IPV6_HEADER_BYTES + 20 || frame[ETH_HEADER_BYTES + 6] !== IP_PROTO_TCP) return -1;
+    l4 = ((frame[18] as number) << 8) | (frame[19] as number);
+    t = ETH_HEADER_BYTES + IPV6_HEADER_BYTES;
+    if (t + l4 > len || l4 < 20) return -1;
+    sum = wordsSum(frame, ETH_HEADER_BYTES + 8, ETH_HEADER_BYTES + 40);
+  } else {
+    return -1;
+  }
+  const field = ((frame[t + TCP_CHECKSUM_OFFSET] as number) << 8) | (frame[t + TCP_CHECKSUM_OFFSET + 1] as number);
+  return field === foldChecksum(sum + IP_PROTO_TCP + l4) ? t : -1;
+}
+
+/** The virtio header that has the kernel finish a partial TCP checksum, or NO_VNET_HDR. */
+export function partialTcpChecksumHdr(frame: Uint8Array): VnetHdr {
+  const t = partialTcpChecksumStart(frame);
+  if (t < 0) return NO_VNET_HDR;
+  return { flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, gsoType: VIRTIO_NET_HDR_GSO_NONE, hdrLen: 0, gsoSize: 0, csumStart: t, csumOffset: TCP_CHECKSUM_OFFSET };
+}
+
+/** Finishes a partial TCP checksum in place (for a peer that takes whole ones only); true if it was one. */
+export function finishPartialTcpChecksum(frame: Uint8Array): boolean {
+  const t = partialTcpChecksumStart(frame);
+  if (t < 0) return false;
+  const end = frame[12] === 0x08 ? ETH_HEADER_BYTES + (((frame[16] as number) << 8) | (frame[17] as number)) : t + (((frame[18] as number) << 8) | (frame[19] as number));
+  const c = ~onesComplementSum(frame, t, end) & 0xffff;
+  const v = c === 0 ? CSUM_MANGLED_0 : c;
+  frame[t + TCP_CHECKSUM_OFFSET] = v >>> 8;
+  frame[t + TCP_CHECKSUM_OFFSET + 1] = v & 0xff;
+  return true;
+}
+
+/**
+ * Software GSO: the frames the kernel would have put on the wire for this super-frame, as
+ * fresh Buffers. TCP (v4 and v6): the segments of `writeTcpSegment`. UDP (IPv4): the checksum
+ * completed, then IP fragments of gsoSize bytes as UFO did. Without GSO the frame itself is
+ * returned, its checksum completed in place when partial.
  */
 export function segmentGso(hdr: VnetHdr, frame: Uint8Array): Buffer[] {
   const type = hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
@@ -170,44 +357,11 @@ export function segmentGso(hdr: VnetHdr, frame: Uint8Array): Buffer[] {
   if (type !== VIRTIO_NET_HDR_GSO_TCPV4 && type !== VIRTIO_NET_HDR_GSO_TCPV6) {
     throw new WeaveError('DECODE_FAILED', `virtio_net_hdr: unknown GSO type ${hdr.gsoType}`);
   }
-  const l = tcpLayout(frame, 'GSO');
-  if (l.v6 !== (type === VIRTIO_NET_HDR_GSO_TCPV6)) throw new WeaveError('DECODE_FAILED', 'GSO: type does not match the IP version');
-  const mss = hdr.gsoSize;
-  if (mss === 0) throw new WeaveError('DECODE_FAILED', 'GSO: gso_size is 0');
-  const headers = l.tcpStart + l.tcpHeaderBytes;
-  const payloadLen = l.end - headers;
-  const count = Math.max(1, Math.ceil(payloadLen / mss));
-  const seq0 = readU32(frame, l.tcpStart + 4);
-  const id0 = l.ip ? l.ip.id : 0;
-  const flags0 = frame[l.tcpStart + 13] as number;
+  const plan = planTcpSegments(hdr, frame);
   const out: Buffer[] = [];
-  for (let i = 0; i < count; i++) {
-    const off = i * mss;
-    const segLen = Math.min(mss, payloadLen - off);
-    const seg = Buffer.allocUnsafe(headers + segLen);
-    seg.set(frame.subarray(0, headers), 0);
-    seg.set(frame.subarray(headers + off, headers + off + segLen), headers);
-    const ipLen = l.ipHeaderBytes + l.tcpHeaderBytes + segLen;
-    if (l.v6) {
-      seg.writeUInt16BE(ipLen - IPV6_HEADER_BYTES, l.ipStart + 4);
-    } else {
-      seg.writeUInt16BE(ipLen, l.ipStart + 2);
-      seg.writeUInt16BE((id0 + i) & 0xffff, l.ipStart + 4);
-      fillIpv4Checksum(seg, l.ipStart);
-    }
-    const t = l.tcpStart;
-    seg.writeUInt32BE((seq0 + off) >>> 0, t + 4);
-    let flags = flags0;
-    if (i < count - 1) flags &= ~(TCP_FIN | TCP_PSH);
-    if (i > 0) flags &= ~TCP_CWR;
-    seg[t + 13] = flags;
-    seg[t + TCP_CHECKSUM_OFFSET] = 0;
-    seg[t + TCP_CHECKSUM_OFFSET + 1] = 0;
-    const l4Len = l.tcpHeaderBytes + segLen;
-    // Sum the payload straight from the super-frame: it is the same bytes.
-    let sum = onesComplementSum(seg, t, t + l.tcpHeaderBytes, pseudoSum(seg, l, l4Len));
-    sum = onesComplementSum(frame, headers + off, headers + off + segLen, sum);
-    seg.writeUInt16BE(~sum & 0xffff, t + TCP_CHECKSUM_OFFSET);
+  for (let i = 0; i < plan.count; i++) {
+    const seg = Buffer.allocUnsafe(plan.headers + Math.min(plan.mss, plan.payloadBytes - i * plan.mss));
+    writeTcpSegment(plan, frame, i, seg, 0);
     out.push(seg);
   }
   return out;

@@ -8,7 +8,7 @@
 // - errno is read with `koffi.errno()` straight after the failing call on the same thread
 //   (koffi saves it per call; any other koffi call in between would overwrite it).
 // - Buffers passed as `void *` go to C without copying. Structures the kernel reads through
-//   pointers (iovec, mmsghdr, sockaddr_in, pollfd) are laid out by hand in Node Buffers; their
+//   pointers (iovec, mmsghdr, sockaddr_in, pollfd, cmsghdr) are laid out by hand in Node Buffers; their
 //   offsets come from koffi's C layout rules (`layout()`), so only the byte order and the
 //   pointer width are assumed: 64-bit little-endian Linux (x86_64, arm64), checked on load.
 // - Addresses of Buffers are taken once per ArrayBuffer and cached: an ArrayBuffer's backing
@@ -44,6 +44,12 @@ export const IP_MTU_DISCOVER = 10;
 export const IP_MTU = 14;
 export const IP_PMTUDISC_DONT = 0;
 export const IP_PMTUDISC_DO = 2;
+export const SOL_UDP = 17;
+/** Per send (cmsg) or socket: the kernel cuts the payload into datagrams of this size (UDP GSO, Linux 4.18). */
+export const UDP_SEGMENT = 103;
+/** Socket option: the kernel may hand over several same-sized datagrams in one receive (UDP GRO, Linux 5.0). */
+export const UDP_GRO = 104;
+export const MSG_CTRUNC = 0x8;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 
@@ -54,6 +60,9 @@ export const POLLHUP = 0x10;
 export const POLLNVAL = 0x20;
 
 export const SOCKADDR_IN_BYTES = 16;
+/** struct cmsghdr on 64-bit Linux: size_t len, int level, int type; data 8-byte aligned after it. */
+export const CMSG_HEADER_BYTES = 16;
+export const cmsgSpace = (dataBytes: number): number => CMSG_HEADER_BYTES + ((dataBytes + 7) & ~7);
 
 /** The errno numbers the data path branches on (Linux). */
 export const Errno = {
@@ -69,6 +78,7 @@ export const Errno = {
   ENODEV: 19,
   EINVAL: 22,
   EMSGSIZE: 90,
+  ENOPROTOOPT: 92,
   EADDRINUSE: 98,
   ENETUNREACH: 101,
   ENOBUFS: 105,
@@ -145,6 +155,8 @@ export interface Layout {
   msgNamelen: number;
   msgIov: number;
   msgIovlen: number;
+  msgControl: number;
+  msgControllen: number;
   msgFlags: number;
   msgLen: number;
   pollfdBytes: number;
@@ -231,6 +243,8 @@ function load(): Libc {
     msgNamelen: koffi.offsetof(msghdr, 'msg_namelen'),
     msgIov: koffi.offsetof(msghdr, 'msg_iov'),
     msgIovlen: koffi.offsetof(msghdr, 'msg_iovlen'),
+    msgControl: koffi.offsetof(msghdr, 'msg_control'),
+    msgControllen: koffi.offsetof(msghdr, 'msg_controllen'),
     msgFlags: koffi.offsetof(msghdr, 'msg_flags'),
     msgLen: koffi.offsetof(mmsghdr, 'msg_len'),
     pollfdBytes: pollfd.size,
@@ -243,18 +257,24 @@ function load(): Libc {
   const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)');
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const addresses = new WeakMap<ArrayBufferLike, number>();
+  // The data path asks for the same few buffers over and over: remember the last one.
+  let lastBuffer: ArrayBufferLike | undefined;
+  let lastBase = 0;
 
   return {
     layout,
     errno: () => koffi.errno(),
     addressOf(buf: Uint8Array): number {
       const ab = buf.buffer; // materialises an on-heap typed array, so its address is final
+      if (ab === lastBuffer) return lastBase + buf.byteOffset;
       let base = addresses.get(ab);
       if (base === undefined) {
         if (ab.byteLength === 0) return 0; // koffi reports 0 for empty storage; nothing is read through it
         base = Number(koffi.address(new Uint8Array(ab)));
         addresses.set(ab, base);
       }
+      lastBuffer = ab;
+      lastBase = base;
       return base + buf.byteOffset;
     },
     open: (path, flags) => open(path, flags) as number,

@@ -233,6 +233,41 @@ test('in place: a batch is sealed in its own buffer and opened in the datagram',
   assert.throws(() => enc.sealBatch(new SleeveBatch(Buffer.alloc(100), H1)), code('INVALID_ARGUMENT'));
 });
 
+test('at an offset: packets sealed back to back in one buffer (a UDP GSO train), opened in place in a receive buffer', () => {
+  const rand = seeded(4);
+  const enc = new SleeveEncryptor(KEY, true, true);
+  const ref = new SleeveEncryptor(KEY, true, true);
+  const dec = new SleeveDecryptor(KEY, false);
+  const frames = [randomBuf(rand, 1200), randomBuf(rand, 1200), randomBuf(rand, 700)];
+  const buf = Buffer.alloc(8000);
+  const at: [number, number][] = [];
+  let o = 5;
+  for (const f of frames) {
+    const plain = encodeSleevePacket(H1, [{ src: H1, dst: H2, frame: f }]).subarray(6);
+    plain.copy(buf, o + ENCRYPTED_PACKET_OVERHEAD);
+    const end = o + ENCRYPTED_PACKET_OVERHEAD + plain.length;
+    enc.sealAt(H1, buf, o, end);
+    // Byte for byte what seal() makes with the same sequence number.
+    assert.deepEqual(buf.subarray(o, end), ref.seal(H1, plain));
+    at.push([o, end]);
+    o = end;
+  }
+  assert.throws(() => enc.sealAt(H1, buf, 7990, 8001), code('INVALID_ARGUMENT'));
+  // Opened where it lies: the frames appear at start + 30; a replay is refused.
+  const copy = Buffer.from(buf);
+  for (const [i, [s, e]] of at.entries()) {
+    assert.ok(dec.openAt(copy, s, e));
+    assert.deepEqual(decodeSleeveFrames(copy.subarray(s + ENCRYPTED_PACKET_OVERHEAD, e)).map((f) => f.frame), [frames[i]]);
+  }
+  const again = Buffer.from(buf);
+  assert.equal(dec.openAt(again, at[0]![0], at[0]![1]), false);
+  assert.equal(dec.lastDropReason, 'replay');
+  again[at[1]![0] + 40] = again[at[1]![0] + 40]! ^ 1;
+  assert.equal(new SleeveDecryptor(KEY, false).openAt(again, at[1]![0], at[1]![1]), false);
+  assert.equal(dec.openAt(again, 0, 20), false);
+  assert.equal(dec.lastDropReason, 'short');
+});
+
 test('keys: 32 bytes or INVALID_ARGUMENT; the key is copied', () => {
   assert.throws(() => new SleeveEncryptor(Buffer.alloc(31), true, true), code('INVALID_ARGUMENT'));
   assert.throws(() => new SleeveDecryptor(Buffer.alloc(33), true), code('INVALID_ARGUMENT'));

@@ -2,7 +2,9 @@
 // network and fake TAPs. MAC learning, unicast relaying and broadcast along routes (a chain
 // h1–h2–h3), encryption end to end, DF frames over the MTU answered with ICMP, our own IPv4
 // fragmentation when fragments do not pass, TCP super-frames whole to peers that take them and
-// segmented for the others, EMSGSIZE reported, specials handed to the control side.
+// segmented for the others, or as UDP GSO trains merged back on arrival, partial checksums
+// between our routers only, frames in order, EMSGSIZE reported, specials handed to the
+// control side.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PeerName } from '../../../src/core/peer-name.js';
@@ -22,7 +24,7 @@ interface Host {
   engine: SleeveEngine;
   tap: { frame: Buffer; hdr: VnetHdr | undefined }[];
   events: DatapathEvent[];
-  sent: { len: number; df: boolean; to: number }[];
+  sent: { len: number; df: boolean; to: number; segmentSize: number; sealed: boolean }[];
 }
 
 class FakeNet {
@@ -32,29 +34,40 @@ class FakeNet {
   fragmentsPass = true;
   queue: (() => void)[] = [];
 
-  add(i: number, opts: { vnetHdr?: boolean } = {}): Host {
+  /** Receivers take UDP GSO trains whole (GRO); false: as separate datagrams. */
+  gro = true;
+
+  add(i: number, opts: { vnetHdr?: boolean; udpGso?: boolean } = {}): Host {
     const h = { i, tap: [], events: [], sent: [] } as unknown as Host;
-    let pending: { buf: Buffer; len: number; ip: number; port: number; df: boolean }[] = [];
+    let pending: { buf: Buffer; len: number; ip: number; port: number; df: boolean; seg: number; sealed: boolean }[] = [];
     const io: EngineIo = {
-      queueUdp: (buf, len, ip, port, df) => pending.push({ buf: Buffer.from(buf.subarray(0, len)), len, ip, port, df }),
+      queueUdp: (buf, len, ip, port, df, seg = 0, sealed = false) => pending.push({ buf: Buffer.from(buf.subarray(0, len)), len, ip, port, df, seg, sealed }),
       flushUdp: () => {
         const tooBig: number[] = [];
         pending.forEach((p, idx) => {
-          if (p.df && p.len + 28 > this.pmtu) return void tooBig.push(idx);
+          const largest = p.seg ? p.seg : p.len;
+          if (p.df && largest + 28 > this.pmtu) return void tooBig.push(idx);
           if (!p.df && p.len + 28 > this.pmtu && !this.fragmentsPass) return;
-          h.sent.push({ len: p.len, df: p.df, to: p.ip & 255 });
+          h.sent.push({ len: p.len, df: p.df, to: p.ip & 255, segmentSize: p.seg, sealed: p.sealed });
           const to = this.hosts.get(p.ip & 255);
-          if (to) this.queue.push(() => to.engine.onDatagram(p.buf, ipv4ToNumber(IP(i)), 6783));
+          if (!to) return;
+          if (p.seg && !this.gro) {
+            for (let o = 0; o < p.len; o += p.seg) {
+              const d = p.buf.subarray(o, Math.min(o + p.seg, p.len));
+              this.queue.push(() => to.engine.onDatagram(d, ipv4ToNumber(IP(i)), 6783));
+            }
+          } else this.queue.push(() => to.engine.onDatagram(p.buf, ipv4ToNumber(IP(i)), 6783, p.seg));
         });
         pending = [];
         return { tooBig };
       },
       writeTap: (frame, hdr) => h.tap.push({ frame: Buffer.from(frame), hdr }),
+      writeTapv: (bufs, starts, ends, count, hdr) => h.tap.push({ frame: Buffer.concat(bufs.slice(0, count).map((b, i) => b.subarray(starts[i], ends[i]))), hdr }),
       post: (ev) => h.events.push(ev),
       pathMtu: () => this.pmtu,
       now: () => 0,
     };
-    h.engine = new SleeveEngine(io, NAME(i), { vnetHdr: opts.vnetHdr ?? false, bridgeMtu: 1376 });
+    h.engine = new SleeveEngine(io, NAME(i), { vnetHdr: opts.vnetHdr ?? false, bridgeMtu: 1376, udpGso: opts.udpGso ?? false });
     this.hosts.set(i, h);
     return h;
   }
@@ -71,7 +84,7 @@ class FakeNet {
 }
 
 function peer(i: number, over: Partial<SleevePeerState> = {}): SleevePeerState {
-  return { name: NAME(i), connUid: 1n, ip: IP(i), port: 6783, mtu: 1438, maxPayload: 1472, stackFrag: true, sessionKey: undefined, outbound: true, gso: false, ...over };
+  return { name: NAME(i), connUid: 1n, ip: IP(i), port: 6783, mtu: 1438, maxPayload: 1472, stackFrag: true, sessionKey: undefined, outbound: true, gso: false, udpChecksums: false, partialChecksums: false, ...over };
 }
 
 const mac = (n: number) => Buffer.from([0x02, 0, 0, 0, 0, n]);
@@ -307,4 +320,163 @@ test('garbage datagrams and unknown senders are dropped without a throw', () => 
   }
   h1.engine.flush();
   assert.equal(h1.tap.length, 0);
+});
+
+/** Two hosts with virtio headers; h1 knows mac(2) is at h2. `v`: their SleeveGSO version. */
+function gsoPair(net: FakeNet, v: number, opts: { key?: boolean; udpGso?: boolean } = {}): [Host, Host] {
+  const [h1, h2] = [net.add(1, { vnetHdr: true, udpGso: opts.udpGso ?? true }), net.add(2, { vnetHdr: true, udpGso: opts.udpGso ?? true })];
+  const k = opts.key ? { sessionKey: KEY } : {};
+  const caps = { gso: v >= 1, udpChecksums: v >= 2, partialChecksums: v >= 3 };
+  h1.engine.setPeer(peer(2, { ...caps, ...k }));
+  h2.engine.setPeer(peer(1, { ...caps, ...k, outbound: false }));
+  h1.engine.setRoutes([[NAME(2), NAME(2)]], [[NAME(1), [NAME(2)]]]);
+  h2.engine.setRoutes([[NAME(1), NAME(1)]], [[NAME(2), [NAME(1)]]]);
+  h2.engine.onCaptured(Buffer.concat([Buffer.alloc(10), ipv4Frame(BCAST, mac(2))]));
+  h2.engine.flush();
+  net.run();
+  h1.tap.length = 0;
+  h1.sent.length = 0;
+  return [h1, h2];
+}
+
+for (const gro of [true, false]) {
+  test(`UDP GSO: a super-frame leaves as one train of segments and arrives as one GSO write (${gro ? 'a GRO buffer' : 'separate datagrams'})`, () => {
+    const net = new FakeNet();
+    net.gro = gro;
+    const [h1, h2] = gsoPair(net, 3);
+    const { hdr, frame } = superFrame(20000, 1336);
+    h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+    h1.engine.flush();
+    const n = Math.ceil(20000 / 1336);
+    assert.equal(h1.sent.length, 1, 'one send');
+    const s = h1.sent[0]!;
+    assert.equal(s.segmentSize, 6 + 14 + 54 + 1336, 'one frame of MSS payload per datagram');
+    assert.equal(s.len, (n - 1) * s.segmentSize + 6 + 14 + 54 + (20000 - (n - 1) * 1336));
+    assert.ok(s.df && !s.sealed);
+    net.run();
+    assert.equal(h2.tap.length, 1, 'merged back into one write');
+    const got = h2.tap[0]!;
+    assert.deepEqual(got.hdr, { flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, gsoType: VIRTIO_NET_HDR_GSO_TCPV4, hdrLen: 54, gsoSize: 1336, csumStart: 34, csumOffset: 16 });
+    // The very super-frame h1's TAP handed over: same headers, PSH back on, partial checksum.
+    assert.deepEqual(got.frame, frame);
+  });
+}
+
+test('UDP GSO to an original router: segments with whole checksums, one write each; to SleeveGSO 2: whole checksums, merged', () => {
+  for (const v of [0, 2]) {
+    const net = new FakeNet();
+    const [h1, h2] = gsoPair(net, v);
+    const { hdr, frame } = superFrame(8000, 1336);
+    h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+    h1.engine.flush();
+    assert.equal(h1.sent.length, 1);
+    assert.equal(h1.sent[0]!.segmentSize, 6 + 14 + 54 + 1336);
+    // What the wire carries: every segment's checksum whole (an original checks nothing else).
+    const wire = h1.sent[0]!;
+    assert.ok(wire.len > 0);
+    net.run();
+    if (v === 0) {
+      assert.equal(h2.tap.length, Math.ceil(8000 / 1336));
+      assert.ok(h2.tap.every((t) => tcpChecksumOk(t.frame) && (t.hdr === undefined || t.hdr === NO_VNET_HDR)));
+      assert.deepEqual(Buffer.concat(h2.tap.map((t) => t.frame.subarray(54))), frame.subarray(54));
+    } else {
+      assert.equal(h2.tap.length, 1);
+      assert.deepEqual(h2.tap[0]!.frame, frame);
+    }
+  }
+});
+
+test('partial checksums: a lone segment keeps NEEDS_CSUM; relayed towards an original router they are finished', () => {
+  const net = new FakeNet();
+  const [h1, h2] = gsoPair(net, 3);
+  // FIN on the last segment: it cannot be merged, so it is written alone, checksum partial.
+  const { hdr, frame } = superFrame(4000, 1336);
+  frame[47] = 0x19;
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  h1.engine.flush();
+  net.run();
+  assert.equal(h2.tap.length, 2);
+  assert.equal(h2.tap[0]!.hdr?.gsoType, VIRTIO_NET_HDR_GSO_TCPV4);
+  const fin = h2.tap[1]!;
+  assert.equal(fin.frame[47], 0x19);
+  assert.deepEqual(fin.hdr, { flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 34, csumOffset: 16 });
+  assert.ok(!tcpChecksumOk(fin.frame), 'partial on the wire');
+
+  // h1 –v3– h2 –v0– h3: h2 finishes what it relays to h3.
+  const net2 = new FakeNet();
+  const [a, b, c] = [1, 2, 3].map((i) => net2.add(i, { vnetHdr: true, udpGso: true })) as [Host, Host, Host];
+  const v3 = { gso: true, udpChecksums: true, partialChecksums: true };
+  a.engine.setPeer(peer(2, v3));
+  b.engine.setPeer(peer(1, { ...v3, outbound: false }));
+  b.engine.setPeer(peer(3));
+  c.engine.setPeer(peer(2, { outbound: false }));
+  a.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
+  b.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
+  c.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+  c.engine.onCaptured(Buffer.concat([Buffer.alloc(10), ipv4Frame(BCAST, mac(2))]));
+  c.engine.flush();
+  net2.run();
+  const sf = superFrame(4000, 1336);
+  a.engine.onCaptured(Buffer.concat([sf.hdr, sf.frame]));
+  a.engine.flush();
+  net2.run();
+  const data = c.tap.filter((t) => t.frame.length > 100);
+  assert.equal(data.length, Math.ceil(4000 / 1336));
+  assert.ok(data.every((t) => tcpChecksumOk(t.frame)), 'whole checksums after the relay');
+  assert.deepEqual(Buffer.concat(data.map((t) => t.frame.subarray(54))), sf.frame.subarray(54));
+});
+
+test('encrypted: a super-frame goes whole in one box to a peer that takes it, in order after a queued DF frame', () => {
+  const net = new FakeNet();
+  const [h1, h2] = gsoPair(net, 3, { key: true });
+  const small = ipv4Frame(mac(2), mac(1), { len: 200, df: true, proto: 6 });
+  h1.engine.onCaptured(Buffer.concat([Buffer.alloc(10), small]));
+  const { hdr, frame } = superFrame(20000, 1312);
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  h1.engine.flush();
+  assert.deepEqual(h1.sent.map((s) => [s.df, s.segmentSize, s.sealed]), [[true, 0, true], [false, 0, true]], 'the small DF frame first, then the super-frame');
+  net.run();
+  assert.equal(h2.tap.length, 2);
+  assert.deepEqual(h2.tap[0]!.frame, small);
+  assert.equal(h2.tap[1]!.hdr?.gsoType, VIRTIO_NET_HDR_GSO_TCPV4);
+  assert.deepEqual(h2.tap[1]!.frame.subarray(54), frame.subarray(54));
+});
+
+test('without UDP GSO, plain super-frames still go whole to SleeveGSO peers, with whole checksums below version 3', () => {
+  for (const v of [1, 3]) {
+    const net = new FakeNet();
+    const [h1, h2] = gsoPair(net, v, { udpGso: false });
+    const { hdr, frame } = superFrame(20000, 1336);
+    h1.engine.onCaptured(Buffer.concat([hdr, Buffer.from(frame)]));
+    h1.engine.flush();
+    assert.equal(h1.sent.length, 1);
+    assert.equal(h1.sent[0]!.segmentSize, 0);
+    net.run();
+    assert.equal(h2.tap.length, 1);
+    assert.equal(h2.tap[0]!.hdr?.gsoType, VIRTIO_NET_HDR_GSO_TCPV4);
+  }
+});
+
+test('a train for an unknown MAC is merged for our bridge and still relayed, segment by segment', () => {
+  const net = new FakeNet();
+  const [h1, h2, h3] = [1, 2, 3].map((i) => net.add(i, { vnetHdr: true, udpGso: true })) as [Host, Host, Host];
+  const v3 = { gso: true, udpChecksums: true, partialChecksums: true };
+  h1.engine.setPeer(peer(2, v3));
+  h2.engine.setPeer(peer(1, { ...v3, outbound: false }));
+  h2.engine.setPeer(peer(3, v3));
+  h3.engine.setPeer(peer(2, { ...v3, outbound: false }));
+  h1.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
+  h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
+  h3.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+  // mac(2) is known nowhere: h1 floods the super-frame along its broadcast route.
+  const { hdr, frame } = superFrame(20000, 1336);
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  h1.engine.flush();
+  assert.equal(h1.sent.length, 1);
+  assert.ok(h1.sent[0]!.segmentSize > 0);
+  net.run();
+  for (const h of [h2, h3]) {
+    assert.equal(h.tap.length, 1, `host ${h.i} writes one merged frame`);
+    assert.deepEqual(h.tap[0]!.frame, frame);
+  }
 });

@@ -27,13 +27,14 @@
 // underlay (192.0.2.0/24, a bridge in its own namespace); links are created directly inside the
 // namespaces, nothing in the root namespace is touched, nothing outside is dialled. Each path
 // has its own host namespaces; all of them are removed at the end, also on failure or Ctrl-C.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { Netns as NetnsT, WeaveHost as WeaveHostT } from '../../test/helpers/netns.js';
 import { table } from '../lib/stats.js';
+import { Scratch } from '../lib/scratch.js';
 
 // The helpers find bin/ through WEAVE_REPO_ROOT (or the working directory): pin it to this checkout.
 process.env.WEAVE_REPO_ROOT ??= resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -65,33 +66,12 @@ function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: s
 const prefix = uniquePrefix();
 const namespaces: NetnsT[] = [];
 const hosts: WeaveHostT[] = [];
-const children = new Set<ChildProcess>();
-let cleaning: Promise<void> | undefined;
-let interrupted = false;
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of children) c.kill('SIGKILL');
-    for (const h of hosts.splice(0)) await h.destroy().catch(() => undefined);
-    for (const n of namespaces.splice(0).reverse()) n.destroy();
-    // Anything a failed constructor left behind (names are ours alone).
-    const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-    for (const line of left.split('\n')) {
-      const name = line.split(' ')[0] ?? '';
-      if (name.startsWith(`${prefix}-`)) spawnSync('ip', ['netns', 'del', name]);
-    }
-  })();
-  return cleaning;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    process.stderr.write(`\n${sig}: removing ${prefix}-* namespaces\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+const scratch = new Scratch(prefix, async () => {
+  for (const h of hosts.splice(0)) await h.destroy().catch(() => undefined);
+  for (const n of namespaces.splice(0).reverse()) n.destroy();
+});
+const children = scratch.children;
+const cleanup = () => scratch.cleanup();
 
 function netns(label: string): NetnsT {
   const n = new Netns(`${prefix}-${label}`);
@@ -524,10 +504,10 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (e) {
-  if (!interrupted) {
+  if (!scratch.interrupted) {
     process.stderr.write(`bench/dataplane failed: ${(e as Error).stack ?? String(e)}\n`);
     await cleanup();
     process.exit(1);
   }
 }
-if (!interrupted) process.exit(0);
+if (!scratch.interrupted) process.exit(0);

@@ -45,6 +45,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { summarize, table, type Summary } from '../lib/stats.js';
+import { Scratch } from '../lib/scratch.js';
 
 const thisFile = fileURLToPath(import.meta.url);
 const API_PORT = 6784;
@@ -184,10 +185,7 @@ const opts = parseArgs(process.argv.slice(2));
 const prefix = uniquePrefix();
 const namespaces: NetnsT[] = [];
 const hosts: WeaveHostT[] = [];
-const children = new Set<ChildProcess>();
 const tempDirs: string[] = [];
-let cleaning: Promise<void> | undefined;
-let interrupted = false;
 
 /** Removes hosts and namespaces (all of ours when `only` is absent). */
 async function teardown(only?: { hosts: WeaveHostT[]; namespaces: NetnsT[] }): Promise<void> {
@@ -207,29 +205,12 @@ async function teardown(only?: { hosts: WeaveHostT[]; namespaces: NetnsT[] }): P
   }
 }
 
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await teardown();
-    // Anything a failed constructor left behind (names are ours alone).
-    const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-    for (const line of left.split('\n')) {
-      const name = line.split(' ')[0] ?? '';
-      if (name.startsWith(`${prefix}-`)) spawnSync('ip', ['netns', 'del', name]);
-    }
-    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    process.stderr.write(`\n${sig}: removing ${prefix}-* namespaces\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+const scratch = new Scratch(prefix, async () => {
+  await teardown();
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+const children = scratch.children;
+const cleanup = () => scratch.cleanup();
 
 /** An underlay: a namespace holding bridge br0; `plug` gives a host 192.0.2.<i>/24 on eth0. */
 function underlay(label: string): { ns: NetnsT; plug: (h: WeaveHostT, i: number) => string } {

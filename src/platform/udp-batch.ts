@@ -14,7 +14,6 @@
 //   reply slots they point at are built once; a reply is written straight into its slot.
 // - The fd belongs to whoever opened it: nothing here closes it.
 import { WeaveError } from '../core/errors.js';
-import { createRequire } from 'node:module';
 import type { IPv4 } from '../core/ip.js';
 import { AF_INET, Errno, ErrnoError, MSG_TRUNC, SOCKADDR_IN_BYTES, SOL_SOCKET, libc, writeU64, type Libc } from './ffi/libc.js';
 
@@ -230,25 +229,11 @@ export function setRecvTimeout(fd: number, ms: number): void {
   if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16) < 0) throw new ErrnoError('setsockopt', c.errno(), { fallback: 'KERNEL_FAILED', context: 'SO_RCVTIMEO' });
 }
 
-type ShutdownFn = (fd: number, how: number) => number;
-let shutdownFn: ShutdownFn | undefined;
-
 /**
  * Wakes every thread blocked receiving on `fd`, now and later (shutdown(SHUT_RD): Linux
  * wakes the waiters of an unconnected UDP socket too, and reports ENOTCONN, ignored here).
  * For stopping a reader before its fd is closed; the socket receives nothing afterwards.
  */
 export function wakeUdpReaders(fd: number): void {
-  if (!shutdownFn) {
-    libc(); // checks the platform
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    let lib: ReturnType<typeof koffi.load>;
-    try {
-      lib = koffi.load('libc.so.6');
-    } catch {
-      lib = koffi.load(null);
-    }
-    shutdownFn = lib.func('int shutdown(int fd, int how)') as ShutdownFn;
-  }
-  shutdownFn(fd, SHUT_RD);
+  libc().shutdown(fd, SHUT_RD);
 }

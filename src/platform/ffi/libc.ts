@@ -194,6 +194,7 @@ export interface Libc {
   sendmmsg(fd: number, msgvec: Uint8Array, vlen: number, flags: number): number;
   recvmmsg(fd: number, msgvec: Uint8Array, vlen: number, flags: number, timeout: null): number;
   poll(fds: Uint8Array, nfds: number, timeoutMs: number): number;
+  shutdown(fd: number, how: number): number;
 }
 
 let loaded: Libc | undefined;
@@ -297,6 +298,7 @@ function load(): Libc {
     sendmmsg: lib.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
     recvmmsg: lib.func('int recvmmsg(int fd, void *msgvec, unsigned int vlen, int flags, void *timeout)'),
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+    shutdown: lib.func('int shutdown(int fd, int how)'),
   };
 }
 

@@ -13,6 +13,7 @@
 //   node dist/bench/mesh/run.js --netns [runs]
 import { performance } from 'node:perf_hooks';
 import { SimNetwork } from '../../test/helpers/mesh-sim.js';
+import { FRAME_PREFIX_BYTES, type OutboundMessage } from '../../src/mesh/framing.js';
 import { ProtocolTag } from '../../src/mesh/protocol.js';
 import { summarize, table } from '../lib/stats.js';
 
@@ -111,11 +112,11 @@ async function inProcess(n: number): Promise<(string | number)[]> {
   const t1 = performance.now();
   for (const r of net.routers.values()) {
     for (const c of r.localConnections()) {
-      const conn = c.conn as unknown as { send(tag: number, body?: Uint8Array): void };
-      const s = conn.send.bind(conn);
-      conn.send = (tag: number, body?: Uint8Array) => {
-        if (tag === ProtocolTag.Gossip || tag === ProtocolTag.GossipBroadcast) sent += 5 + (body?.length ?? 0);
-        s(tag, body);
+      const conn = c.conn;
+      const s = conn.sendMessage.bind(conn);
+      conn.sendMessage = (m: OutboundMessage) => {
+        if (m.tag === ProtocolTag.Gossip || m.tag === ProtocolTag.GossipBroadcast) sent += FRAME_PREFIX_BYTES + m.message.length;
+        s(m);
       };
     }
   }

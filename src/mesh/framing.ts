@@ -16,24 +16,89 @@ import {
 export const MAX_TCP_MSG_BYTES = 10 * 1024 * 1024;
 export const FRAME_PREFIX_BYTES = 4;
 
-export function encodeFrame(msg: Uint8Array, maxBytes = MAX_TCP_MSG_BYTES): Buffer {
-  if (msg.length > maxBytes) {
-    throw new WeaveError('INVALID_ARGUMENT', `outgoing message exceeds maximum size: ${msg.length} > ${maxBytes}`);
+function checkSize(length: number, maxBytes: number): void {
+  if (length > maxBytes) {
+    throw new WeaveError('INVALID_ARGUMENT', `outgoing message exceeds maximum size: ${length} > ${maxBytes}`);
   }
+}
+
+export function encodeFrame(msg: Uint8Array, maxBytes = MAX_TCP_MSG_BYTES): Buffer {
+  checkSize(msg.length, maxBytes);
   const out = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + msg.length);
   out.writeUInt32BE(msg.length, 0);
   out.set(msg, FRAME_PREFIX_BYTES);
   return out;
 }
 
-/** Inbound bytes held as chunks; copies only when a message spans chunks. */
+/**
+ * One protocol message (tag byte + body) on its way to one or more connections. Its protocol 2
+ * frame (length prefix + message), which is what an unencrypted connection writes, is made at
+ * most once and shared: a broadcast relayed to several neighbours, or the whole-table gossip
+ * sent to each, is then one buffer however many connections carry it. Writers must not change
+ * what they were given, and transports do not (MeshTransport).
+ */
+export class OutboundMessage {
+  private framed: Buffer | undefined;
+
+  /** `frame`, when given, is `message` with its length prefix, `message` a view of its tail. */
+  private constructor(
+    readonly message: Buffer,
+    frame?: Buffer,
+  ) {
+    this.framed = frame;
+  }
+
+  /** A message whose frame is written at once, in the one buffer (`body` is copied). */
+  static of(tag: number, body?: Uint8Array): OutboundMessage {
+    const n = 1 + (body?.length ?? 0);
+    const frame = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + n);
+    frame.writeUInt32BE(n, 0);
+    frame[FRAME_PREFIX_BYTES] = tag;
+    if (body) frame.set(body, FRAME_PREFIX_BYTES + 1);
+    return new OutboundMessage(frame.subarray(FRAME_PREFIX_BYTES), frame);
+  }
+
+  /**
+   * A message written by the caller into `frame` after FRAME_PREFIX_BYTES of room (encoders
+   * that know the size ahead); the prefix is filled in here.
+   */
+  static inFrame(frame: Buffer): OutboundMessage {
+    frame.writeUInt32BE(frame.length - FRAME_PREFIX_BYTES, 0);
+    return new OutboundMessage(frame.subarray(FRAME_PREFIX_BYTES), frame);
+  }
+
+  /** A message as it is (tag + body); framed, by copying, only if some connection needs it so. */
+  static wrap(message: Buffer): OutboundMessage {
+    return new OutboundMessage(message);
+  }
+
+  get tag(): number {
+    return this.message[0] ?? 0;
+  }
+
+  /** The protocol 2 frame; INVALID_ARGUMENT over `maxBytes`, as encodeFrame. */
+  frame(maxBytes = MAX_TCP_MSG_BYTES): Buffer {
+    checkSize(this.message.length, maxBytes);
+    return (this.framed ??= encodeFrame(this.message, maxBytes));
+  }
+}
+
+/** Below this, a message is copied out of a chunk more than four times (and this much) bigger. */
+const PIN_LIMIT_BYTES = 16 * 1024;
+
+/**
+ * Inbound bytes held as chunks; a message inside one chunk comes out as a view of it, one that
+ * spans chunks as a copy. Chunks are kept as given, not copied: transports hand over buffers
+ * they never reuse (MeshTransport). A view pins its whole chunk, so a small message cut from a
+ * much bigger chunk (many messages in one TCP read) is copied out instead.
+ */
 export class ByteQueue {
   private chunks: Buffer[] = [];
   length = 0;
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    this.chunks.push(Buffer.from(chunk));
+    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     this.length += chunk.length;
   }
 
@@ -52,7 +117,8 @@ export class ByteQueue {
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
       this.length -= n;
-      return first.subarray(0, n);
+      const view = first.subarray(0, n);
+      return n < PIN_LIMIT_BYTES && first.buffer.byteLength > 4 * n + PIN_LIMIT_BYTES ? Buffer.from(view) : view;
     }
     const out = Buffer.allocUnsafe(n);
     let off = 0;
@@ -66,6 +132,20 @@ export class ByteQueue {
     }
     this.length -= n;
     return out;
+  }
+
+  /** Drops the first `n` bytes (at most `length`). */
+  skip(n: number): void {
+    this.length -= n;
+    while (n > 0) {
+      const c = this.chunks[0] as Buffer;
+      if (c.length > n) {
+        this.chunks[0] = c.subarray(n);
+        return;
+      }
+      this.chunks.shift();
+      n -= c.length;
+    }
   }
 
   clear(): void {

@@ -16,6 +16,7 @@ import { decodeGobStream } from './gob/gob-decoder.js';
 import { GobEncoder } from './gob/gob-encoder.js';
 import { expectBytes, expectCount, expectString, expectUint, type GobTyped } from './gob/gob-expect.js';
 import { GOB_BYTES, GOB_STRING, GOB_UINT, gobDecodeError } from './gob/gob-type.js';
+import { FRAME_PREFIX_BYTES, OutboundMessage } from './framing.js';
 import { ProtocolTag } from './protocol.js';
 
 export interface GossipEnvelope {
@@ -125,36 +126,61 @@ export function decodeGossipMessageWithGob(tag: number, body: Uint8Array): Gossi
 
 /** The full protocol message (tag byte + body) for a gossip message. */
 export function encodeGossipMessage(m: GossipMessage): Buffer {
-  const channel = Buffer.from(m.channel, 'utf8');
-  const src = peerNameValue(m.src, 'src');
-  const dst = m.tag === ProtocolTag.GossipUnicast ? peerNameValue(m.dst, 'dst') : undefined;
+  return writeGossipMessage(m, 0);
+}
+
+/**
+ * encodeGossipMessage as an OutboundMessage, written straight into its frame (one buffer for
+ * the message, its length prefix and whatever number of connections it goes to).
+ */
+export function encodeGossipOutbound(m: GossipMessage): OutboundMessage {
+  return OutboundMessage.inFrame(writeGossipMessage(m, FRAME_PREFIX_BYTES));
+}
+
+/** The message written after `room` bytes left for the caller. */
+function writeGossipMessage(m: GossipMessage, room: number): Buffer {
+  checkPeerName(m.src, 'src');
+  const unicast = m.tag === ProtocolTag.GossipUnicast;
+  if (unicast) checkPeerName(m.dst, 'dst');
+  const channelBytes = Buffer.byteLength(m.channel, 'utf8');
   const payload = m.payload;
   // Each value: uint length, type id, 0 (the delta before a top-level non-struct value), value.
-  const strLen = 2 + uintSize(channel.length) + channel.length;
-  const srcLen = 2 + uintSize(src);
-  const dstLen = dst === undefined ? 0 : 2 + uintSize(dst);
+  const strLen = 2 + uintSize(channelBytes) + channelBytes;
+  const srcLen = 2 + uintSize(m.src);
+  const dstLen = unicast ? 2 + uintSize(m.dst) : 0;
   const payLen = 2 + uintSize(payload.length) + payload.length;
-  const size = 1 + uintSize(strLen) + strLen + uintSize(srcLen) + srcLen + (dst === undefined ? 0 : uintSize(dstLen) + dstLen) + uintSize(payLen) + payLen;
-  const out = Buffer.allocUnsafe(size);
-  let at = 0;
+  const size = 1 + uintSize(strLen) + strLen + uintSize(srcLen) + srcLen + (unicast ? uintSize(dstLen) + dstLen : 0) + uintSize(payLen) + payLen;
+  const out = Buffer.allocUnsafe(room + size);
+  let at = room;
   out[at++] = m.tag;
   at = putUint(out, at, strLen);
   out[at++] = GOB_STRING.id * 2;
   out[at++] = 0;
-  at = putUint(out, at, channel.length);
-  at += channel.copy(out, at);
-  for (const [len, v] of dst === undefined ? [[srcLen, src]] : [[srcLen, src], [dstLen, dst]]) {
-    at = putUint(out, at, Number(len));
-    out[at++] = GOB_UINT.id * 2;
-    out[at++] = 0;
-    at = putUint(out, at, v as bigint | number);
-  }
+  at = putUint(out, at, channelBytes);
+  at += out.write(m.channel, at, 'utf8');
+  at = putName(out, at, srcLen, m.src);
+  if (unicast) at = putName(out, at, dstLen, m.dst);
   at = putUint(out, at, payLen);
   out[at++] = GOB_BYTES.id * 2;
   out[at++] = 0;
   at = putUint(out, at, payload.length);
   out.set(payload, at);
   return out;
+}
+
+/** peerNameValue's check, without making the bigint. */
+function checkPeerName(name: PeerName, what: string): void {
+  if (!Number.isInteger(name) || name < 0 || name >= 2 ** 48) {
+    throw new WeaveError('INVALID_ARGUMENT', `${what}: peer name out of range: ${String(name)}`);
+  }
+}
+
+/** One uint value message: its length, the uint type id, the 0 delta, the name. */
+function putName(out: Buffer, at: number, len: number, name: PeerName): number {
+  at = putUint(out, at, len);
+  out[at++] = GOB_UINT.id * 2;
+  out[at++] = 0;
+  return putUint(out, at, name);
 }
 
 /** encodeGossipMessage by the general gob encoder (the reference the direct path matches). */

@@ -3,7 +3,8 @@
 //   - gossip: state sent to a few neighbours chosen at random (weighted by how many peers they
 //     reach); whatever a receiver learns (its "delta") it gossips on, until nothing is new;
 //   - broadcast: an update relayed along the broadcast tree of its source to every peer;
-//   - unicast: a message relayed hop by hop along the unicast routes to one peer.
+//   - unicast: a message relayed hop by hop along the unicast routes to one peer (never back to
+//     the neighbour it came from: see relayUnicast).
 // A channel nobody here runs gets a surrogate gossiper that relays its messages untouched, so
 // peers without IPAM or DNS still carry that gossip (Weave Net's test 120).
 //
@@ -15,7 +16,8 @@ import type { Clock } from '../core/clock.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PeerName } from '../core/peer-name.js';
-import { encodeGossipMessage } from './gossip-message.js';
+import type { OutboundMessage } from './framing.js';
+import { encodeGossipOutbound } from './gossip-message.js';
 import { ProtocolTag } from './protocol.js';
 
 /** Mergeable state or updates of one channel. */
@@ -43,11 +45,11 @@ export interface GossipNetwork {
   /** Next hop towards `dst` over all connections (unicastAll), or undefined. */
   nextHop(dst: PeerName): PeerName | undefined;
   /** Neighbours a broadcast from `src` must go to next (broadcastAll). */
-  broadcastHops(src: PeerName): PeerName[];
+  broadcastHops(src: PeerName): readonly PeerName[];
   /** A few neighbours for gossip (randomNeighbours). */
   gossipTargets(): PeerName[];
-  /** Sends one protocol message (tag + body) to a neighbour; false if not connected. */
-  sendTo(neighbour: PeerName, msg: Buffer): boolean;
+  /** Sends one protocol message to a neighbour; false if not connected. */
+  sendTo(neighbour: PeerName, msg: OutboundMessage): boolean;
 }
 
 class BytesData implements GossipData {
@@ -98,7 +100,7 @@ export class SurrogateGossiper implements Gossiper {
   }
 }
 
-const oneShotHash = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'binary') => string }).hash;
 
 export class GossipChannel {
   readonly name: string;
@@ -146,9 +148,17 @@ export class GossipChannel {
     this.flushScheduled = false;
     const batch = [...this.pending.entries()];
     this.pending.clear();
+    // Data sent to several neighbours unchanged (the whole state, memoised by its owner) gives
+    // the same payloads: one message, one frame, for all of them.
+    let made: Map<Buffer, OutboundMessage> | undefined;
     for (const [n, data] of batch) {
       for (const payload of data.encode()) {
-        this.net.sendTo(n, encodeGossipMessage({ tag: ProtocolTag.Gossip, channel: this.name, src: this.net.ourName, payload }));
+        let msg = made?.get(payload);
+        if (!msg) {
+          msg = encodeGossipOutbound({ tag: ProtocolTag.Gossip, channel: this.name, src: this.net.ourName, payload });
+          if (batch.length > 1) (made ??= new Map()).set(payload, msg);
+        }
+        this.net.sendTo(n, msg);
       }
     }
   }
@@ -163,18 +173,29 @@ export class GossipChannel {
     return this.relayUnicast(this.net.ourName, dst, payload);
   }
 
-  relayUnicast(src: PeerName, dst: PeerName, payload: Buffer): boolean {
+  /** Passes a unicast on towards `dst`; `from` is the neighbour it came from (none: ours). */
+  relayUnicast(src: PeerName, dst: PeerName, payload: Buffer, from?: PeerName): boolean {
     const hop = this.net.nextHop(dst);
     if (hop === undefined) {
       this.log.debug({ channel: this.name, dst }, 'unicast gossip: no route');
       return false;
     }
-    return this.net.sendTo(hop, encodeGossipMessage({ tag: ProtocolTag.GossipUnicast, channel: this.name, src, dst, payload }));
+    if (hop === from) {
+      // Our route to dst leads back to the neighbour that routed it to us, so its routes and ours
+      // disagree (a link just went and one of us has not recalculated yet). The wire format has
+      // no hop limit (the original's has none either), so passing it back would bounce it between
+      // us until one of us recalculates. A shortest route never points back to where it came from.
+      this.log.debug({ channel: this.name, src, dst, via: from }, 'unicast gossip: route leads back to the neighbour it came from; dropped');
+      return false;
+    }
+    return this.net.sendTo(hop, encodeGossipOutbound({ tag: ProtocolTag.GossipUnicast, channel: this.name, src, dst, payload }));
   }
 
   relayBroadcast(src: PeerName, payload: Buffer): void {
-    const msg = encodeGossipMessage({ tag: ProtocolTag.GossipBroadcast, channel: this.name, src, payload });
-    for (const hop of this.net.broadcastHops(src)) this.net.sendTo(hop, msg);
+    const hops = this.net.broadcastHops(src);
+    if (hops.length === 0) return;
+    const msg = encodeGossipOutbound({ tag: ProtocolTag.GossipBroadcast, channel: this.name, src, payload });
+    for (const hop of hops) this.net.sendTo(hop, msg);
   }
 
   private readonly keyBytes = Buffer.alloc(6 + 20);
@@ -188,7 +209,9 @@ export class GossipChannel {
     const k = this.keyBytes;
     k.writeUIntBE(src, 0, 6);
     if (!oneShotHash) return createHash('sha1').update(k.subarray(0, 6)).update(payload).digest('binary');
-    oneShotHash('sha1', payload, 'buffer').copy(k, 6);
+    // The digest as a string: a Buffer result would be an ArrayBuffer of its own per broadcast,
+    // which the garbage collector tracks apart and which, by the million, came to dominate.
+    k.write(oneShotHash('sha1', payload, 'binary'), 6, 'latin1');
     return k.toString('latin1');
   }
 
@@ -206,12 +229,12 @@ export class GossipChannel {
     return true;
   }
 
-  /** Handles a received gossip message of this channel. */
-  deliver(tag: number, src: PeerName, payload: Buffer, dst?: PeerName): void {
+  /** Handles a gossip message of this channel received from the neighbour `from`. */
+  deliver(tag: number, src: PeerName, payload: Buffer, dst?: PeerName, from?: PeerName): void {
     try {
       if (tag === ProtocolTag.GossipUnicast) {
         if (dst === this.net.ourName) this.gossiper.onGossipUnicast(src, payload);
-        else if (dst !== undefined) this.relayUnicast(src, dst, payload);
+        else if (dst !== undefined) this.relayUnicast(src, dst, payload, from);
       } else if (tag === ProtocolTag.GossipBroadcast) {
         // Broadcast trees are computed from each router's own view of the topology; while views
         // disagree two routers can relay one broadcast back and forth. Relaying each broadcast

@@ -17,13 +17,13 @@ import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError, toWeaveError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { TcpCryptoPair } from './crypto.js';
-import { FRAME_PREFIX_BYTES, MAX_TCP_MSG_BYTES, encodeFrame, ByteQueue } from './framing.js';
+import { FRAME_PREFIX_BYTES, MAX_TCP_MSG_BYTES, encodeFrame, ByteQueue, OutboundMessage } from './framing.js';
 import { GobReader } from './gob/gob-bytes.js';
 import { decodeGobStream } from './gob/gob-decoder.js';
 import { encodeGobValue } from './gob/gob-encoder.js';
 import { expectBytes, expectCount } from './gob/gob-expect.js';
 import { GOB_BYTES } from './gob/gob-type.js';
-import { ProtocolTag, decodeProtocolMsg, encodeProtocolMsg, type ProtocolMsg } from './protocol.js';
+import { ProtocolTag, checkProtocolTag, decodeProtocolMsg, type ProtocolMsg } from './protocol.js';
 import type { MeshTransport } from './transport.js';
 
 /** mesh `TCPHeartbeat`. */
@@ -34,6 +34,8 @@ export const TCP_READ_TIMEOUT_MS = 2 * TCP_HEARTBEAT_MS;
 /** Frames outgoing messages for one protocol version. */
 export interface FrameSender {
   encode(msg: Uint8Array): Buffer;
+  /** The frame of an unencrypted message, when the sender can use the one it carries (v2). */
+  frameOf?(m: OutboundMessage): Buffer;
 }
 
 /**
@@ -56,6 +58,9 @@ export class LengthPrefixSender implements FrameSender {
   constructor(private readonly maxBytes = MAX_TCP_MSG_BYTES) {}
   encode(msg: Uint8Array): Buffer {
     return encodeFrame(msg, this.maxBytes);
+  }
+  frameOf(m: OutboundMessage): Buffer {
+    return m.frame(this.maxBytes);
   }
 }
 
@@ -97,7 +102,7 @@ export class LengthPrefixReceiver implements FrameReceiver {
         return { frames, error: this.failure };
       }
       if (q.length < FRAME_PREFIX_BYTES + len) break;
-      q.take(FRAME_PREFIX_BYTES);
+      q.skip(FRAME_PREFIX_BYTES);
       frames.push(q.take(len));
     }
     return { frames };
@@ -309,10 +314,29 @@ export class MessageConn {
    */
   send(tag: number, body?: Uint8Array): void {
     if (this.state === 'closed') throw new WeaveError('NOT_RUNNING', 'connection closed', { cause: this.closeError });
+    let m: OutboundMessage;
+    try {
+      checkProtocolTag(tag);
+      m = OutboundMessage.of(tag, body);
+    } catch (e) {
+      const err = toWeaveError(e, 'INVALID_ARGUMENT');
+      this.fail(err);
+      throw err;
+    }
+    this.sendMessage(m);
+  }
+
+  /**
+   * Sends a prepared message (see OutboundMessage: one frame however many connections send it,
+   * where they are unencrypted). Errors as send().
+   */
+  sendMessage(m: OutboundMessage): void {
+    if (this.state === 'closed') throw new WeaveError('NOT_RUNNING', 'connection closed', { cause: this.closeError });
     let frame: Buffer;
     try {
-      const plain = encodeProtocolMsg(tag, body);
-      frame = this.opts.sender.encode(this.opts.crypto ? this.opts.crypto.sender.seal(plain) : plain);
+      const { crypto, sender } = this.opts;
+      if (!crypto && sender.frameOf) frame = sender.frameOf(m);
+      else frame = sender.encode(crypto ? crypto.sender.seal(m.message) : m.message);
     } catch (e) {
       const err = toWeaveError(e, 'INVALID_ARGUMENT');
       this.fail(err);

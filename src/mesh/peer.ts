@@ -75,8 +75,8 @@ export interface RoutesResult {
 
 /** The list with `c` in place of the connection to the same remote, or added at the end. */
 function withConnection(list: ConnectionList, c: ConnectionSummary): ConnectionList {
-  const items = list.items.slice();
-  const i = items.findIndex((x) => x.remoteName === c.remoteName);
+  const items = list.items;
+  const i = list.indexOf(c.remoteName);
   if (i >= 0) items[i] = c;
   else items.push(c);
   return new ConnectionList(items);
@@ -110,28 +110,109 @@ function byName(a: Peer, b: Peer): number {
   return a.name - b.name;
 }
 
+// A connection's name and flags in one number: name · 4 + outbound · 2 + established. Names
+// are 48 bits, so this stays an exact integer in a double.
+const OUTBOUND = 2;
+const ESTABLISHED = 1;
+/** Separates the addresses in ConnectionList's one string (never part of a host:port). */
+const ADDRESS_SEPARATOR = '\n';
+
 /**
- * A peer's connections by remote name: a ReadonlyMap over one array that is replaced, never
- * changed, when the connections change. A router holds one for every peer it knows, so it is
- * kept lean (a Map costs twice as much for the few entries a peer has); lookups scan the array,
- * which for a peer's handful of connections is as fast as hashing. Order: as a Map's (first
- * insertion), which is the order the original's map iteration would not even guarantee.
+ * A peer's connections by remote name: a ReadonlyMap that is replaced, never changed, when the
+ * connections change. A router holds one for every peer it knows, so it keeps no object per
+ * connection: each is a number (name and flags) in one array, and the addresses are one string,
+ * both read by position in hot loops (`nameAt`, `establishedAt`, `indexOf`); summaries are made
+ * when asked for. Lookups scan, which for a peer's handful of connections is as fast as hashing.
+ * Order: as a Map's (first insertion), which the original's map iteration would not even
+ * guarantee.
  */
 export class ConnectionList implements ReadonlyMap<PeerName, ConnectionSummary> {
-  constructor(readonly items: readonly ConnectionSummary[] = []) {}
+  private readonly codes: number[];
+  /** The addresses in one string, or as an array if one of them holds the separator. */
+  private readonly addrs: string | readonly string[];
+
+  constructor(items: readonly ConnectionSummary[] = []) {
+    const codes = new Array<number>(items.length);
+    const addrs = new Array<string>(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const c = items[i] as ConnectionSummary;
+      codes[i] = c.remoteName * 4 + (c.outbound ? OUTBOUND : 0) + (c.established ? ESTABLISHED : 0);
+      addrs[i] = c.remoteTcpAddr;
+    }
+    this.codes = codes;
+    // One flat string (join makes it so; a concatenation would be a tree of pieces).
+    this.addrs = addrs.some((a) => a.includes(ADDRESS_SEPARATOR)) ? addrs : addrs.join(ADDRESS_SEPARATOR);
+  }
+
+  outboundAt(i: number): boolean {
+    return ((this.codes[i] as number) & OUTBOUND) !== 0;
+  }
+
+  /** The address of connection i. */
+  addressAt(i: number): string {
+    const addrs = this.addrs;
+    if (typeof addrs !== 'string') return addrs[i] as string;
+    let start = 0;
+    for (let j = 0; j < i; j++) start = addrs.indexOf(ADDRESS_SEPARATOR, start) + 1;
+    const end = addrs.indexOf(ADDRESS_SEPARATOR, start);
+    return addrs.slice(start, end < 0 ? undefined : end);
+  }
 
   get size(): number {
-    return this.items.length;
+    return this.codes.length;
+  }
+
+  /** The remote of connection i (0 ≤ i < size). */
+  nameAt(i: number): PeerName {
+    return Math.floor((this.codes[i] as number) / 4);
+  }
+
+  establishedAt(i: number): boolean {
+    return ((this.codes[i] as number) & ESTABLISHED) !== 0;
+  }
+
+  /** Position of the connection to `name`, or -1. */
+  indexOf(name: PeerName): number {
+    const keys = this.codes;
+    for (let i = 0; i < keys.length; i++) if (Math.floor((keys[i] as number) / 4) === name) return i;
+    return -1;
+  }
+
+  /** Whether the connection to `name` is reported established; undefined when there is none. */
+  establishedTo(name: PeerName): boolean | undefined {
+    const i = this.indexOf(name);
+    return i < 0 ? undefined : this.establishedAt(i);
+  }
+
+  /** Connection i as a summary (a new object). */
+  at(i: number): ConnectionSummary {
+    const k = this.codes[i] as number;
+    return {
+      remoteName: Math.floor(k / 4),
+      remoteTcpAddr: this.addressAt(i),
+      outbound: (k & OUTBOUND) !== 0,
+      established: (k & ESTABLISHED) !== 0,
+    };
+  }
+
+  /** All connections as summaries, in order (a new array of new objects). */
+  get items(): ConnectionSummary[] {
+    const addrs = typeof this.addrs !== 'string' ? this.addrs : this.codes.length > 0 ? this.addrs.split(ADDRESS_SEPARATOR) : [];
+    return this.codes.map((k, i) => ({
+      remoteName: Math.floor(k / 4),
+      remoteTcpAddr: addrs[i] as string,
+      outbound: (k & OUTBOUND) !== 0,
+      established: (k & ESTABLISHED) !== 0,
+    }));
   }
 
   get(name: PeerName): ConnectionSummary | undefined {
-    const items = this.items;
-    for (let i = 0; i < items.length; i++) if ((items[i] as ConnectionSummary).remoteName === name) return items[i];
-    return undefined;
+    const i = this.indexOf(name);
+    return i < 0 ? undefined : this.at(i);
   }
 
   has(name: PeerName): boolean {
-    return this.get(name) !== undefined;
+    return this.indexOf(name) >= 0;
   }
 
   forEach(cb: (value: ConnectionSummary, key: PeerName, map: ReadonlyMap<PeerName, ConnectionSummary>) => void, thisArg?: unknown): void {
@@ -139,7 +220,7 @@ export class ConnectionList implements ReadonlyMap<PeerName, ConnectionSummary> 
   }
 
   *keys(): MapIterator<PeerName> {
-    for (const c of this.items) yield c.remoteName;
+    for (let i = 0; i < this.codes.length; i++) yield this.nameAt(i);
   }
 
   *values(): MapIterator<ConnectionSummary> {
@@ -167,6 +248,11 @@ export class Peer {
   private stampValue = 0;
   private encodedStamp = -1;
   private encodedValue: EncodedTopologyEntry | undefined;
+  /**
+   * The table's bookkeeping (Peers): its count of removals when every peer this one reports a
+   * connection to was last seen in it.
+   */
+  targetsPresentAt = -1;
 
   private constructor(summary: PeerSummary, connections: readonly ConnectionSummary[]) {
     this.name = summary.name;
@@ -212,9 +298,14 @@ export class Peer {
     return this.conns;
   }
 
-  /** The same connections as an array, in the same order (cheaper to walk in hot loops). */
+  /** The connections as summaries, in order (made anew: hot loops read `connections` by position). */
   get connectionItems(): readonly ConnectionSummary[] {
     return this.conns.items;
+  }
+
+  /** The connections, typed for reading by position (ConnectionList.nameAt and the like). */
+  get connectionList(): ConnectionList {
+    return this.conns;
   }
 
   /**
@@ -340,8 +431,7 @@ export class Peer {
     let changed = connections.length !== this.conns.size;
     for (let i = 0; i < connections.length && !changed; i++) {
       const c = connections[i] as ConnectionSummary;
-      const o = this.conns.get(c.remoteName);
-      if (!o || o.established !== c.established) changed = true;
+      if (this.conns.establishedTo(c.remoteName) !== c.established) changed = true;
     }
     // A repeated remote keeps the last entry, as the original's map assignment does (at the
     // place of the first). The summaries are kept as given: nothing changes one in place.
@@ -369,16 +459,14 @@ export class Peer {
     peers: PeerLookup,
     f: (remote: Peer) => void,
   ): void {
-    for (const conn of this.conns.items) {
-      const remoteName = conn.remoteName;
-      if (establishedAndSymmetric && !conn.established) continue;
+    const conns = this.conns;
+    for (let i = 0; i < conns.size; i++) {
+      const remoteName = conns.nameAt(i);
+      if (establishedAndSymmetric && !conns.establishedAt(i)) continue;
       if (exclude.has(remoteName)) continue;
       const remote = peers.get(remoteName);
       if (!remote) continue;
-      if (establishedAndSymmetric) {
-        const back = remote.conns.get(this.name);
-        if (!back || !back.established) continue;
-      }
+      if (establishedAndSymmetric && remote.conns.establishedTo(this.name) !== true) continue;
       f(remote);
     }
   }
@@ -402,16 +490,14 @@ export class Peer {
         // Peers first reached from `cur` are reached the way `cur` is, or directly from the start.
         const via = cur === this ? undefined : routes.get(cur.name);
         // The same test as forEachConnectedPeer, inlined: this loop is the hot path of routing.
-        for (const conn of cur.conns.items) {
-          const remoteName = conn.remoteName;
-          if (establishedAndSymmetric && !conn.established) continue;
+        const conns = cur.conns;
+        for (let i = 0; i < conns.size; i++) {
+          const remoteName = conns.nameAt(i);
+          if (establishedAndSymmetric && !conns.establishedAt(i)) continue;
           if (routes.has(remoteName)) continue;
           const remote = peers.get(remoteName);
           if (!remote) continue;
-          if (establishedAndSymmetric) {
-            const back = remote.conns.get(cur.name);
-            if (!back || !back.established) continue;
-          }
+          if (establishedAndSymmetric && remote.conns.establishedTo(cur.name) !== true) continue;
           routes.set(remoteName, via ?? remoteName);
           next.push(remote);
         }

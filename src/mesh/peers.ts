@@ -8,10 +8,11 @@
 // makes us jump our version past it. Merging is idempotent and order-insensitive, so gossip
 // can deliver anything any number of times in any order.
 //
-// GC is not run by applyUpdate: as in the mesh Weave Net 2.8.1 ships (mesh PR #118), an update
-// only marks GC pending and the owner runs garbageCollect() GC_DELAY_MS later (and right away
-// after deleting one of our connections). Peers with local references (a connection being set
-// up or running) are never collected, nor is ourselves.
+// GC is not run by applyUpdate, which only marks it pending: the owner runs garbageCollect()
+// (the router after every update, as the original's applyUpdate does, and right away after
+// deleting one of our connections). Peers with local references (a connection being set up or
+// running) are never collected, nor is ourselves. Who we reach is kept from one collection to
+// the next while connections are only added, so a collection costs what changed since the last.
 //
 // ShortIDs: several peers may claim one; the lowest name owns it (`getByShortId`), the others
 // wait in a list. When we lose ours we pick a free one at random, now or after a GC frees one.
@@ -21,7 +22,7 @@
 // the same unchanged entries over and over (periodic gossip carries the whole table).
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
-import { PEER_SHORT_ID_COUNT, Peer, type TopologyEntry } from './peer.js';
+import { PEER_SHORT_ID_COUNT, Peer, type ConnectionList, type TopologyEntry } from './peer.js';
 import { encodeTopologyEntry, type DecodedTopologyUpdate, type EncodedTopologyEntry } from './topology-update.js';
 
 /** mesh: GC runs this long after a topology update marked it pending (coalesces bursts). */
@@ -45,11 +46,6 @@ export interface ApplyUpdateResult {
   readonly ourselfModified: boolean;
   /** Anything at all changed in the table (new peers, placeholders included). */
   readonly changed: boolean;
-  /**
-   * A peer we took an entry for is new to us, or reports a connection no more that it reported
-   * before the update: only then can a collection find someone unreachable.
-   */
-  readonly mayStrand: boolean;
 }
 
 export interface GcResult {
@@ -96,11 +92,18 @@ export class Peers {
   private gcPendingFlag = false;
   private readonly changeSets: Set<PeerName>[] = [];
   private generationValue = 0;
+  /** Who we reach, kept between collections while connections are only added (see garbageCollect). */
+  private reach: Reach | undefined;
+  /** Names added, removed or whose connections changed since the last collection. */
+  private readonly reachChanged: Set<PeerName>;
+  /** Peers removed so far (Peer.targetsPresentAt compares with it). */
+  private removals = 0;
 
   constructor(deps: PeersDeps) {
     this.ourself = deps.ourself;
     this.randomInt = deps.randomInt;
     this.logger = deps.logger;
+    this.reachChanged = this.trackChanges();
     // Ourselves holds a reference for life, so GC can never take us.
     this.fetchWithDefault(deps.ourself);
   }
@@ -258,7 +261,6 @@ export class Peers {
 
   private apply(names: readonly PeerName[], update: readonly (TopologyEntry | undefined)[], encoded?: (i: number) => EncodedTopologyEntry | undefined): ApplyUpdateResult {
     const pending = newPending();
-    const received = new Set<PeerName>();
     const improved = new Set<PeerName>();
 
     // Peers first met in this update, created from their own entry; the first entry wins the
@@ -267,7 +269,6 @@ export class Peers {
     for (let i = 0; i < update.length; i++) {
       const entry = update[i];
       const name = names[i] as PeerName;
-      received.add(name);
       if (entry && !this.byName.has(name) && !created?.has(name)) (created ??= new Map()).set(name, Peer.fromSummary(entry.peer));
     }
     for (let i = 0; i < update.length; i++) {
@@ -278,13 +279,21 @@ export class Peers {
         }
         continue;
       }
-      // The entry we hold: its connections, in the order it was sent in (name order), if any is missing.
+      // The entry we hold: its connections, in the order it was sent in (name order), if any is
+      // missing. Only peers leave the table, so once all were there they stay until a collection
+      // removes someone (the periodic gossip repeats every entry, and this check was most of it).
       const held = this.byName.get(names[i] as PeerName) as Peer;
+      if (held.targetsPresentAt === this.removals) continue;
       let missing = false;
-      for (const c of held.connectionItems) {
-        if (!this.byName.has(c.remoteName) && !created?.has(c.remoteName)) missing = true;
+      const conns = held.connectionList;
+      for (let k = 0; k < conns.size; k++) {
+        const n = conns.nameAt(k);
+        if (!this.byName.has(n) && !created?.has(n)) missing = true;
       }
-      if (!missing) continue;
+      if (!missing) {
+        held.targetsPresentAt = this.removals;
+        continue;
+      }
       for (const c of held.toEntry().connections) {
         if (!this.byName.has(c.remoteName) && !created?.has(c.remoteName)) (created ??= new Map()).set(c.remoteName, Peer.placeholder(c.remoteName));
       }
@@ -296,7 +305,7 @@ export class Peers {
     }
 
     let newToUs: Set<PeerName> | undefined;
-    let connsBefore: Map<PeerName, PeerName[]> | undefined;
+    let connsBefore: Map<PeerName, ConnectionList> | undefined;
     for (let i = 0; i < update.length; i++) {
       const entry = update[i];
       if (!entry) continue; // what we hold already: not newer, not new, not another us
@@ -320,7 +329,7 @@ export class Peers {
       if (!isNewer(entry, peer)) continue;
       const shortIdChanged = entry.peer.shortId !== peer.shortId || entry.peer.hasShortId !== peer.hasShortId;
       if (shortIdChanged) this.deleteByShortId(peer, pending);
-      if (!newToUs?.has(name) && !connsBefore?.has(name)) (connsBefore ??= new Map()).set(name, [...peer.connections.keys()]);
+      if (!newToUs?.has(name) && !connsBefore?.has(name)) (connsBefore ??= new Map()).set(name, peer.connectionList);
       const gen = peer.connsGen;
       peer.adopt(entry);
       const e = encoded?.(i);
@@ -329,27 +338,25 @@ export class Peers {
       if (shortIdChanged) this.addByShortId(peer, pending);
       improved.add(name);
     }
-    let mayStrand = newToUs !== undefined;
+    let lost = false;
     for (const [name, before] of connsBefore ?? []) {
-      if (mayStrand) break;
-      const now = (this.byName.get(name) as Peer).connections;
-      for (const n of before) {
-        if (!now.has(n)) {
-          mayStrand = true;
-          break;
-        }
-      }
+      if (lost) break;
+      lost = lostAny(before, this.byName.get(name) as Peer);
     }
+    // A lost connection may strand anyone: the next collection searches the whole table.
+    if (lost) this.reach = undefined;
 
     const createdAny = created !== undefined && created.size > 0;
     if (createdAny || improved.size > 0) this.gcPendingFlag = true;
     const ourselfModified = this.finish(pending);
     return {
-      received,
+      // Made only if asked for: the periodic gossip speaks about every peer, and nobody asks.
+      get received() {
+        return new Set(names);
+      },
       improved,
       ourselfModified,
       changed: createdAny || improved.size > 0 || ourselfModified,
-      mayStrand,
     };
   }
 
@@ -360,26 +367,19 @@ export class Peers {
   garbageCollect(): GcResult {
     const pending = newPending();
     this.gcPendingFlag = false;
-    // Who we reach over any reported connection (Peer.routes' reach, without its routes).
-    const reached = new Set<PeerName>([this.ourself.name]);
-    const stack: Peer[] = [this.ourself];
-    for (let p = stack.pop(); p; p = stack.pop()) {
-      for (const c of p.connectionItems) {
-        const n = c.remoteName;
-        if (reached.has(n)) continue;
-        const q = this.byName.get(n);
-        if (!q) continue;
-        reached.add(n);
-        stack.push(q);
-      }
-    }
-    for (const [name, peer] of this.byName) {
-      if (reached.has(name) || this.refCounts.has(name)) continue;
+    const reach = this.updateReach();
+    for (const name of reach.unreached) {
+      if (this.refCounts.has(name)) continue;
+      const peer = this.byName.get(name) as Peer;
+      this.removals++;
+      reach.unreached.delete(name);
       this.byName.delete(name);
       this.touch(name);
       this.deleteByShortId(peer, pending);
       pending.removed.push(peer);
     }
+    // What the collection itself removed was not reached: nothing there to catch up on.
+    for (const p of pending.removed) this.reachChanged.delete(p.name);
     pending.removed.sort((a, b) => a.name - b.name);
     // We may have lost our ShortID earlier with none free to take; GC may have freed one.
     if (pending.removed.length > 0 && this.getByShortId(this.ourself.shortId) !== this.ourself) {
@@ -388,6 +388,69 @@ export class Peers {
     const removed = pending.removed;
     const ourselfModified = this.finish(pending);
     return { removed, ourselfModified };
+  }
+
+  /**
+   * Who we reach over any reported connection (Peer.routes' reach, without its routes), and who
+   * we do not. A search of the whole table after every update is what made big meshes slow (a
+   * router learning of n peers one broadcast at a time searched n times), so the answer is
+   * kept and carried forward while connections are only added, which cannot strand anyone: the
+   * peers reached from those that changed are added to it. Any lost connection (in an update,
+   * or one of ours) makes the next collection search the whole table again. Names that reached
+   * peers report but that are not in the table (`dangling`) count as reached once they join it.
+   */
+  private updateReach(): Reach {
+    let reach = this.reach;
+    const ourItems = this.ourself.connectionList;
+    if (reach && reach.ourItems !== ourItems && lostAny(reach.ourItems, this.ourself)) reach = undefined;
+    const changed = this.reachChanged;
+    if (!reach) {
+      reach = { reached: new Set([this.ourself.name]), unreached: new Set(), dangling: new Set(), ourItems };
+      this.spread(reach, [this.ourself]);
+      for (const name of this.byName.keys()) if (!reach.reached.has(name)) reach.unreached.add(name);
+      changed.clear();
+      this.reach = reach;
+      return reach;
+    }
+    const frontier: Peer[] = [];
+    if (reach.ourItems !== ourItems) frontier.push(this.ourself);
+    reach.ourItems = ourItems;
+    for (const name of changed) {
+      const p = this.byName.get(name);
+      if (!p) {
+        reach.unreached.delete(name);
+        continue;
+      }
+      if (reach.reached.has(name)) frontier.push(p);
+      else if (reach.dangling.delete(name)) {
+        reach.reached.add(name);
+        frontier.push(p);
+      } else reach.unreached.add(name);
+    }
+    changed.clear();
+    for (const p of frontier) reach.unreached.delete(p.name);
+    this.spread(reach, frontier);
+    return reach;
+  }
+
+  /** Marks everything reachable from `from` (all reached already) as reached. */
+  private spread(reach: Reach, from: Peer[]): void {
+    const stack = from;
+    for (let p = stack.pop(); p; p = stack.pop()) {
+      const conns = p.connectionList;
+      for (let i = 0; i < conns.size; i++) {
+        const n = conns.nameAt(i);
+        if (reach.reached.has(n)) continue;
+        const q = this.byName.get(n);
+        if (!q) {
+          reach.dangling.add(n);
+          continue;
+        }
+        reach.reached.add(n);
+        reach.unreached.delete(n);
+        stack.push(q);
+      }
+    }
   }
 
   /** Gives ourselves `shortId` (bumping our version) and re-indexes; used on collisions and by tests. */
@@ -495,6 +558,24 @@ export class Peers {
     if (pending.invalidateShortIds) for (const cb of [...this.invalidateCallbacks]) cb();
     return pending.ourselfModified;
   }
+}
+
+/** Reachability as of the last collection (Peers.updateReach). */
+interface Reach {
+  readonly reached: Set<PeerName>;
+  /** Peers in the table not reached (held by a local reference, or about to be collected). */
+  readonly unreached: Set<PeerName>;
+  /** Names reached peers report connections to that are not in the table. */
+  readonly dangling: Set<PeerName>;
+  /** Our connections then (replaced, never changed in place, when they change). */
+  ourItems: ConnectionList;
+}
+
+/** Whether some remote in `before` is no longer among `peer`'s connections. */
+function lostAny(before: ConnectionList, peer: Peer): boolean {
+  const now = peer.connectionList;
+  for (let i = 0; i < before.size; i++) if (now.indexOf(before.nameAt(i)) < 0) return true;
+  return false;
 }
 
 function register<T>(list: T[], cb: T): () => void {

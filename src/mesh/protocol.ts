@@ -113,9 +113,17 @@ export interface ProtocolMsg {
   readonly body: Buffer;
 }
 
-export function encodeProtocolMsg(tag: number, body: Uint8Array = Buffer.alloc(0)): Buffer {
+/** INVALID_ARGUMENT unless `tag` fits the message's tag byte. */
+export function checkProtocolTag(tag: number): void {
   checkVersionByte(tag, 'protocol tag');
-  return Buffer.concat([Buffer.from([tag]), body]);
+}
+
+export function encodeProtocolMsg(tag: number, body: Uint8Array = Buffer.alloc(0)): Buffer {
+  checkProtocolTag(tag);
+  const out = Buffer.allocUnsafe(1 + body.length);
+  out[0] = tag;
+  out.set(body, 1);
+  return out;
 }
 
 /**
@@ -124,7 +132,8 @@ export function encodeProtocolMsg(tag: number, body: Uint8Array = Buffer.alloc(0
  */
 export function decodeProtocolMsg(msg: Uint8Array): ProtocolMsg | undefined {
   if (msg.length === 0) return undefined;
-  return { tag: msg[0] ?? 0, body: Buffer.from(msg.subarray(1)) };
+  // A view, not a copy: inbound messages are buffers of their own (see framing's ByteQueue).
+  return { tag: msg[0] ?? 0, body: Buffer.from(msg.buffer, msg.byteOffset + 1, msg.length - 1) };
 }
 
 /** weave `overlay_switch.go`: tag 7 bodies name the overlay (index in `Overlays`) and its own tag. */

@@ -11,6 +11,8 @@
 // - Topology changes of our own bump our version and are broadcast after a 1 s debounce (the
 //   original's deferTopologyUpdateDuration); routes are recalculated 100 ms after changes; GC of
 //   unreachable peers runs right after a connection goes and with every applied update.
+// - A restarted peer (same name, new UID) is accepted while we still hold its old entry, as by
+//   the original; it learns that entry from our gossip and supersedes it.
 // - Two connections to the same peer (simultaneous dials) keep the same one on both sides
 //   (preferConnection), and the loser's address is not re-dialled while the winner lives: the
 //   original's "Multiple connections" flapping does not happen.
@@ -20,6 +22,7 @@ import { cidrContains, tryParseIPv4, type Cidr } from '../core/ip.js';
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
 import { ConnectionMaker, DuplicateConnectionError, preferConnection, type TargetStatus } from './connection-maker.js';
+import type { OutboundMessage } from './framing.js';
 import { decodeGossipMessage } from './gossip-message.js';
 import { GossipChannels, type GossipChannel, type Gossiper, type GossipData } from './gossip.js';
 import { runHandshake, type HandshakeResult } from './handshake.js';
@@ -125,6 +128,7 @@ export class MeshRouter {
   private gossipTimer: TimerHandle | undefined;
   private topologyChannel!: GossipChannel;
   private running = false;
+  private refreshQueued = false;
   terminationCount = 0;
   /** Called whenever connections or their states change (metrics, status). */
   onConnectionsChanged: () => void = () => {};
@@ -156,7 +160,7 @@ export class MeshRouter {
           const h = this.routes.unicastAll(dst);
           return h === undefined || h === 0 ? undefined : h;
         },
-        broadcastHops: (src) => [...this.routes.broadcastAll(src)],
+        broadcastHops: (src) => this.routes.broadcastAll(src),
         gossipTargets: () => this.routes.randomNeighbours(opts.name),
         sendTo: (n, msg) => this.sendTo(n, msg),
       },
@@ -292,11 +296,14 @@ export class MeshRouter {
       hasShortId: result.remote.shortId !== undefined,
     });
     const remote = this.peers.fetchWithDefault(candidate);
-    if (remote.uid !== result.remote.uid && remote !== candidate) {
-      this.peers.dereference(remoteName);
-      refuse(new WeaveError('CONFLICT', `Multiple peers with name ${remoteLabel}: ${formatPeerName(remoteName)} ${remote.uid} != ${result.remote.uid}`), false);
-      return;
-    }
+    // Another incarnation of a peer we hold (it restarted: same name, new UID), or one we only
+    // know as a placeholder, is accepted as the original does (Weave Net PR #1641, mesh PR #29):
+    // the full gossip we send down a new connection includes its old entry, so it moves its
+    // version past it and its next update supersedes that entry everywhere. Refusing it instead
+    // kept it out until every router had collected the old entry, which other peers' stale
+    // entries can keep reachable until a periodic gossip (30 s): the updates that would drop
+    // them are relayed along broadcast trees that still run through the dead incarnation.
+    const restarted = remote !== candidate && remote.uid !== result.remote.uid && remote.uid !== 0n;
     const existing = this.connections.get(remoteName);
     const local: LocalConnection = { remote, address, outbound, connUid: result.connUid, untrusted: result.untrusted, conn, established: false };
     if (existing) {
@@ -350,6 +357,7 @@ export class MeshRouter {
     this.connections.set(remoteName, local);
     this.ourself.addConnection({ remoteName, remoteTcpAddr: address, outbound, established: false });
     this.log.info({ remote: address, peer: remoteLabel, version: result.version }, `->[${address}|${remoteLabel}]: connection ready; using protocol version ${result.version}`);
+    if (restarted) this.log.info({ remote: address, peer: remoteLabel }, `->[${address}|${remoteLabel}]: connection added (restarted peer)`);
     conn.start({
       onMessage: (m) => this.onMessage(local, m),
       onClose: (err) => this.onClose(local, err),
@@ -389,7 +397,7 @@ export class MeshRouter {
           c.conn.close(toWeaveError(e, 'DECODE_FAILED'));
           return;
         }
-        this.channels.get(g.channel).deliver(g.tag, g.src, g.payload, 'dst' in g ? g.dst : undefined);
+        this.channels.get(g.channel).deliver(g.tag, g.src, g.payload, 'dst' in g ? g.dst : undefined, c.remote.name);
         return;
       }
       case ProtocolTag.OverlayControlMsg:
@@ -410,8 +418,12 @@ export class MeshRouter {
       this.peers.dereference(c.remote.name);
       this.terminationCount++;
       this.log.info({ peer: remoteLabel, err: err?.message }, `->[${c.address}|${remoteLabel}]: connection deleted${err ? `: ${err.message}` : ''}`);
-      this.topologyChanged();
-      this.garbageCollect();
+      // Once stopped there is nobody to tell and nothing to route: a router closing all its
+      // connections would otherwise search the whole table after each, and re-arm its timers.
+      if (this.running) {
+        this.topologyChanged();
+        this.garbageCollect();
+      }
     }
     // A connection that goes while another one to the same peer lives was a duplicate, whoever
     // closed it (the remote may have closed it first): the maker must not re-dial it then.
@@ -421,12 +433,12 @@ export class MeshRouter {
     this.onConnectionsChanged();
   }
 
-  /** Sends one protocol message (tag + body) to a connected neighbour. */
-  private sendTo(neighbour: PeerName, msg: Buffer): boolean {
+  /** Sends one protocol message to a connected neighbour. */
+  private sendTo(neighbour: PeerName, msg: OutboundMessage): boolean {
     const c = this.connections.get(neighbour);
-    if (!c || c.conn.closed || msg.length === 0) return false;
+    if (!c || c.conn.closed || msg.message.length === 0) return false;
     try {
-      c.conn.send(msg[0]!, msg.subarray(1));
+      c.conn.sendMessage(msg);
       return true;
     } catch (e) {
       this.log.debug({ peer: c.remote.toString(), err: errorMessage(e) }, 'send failed');
@@ -462,26 +474,24 @@ export class MeshRouter {
     }
   }
 
-  private applyTopology(msg: Buffer, defs?: TopologyDecodeCache): GossipData | undefined {
+  /** Merges a topology update; with `delta`, returns what it taught us (to gossip on). */
+  private applyTopology(msg: Buffer, defs: TopologyDecodeCache, delta: boolean): GossipData | undefined {
     // Entries arriving in canonical form are kept as received, so passing them on re-encodes nothing,
     // and entries equal to what we hold are recognised by their bytes and not even decoded.
     const r = this.peers.applyDecoded(decodeTopologyUpdateEncoded(msg, defs, (name) => this.peers.get(name)?.encoded));
     if (r.ourselfModified) this.topologyChanged();
-    const improved = new Set(r.improved);
-    if (r.changed) {
-      // Collect at once, as the original's applyUpdate does, and never pass on entries of
-      // peers we cannot reach: otherwise peers that left are taught back and forth forever.
-      // A full search per update is what makes big meshes slow, so only when needed: a peer
-      // new to us (it may be unreachable), or a peer that lost a connection (r.mayStrand).
-      if (r.mayStrand) {
-        const gc = this.peers.garbageCollect();
-        for (const p of gc.removed) improved.delete(p.name);
-        if (gc.ourselfModified) this.topologyChanged();
-      }
+    const improved = delta ? new Set(r.improved) : undefined;
+    // Collect at once, as the original's applyUpdate does, and never pass on entries of peers
+    // we cannot reach: otherwise peers that left are taught back and forth forever. (Peers
+    // keeps who we reach between collections, so this costs what the update changed.)
+    const gc = this.peers.garbageCollect();
+    if (improved) for (const p of gc.removed) improved.delete(p.name);
+    if (gc.ourselfModified) this.topologyChanged();
+    if (r.changed || gc.removed.length > 0) {
       this.scheduleRoutes();
       this.refreshTargets();
     }
-    return improved.size ? new TopologyData(this.peers, improved) : undefined;
+    return improved?.size ? new TopologyData(this.peers, improved) : undefined;
   }
 
   private topologyGossiper(): Gossiper {
@@ -489,21 +499,38 @@ export class MeshRouter {
     const defs = new TopologyDecodeCache();
     return {
       onGossipUnicast: () => {},
-      onGossipBroadcast: (_src, update) => this.applyTopology(update, defs),
+      // A broadcast is relayed as received (gossip.ts), so what it taught us is not needed.
+      onGossipBroadcast: (_src, update) => this.applyTopology(update, defs, false),
       gossip: () => new TopologyData(this.peers, new Set(this.peers.names())),
-      onGossip: (msg) => this.applyTopology(msg, defs),
+      onGossip: (msg) => this.applyTopology(msg, defs, true),
     };
   }
 
-  /** Tells the connection maker about connections between other peers (discovery). */
+  /**
+   * Tells the connection maker about connections between other peers (discovery), once for a
+   * burst of changes: its pass, and with discovery the list of every connection in the table,
+   * cost as much as the table is big, and a big mesh changes it with every update it relays.
+   * The original hands the refresh to the maker's own goroutine, so it runs later there too.
+   */
   private refreshTargets(): void {
+    if (this.refreshQueued) return;
+    this.refreshQueued = true;
+    queueMicrotask(() => {
+      this.refreshQueued = false;
+      if (this.running) this.refreshTargetsNow();
+    });
+  }
+
+  private refreshTargetsNow(): void {
     const connections = [];
     // Without discovery the maker only needs to know whom we are connected to.
     for (const p of this.opts.discovery ? this.peers.values() : []) {
       if (p === this.ourself) continue;
-      for (const c of p.connections.values()) {
-        if (c.remoteName === this.opts.name) continue;
-        connections.push({ from: p.name, to: c.remoteName, remoteTcpAddr: c.remoteTcpAddr, outbound: c.outbound });
+      const l = p.connectionList;
+      for (let i = 0; i < l.size; i++) {
+        const to = l.nameAt(i);
+        if (to === this.opts.name) continue;
+        connections.push({ from: p.name, to, remoteTcpAddr: l.addressAt(i), outbound: l.outboundAt(i) });
       }
     }
     this.connectionMaker.refresh({ connections, connectedPeers: new Set(this.connections.keys()) });

@@ -235,10 +235,10 @@ class RouteGraph {
       // Reports of names not in the table wait in `pending`; the others are edges.
       const before = this.unlisted[i];
       let after: PeerName[] | undefined;
-      const reports = peer.connectionItems;
-      if (before) for (const v of before) if (!this.index.has(v) && !peer.connections.has(v)) this.dropPending(v, name);
-      for (const c of reports) {
-        const v = c.remoteName;
+      const reports = peer.connectionList;
+      if (before) for (const v of before) if (!this.index.has(v) && !reports.has(v)) this.dropPending(v, name);
+      for (let k = 0; k < reports.size; k++) {
+        const v = reports.nameAt(k);
         if (this.index.has(v)) continue;
         this.addPending(v, name);
         (after ??= []).push(v);
@@ -246,7 +246,7 @@ class RouteGraph {
       this.unlisted[i] = after;
       // Edges out: the ones it had (an array never changed in place) and the ones it reports.
       for (const v of all.out[i] as number[]) this.evaluate(i, v);
-      for (const c of reports) this.evaluate(i, this.index.get(c.remoteName));
+      for (let k = 0; k < reports.size; k++) this.evaluate(i, this.index.get(reports.nameAt(k)));
       // Edges in: members that reported it while it was not in the table, or the ALL edges into
       // it (SYM edges depend on its own report of the connection back).
       if (added?.has(i)) {
@@ -296,9 +296,9 @@ class RouteGraph {
     if (u === undefined || v === undefined) return;
     const up = this.peerAt[u] as Peer;
     const vp = this.peerAt[v] as Peer;
-    const c = u === v ? undefined : up.connections.get(vp.name);
-    const all = c !== undefined;
-    const sym = all && c.established && vp.connections.get(up.name)?.established === true;
+    const est = u === v ? undefined : up.connectionList.establishedTo(vp.name);
+    const all = est !== undefined;
+    const sym = est === true && vp.connectionList.establishedTo(up.name) === true;
     const a = this.setEdge(ALL, u, v, all);
     const b = this.setEdge(SYM, u, v, sym);
     if (a || b) {
@@ -356,27 +356,45 @@ class RouteGraph {
   routesFrom(start: number, mode: Mode): RouteTable {
     const out = this.edges[mode].out;
     const names = this.names;
-    const via = new Float64Array(this.capacity).fill(NaN);
+    const cap = this.capacity;
+    const via = new Float64Array(cap).fill(NaN);
     via[start] = UNKNOWN_PEER_NAME;
+    // Instead of sorting each level by name: a peer takes its route from the lowest-named peer
+    // of the previous level connecting to it, which is the one a search in name order meets
+    // first. (Sorting every level was most of what a recalculation cost in a big mesh.)
+    if (this.parent.length < cap) {
+      this.parent = new Int32Array(cap);
+      this.levelOf = new Int32Array(cap);
+    }
+    const parent = this.parent;
+    const levelOf = this.levelOf;
     let size = 1;
-    const byName = (a: number, b: number) => (names[a] as number) - (names[b] as number);
     let level = [start];
-    while (level.length > 0) {
-      level.sort(byName);
+    for (let depth = 1; level.length > 0; depth++) {
       const next: number[] = [];
       for (const cur of level) {
         const hop = cur === start ? undefined : (via[cur] as PeerName);
         for (const v of out[cur] as number[]) {
-          if (!Number.isNaN(via[v] as number)) continue;
-          via[v] = hop ?? (names[v] as PeerName);
-          size++;
-          next.push(v);
+          if (Number.isNaN(via[v] as number)) {
+            via[v] = hop ?? (names[v] as PeerName);
+            parent[v] = cur;
+            levelOf[v] = depth;
+            size++;
+            next.push(v);
+          } else if (levelOf[v] === depth && v !== start && (names[cur] as number) < (names[parent[v] as number] as number)) {
+            parent[v] = cur;
+            via[v] = hop ?? (names[v] as PeerName);
+          }
         }
       }
       level = next;
     }
-    return new RouteTable(this, Float64Array.from(names), via, size);
+    return new RouteTable(this, new Float64Array(names), via, size);
   }
+
+  /** routesFrom's scratch: by index, the peer a route was taken from, and at what depth. */
+  private parent = new Int32Array(0);
+  private levelOf = new Int32Array(0);
 }
 
 /**

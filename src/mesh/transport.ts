@@ -11,6 +11,9 @@
 // - The close handler fires at most once, whoever closed the stream; `err` is set when the
 //   stream failed rather than ended.
 // - close() is idempotent; writes after close are dropped.
+// - Buffers are handed over, not lent: a chunk given to the data handler is never reused or
+//   changed by the transport (the receiver keeps views of it), and a buffer given to write() is
+//   never changed by the writer afterwards (one frame may be written to many connections).
 
 export interface MeshTransport {
   /** `host:port` of the remote end, for logs and connection summaries. */

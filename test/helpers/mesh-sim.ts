@@ -140,8 +140,8 @@ class SimPipeEnd implements MeshTransport {
 
   write(bytes: Uint8Array): void {
     if (this.closedLocally) return;
-    // The receiving end copies what it buffers (framing's ByteQueue) and writers do not reuse
-    // what they wrote, so the chunk is passed as it is.
+    // Passed as it is, as a socket passes what it read: nobody changes a buffer once written
+    // (one frame may go to many connections), and the receiving end keeps views of it.
     this.peer.arrive(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes));
   }
 

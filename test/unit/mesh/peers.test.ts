@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import { PEER_SHORT_ID_COUNT, Peer, type ConnectionSummary, type PeerSummary, type TopologyEntry } from '../../../src/mesh/peer.js';
 import { Peers, type RandomInt } from '../../../src/mesh/peers.js';
+import { decodeTopologyUpdateEncoded, encodeTopologyUpdate } from '../../../src/mesh/topology-update.js';
+import { seeded } from '../../helpers/prng.js';
 
 function seq(values: number[]): RandomInt {
   let i = 0;
@@ -382,4 +384,105 @@ test('ShortID: with every ShortID taken we wait, and take the one a GC frees', (
   assert.equal(us.ourself.shortId, 1234);
   assert.equal(us.getByShortId(1234), us.ourself);
   assert.equal(us.getByShortId(3)?.name, 4);
+});
+
+test('GC keeps reachability between collections: the same result as a search of the whole table', () => {
+  // Random updates (peers joining, connections coming and going, entries about peers only
+  // named so far), our own connections and local references, with a collection after some of
+  // them; each collection must leave exactly the reached and the referenced peers, and remove
+  // only peers a search from us (over any reported connection) does not reach.
+  for (let seed = 1; seed <= 40; seed++) {
+    const random = seeded(seed);
+    const rnd = (n: number) => Math.floor(random() * n);
+    const p = node(1);
+    const refs = new Map<PeerName, number>();
+    const versions = new Map<PeerName, bigint>();
+    const reachable = (): Set<PeerName> => {
+      const seen = new Set<PeerName>([1]);
+      const todo: PeerName[] = [1];
+      for (let n = todo.pop(); n !== undefined; n = todo.pop()) {
+        for (const c of p.get(n)?.connectionItems ?? []) {
+          if (!seen.has(c.remoteName) && p.has(c.remoteName)) {
+            seen.add(c.remoteName);
+            todo.push(c.remoteName);
+          }
+        }
+      }
+      return seen;
+    };
+    for (let step = 0; step < 300; step++) {
+      const op = rnd(10);
+      const a = 2 + rnd(14);
+      if (op < 5) {
+        // An entry for `a`, usually newer, listing a few random peers (us among them, sometimes).
+        const v = (versions.get(a) ?? 0n) + BigInt(rnd(3));
+        versions.set(a, v);
+        const conns = [...new Set(Array.from({ length: rnd(4) }, () => 1 + rnd(15)))].filter((n) => n !== a).map((n) => conn(n));
+        p.applyUpdate([entry(summary(a, v), ...conns)]);
+      } else if (op === 5) {
+        // A connection being set up holds its remote; once added, we report it.
+        p.fetchWithDefault(Peer.fromSummary(summary(a, 0n)));
+        refs.set(a, (refs.get(a) ?? 0) + 1);
+        if (rnd(2)) p.ourself.addConnection(conn(a));
+      } else if (op === 6 && refs.size > 0) {
+        const [b, n] = [...refs][rnd(refs.size)] as [PeerName, number];
+        if (rnd(2)) p.ourself.addConnection(conn(b));
+        else {
+          p.ourself.deleteConnection(b);
+          p.dereference(b);
+          if (n > 1) refs.set(b, n - 1);
+          else refs.delete(b);
+        }
+      } else {
+        const before = reachable();
+        const removed = p.garbageCollect().removed.map((q) => q.name);
+        for (const n of removed) assert.ok(!before.has(n) && !refs.has(n), `seed ${seed} step ${step}: ${n} was reached or referenced`);
+        const after = reachable();
+        for (const n of p.names()) assert.ok(after.has(n) || refs.has(n), `seed ${seed} step ${step}: ${n} left though unreached`);
+      }
+    }
+  }
+});
+
+test('an entry we hold, received again, still brings back placeholders collected since', () => {
+  // 5 is held by a local reference but unreached, so what it reports is collected; the
+  // original's merge makes a placeholder for every unknown peer an update names, even in an
+  // entry it already has, and so do we.
+  const p = node(1);
+  p.fetchWithDefault(Peer.fromSummary(summary(5, 0n)));
+  // Second in the update: the first entry's connections come after type definitions, so only
+  // later entries can be recognised by their bytes.
+  const bytes = encodeTopologyUpdate([own(p), entry(summary(5, 2n), conn(6))]);
+  const receive = () => p.applyDecoded(decodeTopologyUpdateEncoded(bytes, undefined, (n) => p.get(n)?.encoded));
+  receive();
+  assert.ok(p.get(5)?.encoded, 'the entry is kept as received');
+  receive();
+  assert.deepEqual(p.garbageCollect().removed.map((x) => x.name), [6]);
+  const r = receive();
+  assert.deepEqual([...r.improved], [], 'nothing newer');
+  assert.ok(p.has(6), 'the placeholder is back');
+  assert.deepEqual(p.garbageCollect().removed.map((x) => x.name), [6]);
+});
+
+test("a peer's connections keep every field, in order, whatever their addresses hold", () => {
+  const list = [
+    { remoteName: 0xffffffffffff, remoteTcpAddr: '10.0.0.1:6783', outbound: true, established: false },
+    { remoteName: 3, remoteTcpAddr: '', outbound: false, established: true },
+    { remoteName: 2 ** 40 + 1, remoteTcpAddr: '[::1]:40000', outbound: true, established: true },
+  ];
+  for (const odd of ['', 'a\nb', '\n', 'x\n']) {
+    const conns = [...list, { remoteName: 9, remoteTcpAddr: odd, outbound: false, established: false }];
+    const p = Peer.fromSummary(summary(5, 1n), [...conns, { ...conns[1]!, remoteTcpAddr: 'again:1' }]);
+    // A repeated remote keeps the last entry, at the place of the first (a map's assignment).
+    const want = conns.map((c) => (c.remoteName === 3 ? { ...c, remoteTcpAddr: 'again:1' } : c));
+    assert.deepEqual(p.connectionItems, want);
+    assert.deepEqual([...p.connections.values()], want);
+    assert.deepEqual([...p.connections.keys()], want.map((c) => c.remoteName));
+    for (const c of want) assert.deepEqual(p.connections.get(c.remoteName), c);
+    assert.equal(p.connections.get(4), undefined);
+    assert.equal(p.connectionList.establishedTo(3), true);
+    assert.equal(p.connectionList.establishedTo(0xffffffffffff), false);
+    assert.equal(p.connectionList.establishedTo(4), undefined);
+    assert.deepEqual(p.toEntry().connections.map((c) => c.remoteName), [3, 9, 2 ** 40 + 1, 0xffffffffffff]);
+  }
 });

@@ -146,6 +146,43 @@ test('a restarted peer is reconnected and the old incarnation is collected', asy
   assert.equal(net.view(a), net.view(b2));
 });
 
+test('a restarted peer is accepted while others still hold its old incarnation', async () => {
+  // 3 and 4 each connect to 1 and to 2. When 1 dies, each of 3 and 4 still reaches it through
+  // the other's entry; their updates dropping it cross at 2, which relays neither: routes are
+  // cached until recalculated (as the original's), and 2's broadcast trees from 3 and 4, last
+  // used by a service's broadcast, go through 1 (named below 2, and as close to 3 and 4). So 3
+  // and 4 hold the old 1 until a periodic gossip from 2, up to 30 s later. A router that refused
+  // the new 1 while it held the old one (we did; the original does not) kept it out all that time.
+  const net = new SimNetwork(11);
+  const r1 = net.add(1, { discovery: false });
+  const r2 = net.add(2, { discovery: false });
+  const r3 = net.add(3, { discovery: false });
+  const r4 = net.add(4, { discovery: false });
+  r3.connect([addr(1), addr(2)], false);
+  r4.connect([addr(1), addr(2)], false);
+  await net.run(20_000);
+  for (const r of [r3, r4]) r.newGossip('svc', new Recorder()).broadcast(bytesGossipData(Buffer.from('hello')));
+  // Just past the periodic gossip at 30 s, so that the next one is 30 s away.
+  await net.run(10_500);
+  const oldUid = r1.ourself.uid;
+  await net.remove(1);
+  await net.run(1500);
+  assert.equal(r2.peers.has(r1.name), false, '2 collected the old 1');
+  for (const r of [r3, r4]) assert.equal(r.peers.get(r1.name)?.uid, oldUid, `${r.ourself.nickName} still holds the old 1`);
+
+  const again = net.add(1, { discovery: false });
+  assert.notEqual(again.ourself.uid, oldUid);
+  again.connect([addr(3), addr(4)], false);
+  await net.run(5000);
+  assert.deepEqual(established(again), [r3.name, r4.name]);
+  for (const r of [r2, r3, r4]) {
+    assert.equal(r.peers.get(again.name)?.uid, again.ourself.uid, `${r.ourself.nickName} holds the new 1`);
+    assert.notEqual(r.routes.unicast(again.name), undefined, `${r.ourself.nickName} routes to the new 1`);
+  }
+  // The new incarnation moved its version past the old one's, so its entry won everywhere.
+  assert.equal(net.view(r2), net.view(again));
+});
+
 test('simulation: 100 routers, random joins, partitions and leaves; topology and routes converge', async () => {
   const seed = 4242;
   const net = new SimNetwork(seed);

@@ -89,8 +89,8 @@ export class SimFailure extends Error {
 /**
  * The network (not IPAM) failed: after every link was healed some hosts still could not reach
  * each other, so the end-of-schedule checks that need a connected cluster cannot be made (the
- * per-step safety checks all passed). Seen with the mesh backend: a router keeps refusing a
- * restarted peer ("Multiple peers with name X: X <old uid> != <new uid>").
+ * per-step safety checks all passed). Seen with the mesh backend until routers accepted a
+ * restarted peer while others still held its old incarnation (as Weave Net does).
  */
 export class NetworkFailure extends SimFailure {}
 

@@ -4,8 +4,8 @@
 // IPAM_SIM_SEEDS=a,b reruns given seeds (with IPAM_SIM_BACKEND=mesh|direct), IPAM_SIM_COUNT
 // and IPAM_SIM_FIRST set how many and from where; IPAM_SIM_DEBUG=1 and IPAM_SIM_LOG=info|debug
 // print a schedule's steps and its allocators' logs. A failure prints its seed and the tail of
-// its schedule. A schedule whose network never heals (a mesh fault, not IPAM's) is listed, with
-// its seed, rather than failed; IPAM_SIM_STRICT=1 fails on it.
+// its schedule. A schedule whose network never heals (a mesh fault, not IPAM's) fails too, with
+// its own message; IPAM_SIM_LENIENT=1 lists such schedules instead (to look past a mesh fault).
 import { test } from 'node:test';
 import { NetworkFailure, runSchedule, SimFailure } from './ipam-sim.js';
 
@@ -27,8 +27,8 @@ for (const tier of tiers) {
     const totals: Record<string, number> = {};
     let allocations = 0;
     const started = Date.now();
-    // Schedules whose network itself did not heal: their per-step safety checks passed, their
-    // end checks could not run. Reported, not failed: they are the network's bug to fix.
+    // With IPAM_SIM_LENIENT=1, schedules whose network itself did not heal (their per-step
+    // safety checks passed, their end checks could not run) are listed, not failed.
     const network: string[] = [];
     for (const seed of seeds) {
       try {
@@ -36,7 +36,7 @@ for (const tier of tiers) {
         allocations += r.allocations;
         for (const [k, v] of Object.entries(r.events)) totals[k] = (totals[k] ?? 0) + v;
       } catch (e) {
-        if (e instanceof NetworkFailure && process.env.IPAM_SIM_STRICT !== '1') {
+        if (e instanceof NetworkFailure && process.env.IPAM_SIM_LENIENT === '1') {
           network.push(`${e.message} (rerun: IPAM_SIM_BACKEND=${tier.backend} IPAM_SIM_SEEDS=${seed})`);
           continue;
         }
@@ -48,7 +48,7 @@ for (const tier of tiers) {
     }
     console.log(`${tier.backend}: ${seeds.length} schedules, ${allocations} allocations, ${Math.round((Date.now() - started) / 1000)} s; steps ${JSON.stringify(totals)}`);
     if (network.length) {
-      const note = `${network.length} schedule(s) where the ${tier.backend} network never healed (IPAM_SIM_STRICT=1 fails on them):\n${network.join('\n')}`;
+      const note = `${network.length} schedule(s) where the ${tier.backend} network never healed:\n${network.join('\n')}`;
       console.log(note);
       for (const line of note.split('\n')) t.diagnostic(line);
     }

@@ -1,14 +1,26 @@
 // An in-memory duplex byte pipe: two MeshTransport ends joined back to back, for running the
-// mesh handshake and message connection without sockets. Delivery is asynchronous (a
-// microtask), as a socket's would be, so one `await flush()` lets both ends converge.
-// Each end records what it wrote, so tests can inspect the bytes "on the wire".
+// mesh without sockets (handshake tests, whole simulated meshes). The receiving handler runs a
+// microtask after bytes arrive, as a socket's would, so one `await flush()` lets both ends
+// converge. How bytes (and the end of the stream) cross is up to the pipe's `cross`: at once by
+// default, or later on a fake clock (a network with latency). Ends made with `record` keep what
+// they wrote, so tests can inspect the bytes "on the wire"; simulations of many routers do not.
 import type { MeshTransport } from '../../src/mesh/transport.js';
 
+const EMPTY = Buffer.alloc(0);
+
+export interface PipeOptions {
+  /** Keep every chunk written (`written`, `writtenBytes`). */
+  record?: boolean;
+  /** Runs `deliver` when the bytes reach the other end: at once, or later (a clock timer). */
+  cross?: (deliver: () => void) => void;
+}
+
 export class PipeEnd implements MeshTransport {
-  /** Every chunk this end wrote, in order. */
+  /** Every chunk this end wrote, in order (with `record`). */
   readonly written: Buffer[] = [];
   peer!: PipeEnd;
   private inbox: Buffer[] = [];
+  private head = 0;
   private dataHandler: ((chunk: Buffer) => void) | undefined;
   private closeHandler: ((err?: Error) => void) | undefined;
   private closedLocally = false;
@@ -16,13 +28,19 @@ export class PipeEnd implements MeshTransport {
   private closeNotified = false;
   private closeError: Error | undefined;
   private scheduled = false;
+  private readonly record: boolean;
+  private readonly cross: (deliver: () => void) => void;
 
   constructor(
     readonly localAddress: string,
     readonly remoteAddress: string,
-  ) {}
+    opts: PipeOptions = {},
+  ) {
+    this.record = opts.record ?? false;
+    this.cross = opts.cross ?? ((deliver) => deliver());
+  }
 
-  /** All bytes this end wrote so far. */
+  /** All bytes this end wrote so far (with `record`). */
   get writtenBytes(): Buffer {
     return Buffer.concat(this.written);
   }
@@ -33,9 +51,12 @@ export class PipeEnd implements MeshTransport {
 
   write(bytes: Uint8Array): void {
     if (this.closedLocally) return;
-    const copy = Buffer.from(bytes);
-    this.written.push(copy);
-    this.peer.arrive(copy);
+    // Passed as it is, as a socket passes what it read: nobody changes a buffer once written
+    // (one frame may go to many connections), and the receiving end keeps views of it.
+    const chunk = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
+    if (this.record) this.written.push(chunk);
+    const peer = this.peer;
+    this.cross(() => peer.arrive(chunk));
   }
 
   onData(handler: (chunk: Buffer) => void): void {
@@ -62,8 +83,10 @@ export class PipeEnd implements MeshTransport {
     this.closedLocally = true;
     this.closeError = err;
     this.inbox = [];
+    this.head = 0;
     this.schedule();
-    this.peer.peerClosed();
+    const peer = this.peer;
+    this.cross(() => peer.peerClosed());
   }
 
   private arrive(chunk: Buffer): void {
@@ -87,8 +110,14 @@ export class PipeEnd implements MeshTransport {
   }
 
   private drain(): void {
-    while (!this.closedLocally && this.dataHandler && this.inbox.length > 0) {
-      this.dataHandler(this.inbox.shift() as Buffer);
+    while (!this.closedLocally && this.dataHandler && this.head < this.inbox.length) {
+      const chunk = this.inbox[this.head] as Buffer;
+      this.inbox[this.head++] = EMPTY;
+      this.dataHandler(chunk);
+    }
+    if (this.head >= this.inbox.length) {
+      this.inbox = [];
+      this.head = 0;
     }
     const ended = this.closedLocally || (this.eof && this.inbox.length === 0);
     if (ended && !this.closeNotified && this.closeHandler) {
@@ -98,15 +127,18 @@ export class PipeEnd implements MeshTransport {
   }
 }
 
-/** Two connected ends: `a` dials (`10.0.0.1:<port>` → `10.0.0.2:6783`), `b` accepts. */
+/** Two connected ends: `a` dials (`10.0.0.1:<port>` → `10.0.0.2:6783`), `b` accepts; both record. */
 export function createDuplexPipe(addresses: { a?: string; b?: string } = {}): [PipeEnd, PipeEnd] {
-  const aAddr = addresses.a ?? '10.0.0.1:40000';
-  const bAddr = addresses.b ?? '10.0.0.2:6783';
-  const a = new PipeEnd(aAddr, bAddr);
-  const b = new PipeEnd(bAddr, aAddr);
-  a.peer = b;
-  b.peer = a;
-  return [a, b];
+  return connectedPipe(addresses.a ?? '10.0.0.1:40000', addresses.b ?? '10.0.0.2:6783', { record: true });
+}
+
+/** Two connected ends, the dialler's at `a` and the acceptor's at `b`. */
+export function connectedPipe(a: string, b: string, opts: PipeOptions = {}): [PipeEnd, PipeEnd] {
+  const x = new PipeEnd(a, b, opts);
+  const y = new PipeEnd(b, a, opts);
+  x.peer = y;
+  y.peer = x;
+  return [x, y];
 }
 
 /** Lets every queued delivery, handler and promise reaction run. */

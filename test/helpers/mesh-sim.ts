@@ -7,7 +7,7 @@ import { formatPeerName } from '../../src/core/peer-name.js';
 import { WeaveError } from '../../src/core/errors.js';
 import { MeshRouter, type MeshRouterOptions } from '../../src/mesh/router.js';
 import type { MeshTransport } from '../../src/mesh/transport.js';
-import { flush } from './duplex-pipe.js';
+import { connectedPipe, flush } from './duplex-pipe.js';
 import { seeded } from './prng.js';
 
 export { seeded };
@@ -65,7 +65,8 @@ export class SimNetwork {
     if (!target || this.cut.has(this.pairKey(from, to))) {
       throw new WeaveError('UNAVAILABLE', `dial tcp4 ${to}: connect: connection refused`);
     }
-    const [a, b] = simPipe(`${from.split(':')[0]}:${this.port++}`, to);
+    // No recording: a 1000-router simulation moves gigabytes.
+    const [a, b] = connectedPipe(`${from.split(':')[0]}:${this.port++}`, to);
     target.accept(b);
     return a;
   }
@@ -108,113 +109,4 @@ export class SimNetwork {
       .map((e) => `${formatPeerName(e.peer.name)} v${e.peer.version} [${e.connections.map((c) => `${formatPeerName(c.remoteName)}${c.established ? '+' : '-'}`).join(',')}]`)
       .join('\n');
   }
-}
-
-/**
- * One end of an in-memory stream, as duplex-pipe's PipeEnd (delivery a microtask later, the
- * same close rules) but without keeping a copy of everything written: a 1000-router simulation
- * moves gigabytes, which the tests' pipe would hold for inspection until the end.
- */
-const EMPTY = Buffer.alloc(0);
-
-class SimPipeEnd implements MeshTransport {
-  peer!: SimPipeEnd;
-  private inbox: Buffer[] = [];
-  private head = 0;
-  private dataHandler: ((chunk: Buffer) => void) | undefined;
-  private closeHandler: ((err?: Error) => void) | undefined;
-  private closedLocally = false;
-  private eof = false;
-  private closeNotified = false;
-  private closeError: Error | undefined;
-  private scheduled = false;
-
-  constructor(
-    readonly localAddress: string,
-    readonly remoteAddress: string,
-  ) {}
-
-  get closed(): boolean {
-    return this.closedLocally || this.eof;
-  }
-
-  write(bytes: Uint8Array): void {
-    if (this.closedLocally) return;
-    // Passed as it is, as a socket passes what it read: nobody changes a buffer once written
-    // (one frame may go to many connections), and the receiving end keeps views of it.
-    this.peer.arrive(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes));
-  }
-
-  onData(handler: (chunk: Buffer) => void): void {
-    this.dataHandler = handler;
-    this.schedule();
-  }
-
-  onClose(handler: (err?: Error) => void): void {
-    this.closeHandler = handler;
-    this.schedule();
-  }
-
-  close(): void {
-    this.shutdown(undefined);
-  }
-
-  destroy(err: Error): void {
-    this.shutdown(err);
-  }
-
-  private shutdown(err: Error | undefined): void {
-    if (this.closedLocally) return;
-    this.closedLocally = true;
-    this.closeError = err;
-    this.inbox = [];
-    this.head = 0;
-    this.schedule();
-    this.peer.peerClosed();
-  }
-
-  private arrive(chunk: Buffer): void {
-    if (this.closed) return;
-    this.inbox.push(chunk);
-    this.schedule();
-  }
-
-  private peerClosed(): void {
-    this.eof = true;
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.drain();
-    });
-  }
-
-  private drain(): void {
-    while (!this.closedLocally && this.dataHandler && this.head < this.inbox.length) {
-      const chunk = this.inbox[this.head] as Buffer;
-      this.inbox[this.head++] = EMPTY;
-      this.dataHandler(chunk);
-    }
-    if (this.head >= this.inbox.length) {
-      this.inbox = [];
-      this.head = 0;
-    }
-    const ended = this.closedLocally || (this.eof && this.inbox.length === 0);
-    if (ended && !this.closeNotified && this.closeHandler) {
-      this.closeNotified = true;
-      this.closeHandler(this.closeError);
-    }
-  }
-}
-
-function simPipe(a: string, b: string): [SimPipeEnd, SimPipeEnd] {
-  const x = new SimPipeEnd(a, b);
-  const y = new SimPipeEnd(b, a);
-  x.peer = y;
-  y.peer = x;
-  return [x, y];
 }

@@ -9,20 +9,22 @@
 // listen address, so its server waits for `weave expose` and then listens on the bridge, :53.
 // UDP queries are answered by each router's DNS worker thread (the logs show no fallback); the
 // restart test also checks that names learnt while that thread starts reach it.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { Netns, Underlay, WeaveHost, eventually, repoRoot, requireRoot, uniquePrefix } from '../helpers/netns.js';
+import { Netns, eventually, hostsOnUnderlay, repoRoot, requireRoot, uniquePrefix } from '../helpers/netns.js';
 import type { DnsQueryOutcome, DnsQuerySpec } from '../helpers/dns-query.js';
 
 const prefix = uniquePrefix();
-const hosts: WeaveHost[] = [];
 const containers: Netns[] = [];
 const helpers: ChildProcess[] = [];
-let underlay: Underlay | undefined;
+const { host: h } = hostsOnUnderlay(prefix, 'n', 3, () => {
+  for (const p of helpers) p.kill('SIGKILL');
+  for (const c of containers) c.destroy();
+});
 const ip = (i: number) => `192.0.2.${i}`;
 const name = (i: number) => `7a:00:00:00:00:0${i}`;
 const queryScript = () => join(repoRoot, 'dist/test/helpers/dns-query.js');
@@ -30,18 +32,13 @@ const upstreamScript = () => join(repoRoot, 'dist/test/helpers/dns-upstream.js')
 /** Host 3's bridge address, where its DNS server listens once exposed. */
 const BRIDGE3 = '10.32.3.1';
 
-const h = (i: number) => hosts[i - 1]!;
 function resolvConf(i: number): string {
   return join(h(i).dir, 'resolv.conf');
 }
 
 before(async () => {
   if (process.getuid?.() !== 0) return;
-  underlay = new Underlay(prefix);
   for (let i = 1; i <= 3; i++) {
-    const h = new WeaveHost(prefix, `n${i}`);
-    hosts.push(h);
-    underlay.attach(h, i);
     // Host 1 also names its own DNS address, which the router must filter out; host 2 first
     // names a server it has no route to (203.0.113.1, TEST-NET-3: the send fails at once).
     const servers = i === 1 ? ['127.0.0.1', '127.0.0.53'] : i === 2 ? ['203.0.113.1', '127.0.0.53'] : ['127.0.0.53'];
@@ -55,12 +52,6 @@ before(async () => {
     up.stdout!.once('data', () => resolve());
     up.once('exit', (c) => reject(new Error(`test upstream exited ${c}`)));
   });
-});
-after(async () => {
-  for (const p of helpers) p.kill('SIGKILL');
-  for (const c of containers) c.destroy();
-  for (const x of hosts) await x.destroy();
-  underlay?.destroy();
 });
 
 const defaultPeers = (i: number) => [ip(1), ip(2)].slice(0, i - 1);

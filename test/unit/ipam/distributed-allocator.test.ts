@@ -12,6 +12,7 @@ import { ipamStatusLine, renderIpam } from '../../../src/api/server/status-text.
 import type { WeaveReport } from '../../../src/api/types.js';
 import { MemoryStore } from '../../../src/platform/sqlite-store.js';
 import { IpamNet, peer } from './ipam-net.js';
+import { seeded } from '../../helpers/prng.js';
 
 const fixtures = join(process.env.WEAVE_REPO_ROOT ?? process.cwd(), 'test/fixtures/wire-vectors/plain');
 const cidr = parseCidr;
@@ -481,4 +482,34 @@ test('ten fresh peers allocating at once all get an address within a second (a r
     assert.ok(Math.max(...times) < 1000, `seed ${seed}: ${times.join(' ')} ms`);
     net.stop();
   }
+});
+
+test('a peer sending damaged IPAM messages cannot crash the allocator or take its addresses', async () => {
+  const net = new IpamNet(12, { range: '10.0.0.0/24' });
+  net.add(1, { quorum: 2 });
+  net.add(2, { quorum: 2 });
+  const mine = await net.value(net.alloc(2).allocate('keep'));
+  await net.run(2000);
+  const b = net.alloc(2);
+  const rnd = seeded(5);
+  const samples = [net.alloc(1).encodeState()!, b.encodeState()!];
+  for (let i = 0; i < 2000; i++) {
+    const x = Buffer.from(samples[i % 2]!);
+    const mode = rnd();
+    let input: Buffer;
+    if (mode < 0.3) input = x.subarray(0, Math.floor(rnd() * x.length));
+    else if (mode < 0.8) {
+      for (let k = 0; k < 1 + Math.floor(rnd() * 4); k++) x[Math.floor(rnd() * x.length)] = Math.floor(rnd() * 256);
+      input = x;
+    } else input = Buffer.from(Array.from({ length: Math.floor(rnd() * 64) }, () => Math.floor(rnd() * 256)));
+    // Whatever the bytes, every entry point returns normally.
+    b.onGossip(input);
+    b.onGossipBroadcast(peer(1), input);
+    b.onGossipUnicast(peer(1), Buffer.concat([Buffer.of(Math.floor(rnd() * 4)), input]));
+  }
+  await net.run(1000);
+  assert.deepEqual(b.lookup('keep').map(fmt), [fmt(mine)]);
+  const next = await net.value(b.allocate('after'), 30_000);
+  assert.notEqual(fmt(next), fmt(mine));
+  net.stop();
 });

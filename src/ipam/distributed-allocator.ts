@@ -488,11 +488,6 @@ export class DistributedAllocator implements Gossiper {
     for (const op of all) this.finish(op, new WeaveError('CANCELLED', `${op.kind} request for ${op.ident} cancelled: ${why}`));
   }
 
-  /** Same as stop(), for the single-peer allocator's callers. */
-  cancelPending(): void {
-    this.stop();
-  }
-
   private assertRunning(): void {
     if (!this.started) throw new WeaveError('NOT_RUNNING', 'IP allocator not started');
     if (this.stopped || this.shuttingDown) throw new WeaveError('UNAVAILABLE', 'IP allocator is shutting down');
@@ -767,7 +762,7 @@ export class DistributedAllocator implements Gossiper {
     return this.pendingAllocates.map((op) => `${op.ident} ${formatCidr(op.subnet)}`);
   }
 
-  /** Idents of pending allocations (the single-peer allocator's method). */
+  /** Idents of pending allocations. */
   pendingAllocateIdents(): string[] {
     return this.pendingAllocates.map((op) => op.ident);
   }

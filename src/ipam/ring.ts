@@ -449,7 +449,13 @@ export class Ring {
           else takeTheirs(t);
         } else if (m.peer === ours) {
           if (t.peer !== ours) {
-            if (hasAllocations(rangesOf(m.token, nextMineToken(i)))) {
+            // What their entry takes runs to its next token or our next one, whichever comes
+            // first (as for an inserted token above): a grant we made and forgot (a restart
+            // without the store) is taken unless we hold addresses in the granted part itself.
+            const nm = nextMineToken(i);
+            const nt = (theirs[j + 1] ?? theirs[0] as RingEntry).token;
+            const upTo = this.distance(t.token, nt) > 0 && this.distance(t.token, nt) < this.distance(t.token, nm) ? nt : nm;
+            if (hasAllocations(rangesOf(m.token, upTo))) {
               return {
                 ok: false,
                 kind: 'entries',

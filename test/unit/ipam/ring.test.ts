@@ -164,3 +164,32 @@ test('merge: the owner rules and the original error texts', () => {
   assert.deepEqual(fresh.seeds, [P1, P2]);
   assert.equal(base.toString(new Map([[P1, 'one']])), 'Ring [10.0.0.0, 10.0.1.0)\n  10.0.0.0 -> 7a:00:00:00:00:01 (one) (v0)\n  10.0.0.128 -> 7a:00:00:00:00:02 (v0)');
 });
+
+test('merge: a grant we made and forgot (restart without the store) is taken unless we hold addresses in the granted part', () => {
+  // Our stale copy: 10.0.0.0 is ours (v1) up to 10.0.0.240. What the others know: we granted
+  // 10.0.0.0–10.0.0.127 to P2 (since updated to v4) and kept 10.0.0.128 onwards.
+  const stale = (): RingState => ({
+    start: ip('10.0.0.0'), end: ip('10.0.1.0'), peer: P1, seeds: [P1],
+    entries: [
+      { token: ip('10.0.0.0'), peer: P1, version: 1, free: 0 },
+      { token: ip('10.0.0.240'), peer: P3, version: 0, free: 0 },
+    ],
+  });
+  const known: RingState = {
+    start: ip('10.0.0.0'), end: ip('10.0.1.0'), peer: P2, seeds: [P1],
+    entries: [
+      { token: ip('10.0.0.0'), peer: P2, version: 4, free: 0 },
+      { token: ip('10.0.0.128'), peer: P1, version: 1, free: 0 },
+      { token: ip('10.0.0.240'), peer: P3, version: 0, free: 0 },
+    ],
+  };
+  const held = (addr: string) => (ranges: { start: number; end: number }[]) => ranges.some((r) => r.start <= ip(addr) && ip(addr) < r.end);
+  // An address of ours beyond the grant: the merge goes through.
+  const r = Ring.restore(stale(), P1);
+  assert.deepEqual(r.merge(known, held('10.0.0.130')), { ok: true, updated: true });
+  assert.equal(r.owner(ip('10.0.0.5')), P2);
+  assert.equal(r.owner(ip('10.0.0.130')), P1);
+  // An address of ours inside what the incoming entry takes: refused, as the original.
+  const r2 = Ring.restore(stale(), P1);
+  assert.match((r2.merge(known, held('10.0.0.5')) as { message: string }).message, /^Received update for IP range I own at 10\.0\.0\.0 v1/);
+});

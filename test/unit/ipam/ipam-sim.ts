@@ -524,16 +524,19 @@ class IpamSim {
       if (h !== hub && !h.targets.includes(hub.i)) h.targets.push(hub.i);
       h.net?.connect(h.targets);
     }
+    // Hosts the network keeps apart: connections come back on the connection makers' backoff,
+    // which may outlast the rings' agreement, so settling waits for them too.
+    const apartNow = () => this.up().filter((h) => this.up().some((o) => o !== h && !h.net?.isReachable(o.name)));
     let settled = false;
     for (let round = 0; round < 120 && !settled; round++) {
       if (round % 12 === 11) await takeover();
       await this.net.run(5_000, STEP_MS);
       this.rethrow();
       this.checkUnique();
-      settled = this.pending.every((p) => p.done || p.alloc !== p.host.alloc) && this.up().every((h) => h.alloc?.pendingClaimCount() === 0) && this.ringsAgree();
+      settled = this.pending.every((p) => p.done || p.alloc !== p.host.alloc) && this.up().every((h) => h.alloc?.pendingClaimCount() === 0) && this.ringsAgree() && apartNow().length === 0;
     }
-    // Everything was healed: a host the network still keeps apart is the network's failure.
-    const apart = this.up().filter((h) => this.up().some((o) => o !== h && !h.net?.isReachable(o.name)));
+    // Everything was healed ten minutes ago: a host the network still keeps apart is the network's failure.
+    const apart = apartNow();
     if (apart.length) {
       throw new NetworkFailure(this.seed, `the ${this.net.kind} network never reconnected ${apart.map((h) => `h${h.i}`).join(', ')} after every link was healed (rerun with IPAM_SIM_LOG=info IPAM_SIM_LOG_MESH=1 to see why)`, this.trace);
     }

@@ -8,26 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import { Peer, type ConnectionSummary, type TopologyEntry } from '../../../src/mesh/peer.js';
-import { Peers, type RandomInt } from '../../../src/mesh/peers.js';
+import { Peers } from '../../../src/mesh/peers.js';
 import { Routes, broadcastHopsBySearch } from '../../../src/mesh/routes.js';
-
-class Rng {
-  private a: number;
-  constructor(seed: number) {
-    this.a = seed >>> 0;
-  }
-  u32(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  readonly int: RandomInt = (bound) => Math.floor((this.u32() / 4294967296) * bound);
-  chance(p: number): boolean {
-    return this.u32() / 4294967296 < p;
-  }
-}
+import { Rng } from '../../helpers/prng.js';
 
 function conn(remoteName: PeerName, established: boolean): ConnectionSummary {
   return { remoteName, remoteTcpAddr: `10.0.0.${remoteName % 256}:6783`, outbound: true, established };

@@ -13,43 +13,15 @@ import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import { UNKNOWN_PEER_NAME, formatPeerName, type PeerName } from '../../../src/core/peer-name.js';
 import { PEER_SHORT_ID_COUNT, Peer, type TopologyEntry } from '../../../src/mesh/peer.js';
-import { Peers, type RandomInt } from '../../../src/mesh/peers.js';
+import { Peers } from '../../../src/mesh/peers.js';
 import { Routes } from '../../../src/mesh/routes.js';
+import { Rng } from '../../helpers/prng.js';
 
 const PEER_COUNT = 100;
 const EXTRA_EDGES = 150;
 const MAX_DELIVERIES = 5_000_000;
 /** Deliveries a peer may gossip by stale routes in the random fan-out phase. */
 const RECALC_EVERY = 1000;
-
-class Rng {
-  private a: number;
-  constructor(seed: number) {
-    this.a = seed >>> 0;
-  }
-  /** Mulberry32. */
-  u32(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  readonly int: RandomInt = (bound) => Math.floor((this.u32() / 4294967296) * bound);
-  chance(p: number): boolean {
-    return this.u32() / 4294967296 < p;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)] as T;
-  }
-  shuffle<T>(xs: T[]): T[] {
-    for (let i = xs.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      [xs[i], xs[j]] = [xs[j] as T, xs[i] as T];
-    }
-    return xs;
-  }
-}
 
 interface Node {
   readonly name: PeerName;

@@ -4,15 +4,20 @@
 // runs it (UDP read by the worker thread of daemon/dns-worker-udp.ts) and with node:dgram on
 // the main thread (the server's default listener, as before the worker). Run:
 //   npm run build && node dist/bench/dns/run.js [rounds] [seconds] [names]   (default 5 2 1000)
-// Each round measures each server twice, in alternating order: under load (a closed loop of 64
-// queries in flight over UDP) and one query at a time; the table shows medians over the rounds
-// and our/dnsmasq ratios (the median of each round's ratio: dnsmasq always runs next to both of
-// ours, so a ratio compares measurements seconds apart). The load generator is one Node process on the same machine, so on a
-// small machine the numbers are bounded by it as much as by the servers; both servers see the
-// same generator. "CPU µs/query" is the server process's user + system time (from /proc) per
-// answered query: the efficiency figure, least disturbed by other load on the machine.
+// The load comes from dnsperf (Debian's `dnsperf`, a C generator), when it is installed and
+// BENCH_DNS_GENERATOR is not `node`, and from a closed loop in one Node process. The Node
+// generator is slower than either server on this machine, so its q/s measure it as much as
+// the servers; dnsperf does not have that limit. Each round measures each server in every
+// mode, in alternating order with dnsmasq always in the middle; the table shows medians over
+// the rounds and our/dnsmasq ratios (the median of each round's ratio: a ratio compares
+// measurements seconds apart). Modes with dnsperf: saturated (100 queries in flight: as many
+// as the server answers) and one query at a time (the round trip), with the mean latency, and
+// a steady 20 000 q/s with p50 and p99; with the Node generator (always): 64 in flight and one
+// at a time, with p50 and p99. "CPU
+// µs/query" is the server process's user + system time (from /proc) per answered query: the
+// efficiency figure, least disturbed by other load on the machine.
 // Only loopback is used; nothing is sent anywhere else.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,6 +68,7 @@ function queryTemplate(name: string): Buffer {
 
 interface Result {
   qps: number;
+  meanUs: number;
   p50us: number;
   p99us: number;
   errors: number;
@@ -131,7 +137,7 @@ function load(port: number, names: string[], inflight: number, seconds: number, 
       const cpu = pid === undefined ? NaN : (cpuMicros(pid) - cpu0) / Math.max(1, lat.length);
       sock.close();
       const s = summarize(lat);
-      resolve({ qps: lat.length / elapsed, p50us: s.p50, p99us: s.p99, errors, cpuUs: cpu });
+      resolve({ qps: lat.length / elapsed, meanUs: s.mean, p50us: s.p50, p99us: s.p99, errors, cpuUs: cpu });
     };
     sock.bind(0, '127.0.0.1', () => {
       t0 = performance.now();
@@ -140,6 +146,45 @@ function load(port: number, names: string[], inflight: number, seconds: number, 
       for (let i = 0; i < inflight; i++) send();
     });
   });
+}
+
+/**
+ * dnsperf for `seconds` against the port with the query file, `inflight` queries outstanding;
+ * `rate` fixes the offered load (q/s), and then each query's latency is read (-v) for p50 and
+ * p99. (dnsperf 2.10 prints only the mean otherwise, and with -v and only one or ten queries
+ * outstanding it stalls at a few thousand a second, so -v goes only with a rate and 100.)
+ */
+function dnsperf(port: number, queryFile: string, inflight: number, seconds: number, pid: number | undefined, rate?: number): Promise<Result> {
+  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', queryFile, '-l', String(seconds), '-q', String(inflight), '-t', '1'];
+  if (rate !== undefined) args.push('-Q', String(rate), '-v');
+  const cpu0 = pid === undefined ? 0 : cpuMicros(pid);
+  return new Promise((resolve, reject) => {
+    execFile('dnsperf', args, { maxBuffer: 256 * 1024 * 1024 }, (err, stdout) => {
+      if (err) return reject(new Error(`dnsperf: ${err.message}`));
+      const num = (re: RegExp) => Number(re.exec(stdout)?.[1] ?? NaN);
+      const completed = num(/Queries completed:\s+(\d+)/);
+      const noerror = num(/NOERROR (\d+)/);
+      const cpu = pid === undefined ? NaN : (cpuMicros(pid) - cpu0) / Math.max(1, completed);
+      const lat: number[] = [];
+      if (rate !== undefined) {
+        // "> NOERROR host1.weave.local A 0.000055"
+        for (const line of stdout.split('\n')) if (line.startsWith('> NOERROR ')) lat.push(Number(line.slice(line.lastIndexOf(' ') + 1)) * 1e6);
+      }
+      const s = summarize(lat);
+      resolve({
+        qps: num(/Queries per second:\s+([\d.]+)/),
+        meanUs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1e6,
+        p50us: lat.length > 0 ? s.p50 : NaN,
+        p99us: lat.length > 0 ? s.p99 : NaN,
+        errors: num(/Queries sent:\s+(\d+)/) - noerror,
+        cpuUs: cpu,
+      });
+    });
+  });
+}
+
+function hasDnsperf(): boolean {
+  return spawnSync('dnsperf', ['-h'], { stdio: 'ignore' }).error === undefined;
 }
 
 function waitForLine(child: ChildProcess, re: RegExp, ms: number): Promise<RegExpMatchArray> {
@@ -209,30 +254,42 @@ async function main(): Promise<void> {
       { label: 'dnsmasq', port: dnsmasqPort, pid: dnsmasq.pid },
       { label: 'weave (main thread)', port: oursMain.port, pid: oursMain.child.pid },
     ];
-    const modes = [
-      { label: 'load (64 in flight)', inflight: 64 },
-      { label: 'one at a time', inflight: 1 },
+    const useDnsperf = process.env.BENCH_DNS_GENERATOR !== 'node' && hasDnsperf();
+    const queryFile = join(dir, 'queries');
+    writeFileSync(queryFile, names.map((x) => `${x} A\n`).join(''));
+    type Run = (port: number, secs: number, pid?: number) => Promise<Result>;
+    const nodeModes: { label: string; run: Run }[] = [
+      { label: 'node: 64 in flight', run: (port, secs, pid) => load(port, names, 64, secs, pid) },
+      { label: 'node: one at a time', run: (port, secs, pid) => load(port, names, 1, secs, pid) },
     ];
+    const modes: { label: string; run: Run }[] = useDnsperf
+      ? [
+          { label: 'dnsperf: saturated (100 in flight)', run: (port, secs, pid) => dnsperf(port, queryFile, 100, secs, pid) },
+          { label: 'dnsperf: steady 20000 q/s', run: (port, secs, pid) => dnsperf(port, queryFile, 100, secs, pid, 20_000) },
+          { label: 'dnsperf: one at a time', run: (port, secs, pid) => dnsperf(port, queryFile, 1, secs, pid) },
+          ...nodeModes,
+        ]
+      : nodeModes;
     const results = new Map<string, Result[]>();
-    for (const t of targets) for (const m of modes) await load(t.port, names, m.inflight, 0.5); // warm-up
+    for (const t of targets) for (const m of modes) await m.run(t.port, 1); // warm-up
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? targets : [...targets].reverse();
       for (const m of modes) {
         for (const t of order) {
-          const res = await load(t.port, names, m.inflight, seconds, t.pid);
-          if (process.env.BENCH_VERBOSE) console.error(`round ${r} ${t.label} ${m.label}: ${res.qps.toFixed(0)} q/s p50 ${res.p50us.toFixed(0)} p99 ${res.p99us.toFixed(0)} µs, ${res.cpuUs.toFixed(1)} CPU µs/query`);
+          const res = await m.run(t.port, seconds, t.pid);
+          if (process.env.BENCH_VERBOSE) console.error(`round ${r} ${t.label} ${m.label}: ${res.qps.toFixed(0)} q/s mean ${res.meanUs.toFixed(0)} p50 ${res.p50us.toFixed(0)} p99 ${res.p99us.toFixed(0)} µs, ${res.cpuUs.toFixed(1)} CPU µs/query`);
           const key = `${t.label}|${m.label}`;
           results.set(key, [...(results.get(key) ?? []), res]);
         }
       }
     }
-    const rows: (string | number)[][] = [['server', 'mode', 'queries/s', 'p50 µs', 'p99 µs', 'CPU µs/query', 'errors']];
+    const rows: (string | number)[][] = [['server', 'mode', 'queries/s', 'mean µs', 'p50 µs', 'p99 µs', 'CPU µs/query', 'errors']];
     const med = (key: string, f: (x: Result) => number) => median((results.get(key) ?? []).map(f));
     const perRound: string[] = [];
     for (const m of modes) {
       for (const t of targets) {
         const key = `${t.label}|${m.label}`;
-        rows.push([t.label, m.label, med(key, (x) => x.qps), med(key, (x) => x.p50us), med(key, (x) => x.p99us), med(key, (x) => x.cpuUs), (results.get(key) ?? []).reduce((a, x) => a + x.errors, 0)]);
+        rows.push([t.label, m.label, med(key, (x) => x.qps), med(key, (x) => x.meanUs), med(key, (x) => x.p50us), med(key, (x) => x.p99us), med(key, (x) => x.cpuUs), (results.get(key) ?? []).reduce((a, x) => a + x.errors, 0)]);
       }
       // Ratios per round (the two servers measured one after the other), then their median:
       // steadier than a ratio of medians when the machine's other load drifts.
@@ -240,14 +297,15 @@ async function main(): Promise<void> {
       const ratio = (label: string, t: (typeof targets)[number]) => {
         const o = results.get(`${t.label}|${m.label}`) ?? [];
         const r = (f: (x: Result) => number) => `${median(o.map((x, i) => f(x) / f(d[i]!))).toFixed(2)}x`;
-        rows.push([label, m.label, r((x) => x.qps), r((x) => x.p50us), r((x) => x.p99us), r((x) => x.cpuUs), '']);
+        rows.push([label, m.label, r((x) => x.qps), r((x) => x.meanUs), r((x) => x.p50us), r((x) => x.p99us), r((x) => x.cpuUs), '']);
         perRound.push(`${label} ${m.label}: q/s ratio per round ${o.map((x, i) => (x.qps / d[i]!.qps).toFixed(2)).join(' ')}`);
       };
       ratio('worker/dnsmasq', targets[0]!);
       ratio('main/dnsmasq', targets[2]!);
     }
-    console.log(`DNS: ${n} names in weave.local, ${rounds} rounds of ${seconds} s per server and mode; medians over rounds, ratios: median of the per-round ratios`);
-    console.log(table(rows));
+    console.log(`DNS: ${n} names in weave.local, load from ${useDnsperf ? 'dnsperf and ' : ''}one Node process, ${rounds} rounds of ${seconds} s per server and mode; medians over rounds, ratios: median of the per-round ratios`);
+    // Percentiles a mode does not measure are NaN: shown as '-'.
+    console.log(table(rows.map((row) => row.map((c) => (typeof c === 'number' && Number.isNaN(c) ? '-' : c === 'NaNx' ? '-' : c)))));
     for (const l of perRound) console.log(l);
   } finally {
     for (const c of children) c.kill('SIGTERM');

@@ -91,7 +91,7 @@ function measure(mode: string, opts: { key: boolean; udpGso: boolean; version: n
   const key = opts.key ? Buffer.alloc(32, 9) : undefined;
   const state = (name: PeerName, ip: string, outbound: boolean): SleevePeerState => ({
     name, connUid: 1n, ip, port: 6783, mtu: 1438 - (key ? 24 : 0), maxPayload: 1472, stackFrag: true, sessionKey: key, outbound,
-    gso: opts.version >= 1, udpChecksums: opts.version >= 2, partialChecksums: opts.version >= 3,
+    gso: opts.version >= 1, udpChecksums: opts.version >= 2, partialChecksums: opts.version >= 3, boxChunks: opts.version >= 4,
   });
   const a = new SleeveEngine(ioA, A, { vnetHdr: true, bridgeMtu: 1376, udpGso: opts.udpGso });
   const b = new SleeveEngine(ioB, B, { vnetHdr: true, bridgeMtu: 1376, udpGso: opts.udpGso });

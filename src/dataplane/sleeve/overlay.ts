@@ -37,11 +37,12 @@ const PACKET_OVERHEAD_ENCRYPTED = 6 + 8 + 16;
  * UDP checksums (its super-frames leave as UDP GSO trains of segments); "3" when, in addition,
  * it takes TCP frames with partial checksums (the pseudo-header sum in the field, as the
  * kernel's checksum offload leaves it): integrity then rests on the UDP checksum or the NaCl
- * box. The original ignores features it does not know, never sends it, and so only ever gets
- * MTU-sized frames with whole checksums from us.
+ * box; "4" when, in addition, it takes encrypted boxes cut into MTU-sized chunks
+ * (box-chunks.ts). The original ignores features it does not know, never sends it, and so only
+ * ever gets MTU-sized frames with whole checksums from us.
  */
 export const SLEEVE_GSO_FEATURE = 'SleeveGSO';
-export const SLEEVE_GSO_VERSION = 3;
+export const SLEEVE_GSO_VERSION = 4;
 
 export const SleeveControl = Object.freeze({ ConnectionEstablished: 1, FragmentationReceived: 2, PMTUVerified: 3 });
 
@@ -72,6 +73,8 @@ export interface SleevePeerState {
    * 3 and later: it finishes them, or has the kernel do so), so we need not sum the payload.
    */
   partialChecksums: boolean;
+  /** The peer takes a sealed super-frame as a train of chunks (SleeveGSO 4 and later). */
+  boxChunks: boolean;
 }
 
 export interface SleeveDatapath {
@@ -176,6 +179,7 @@ export class SleeveForwarder implements Forwarder {
       gso: gsoVersion >= 1,
       udpChecksums: gsoVersion >= 2,
       partialChecksums: gsoVersion >= 3,
+      boxChunks: gsoVersion >= 4,
     };
   }
 

@@ -84,7 +84,7 @@ class FakeNet {
 }
 
 function peer(i: number, over: Partial<SleevePeerState> = {}): SleevePeerState {
-  return { name: NAME(i), connUid: 1n, ip: IP(i), port: 6783, mtu: 1438, maxPayload: 1472, stackFrag: true, sessionKey: undefined, outbound: true, gso: false, udpChecksums: false, partialChecksums: false, ...over };
+  return { name: NAME(i), connUid: 1n, ip: IP(i), port: 6783, mtu: 1438, maxPayload: 1472, stackFrag: true, sessionKey: undefined, outbound: true, gso: false, udpChecksums: false, partialChecksums: false, boxChunks: false, ...over };
 }
 
 const mac = (n: number) => Buffer.from([0x02, 0, 0, 0, 0, n]);
@@ -326,7 +326,7 @@ test('garbage datagrams and unknown senders are dropped without a throw', () => 
 function gsoPair(net: FakeNet, v: number, opts: { key?: boolean; udpGso?: boolean } = {}): [Host, Host] {
   const [h1, h2] = [net.add(1, { vnetHdr: true, udpGso: opts.udpGso ?? true }), net.add(2, { vnetHdr: true, udpGso: opts.udpGso ?? true })];
   const k = opts.key ? { sessionKey: KEY } : {};
-  const caps = { gso: v >= 1, udpChecksums: v >= 2, partialChecksums: v >= 3 };
+  const caps = { gso: v >= 1, udpChecksums: v >= 2, partialChecksums: v >= 3, boxChunks: v >= 4 };
   h1.engine.setPeer(peer(2, { ...caps, ...k }));
   h2.engine.setPeer(peer(1, { ...caps, ...k, outbound: false }));
   h1.engine.setRoutes([[NAME(2), NAME(2)]], [[NAME(1), [NAME(2)]]]);
@@ -440,6 +440,59 @@ test('encrypted: a super-frame goes whole in one box to a peer that takes it, in
   assert.deepEqual(h2.tap[0]!.frame, small);
   assert.equal(h2.tap[1]!.hdr?.gsoType, VIRTIO_NET_HDR_GSO_TCPV4);
   assert.deepEqual(h2.tap[1]!.frame.subarray(54), frame.subarray(54));
+});
+
+for (const gro of [true, false]) {
+  test(`encrypted, SleeveGSO 4: a super-frame's box leaves in MTU-sized chunks as UDP GSO trains, and arrives whole (${gro ? 'a GRO buffer' : 'separate datagrams'})`, () => {
+    const net = new FakeNet();
+    net.gro = gro;
+    net.fragmentsPass = false; // chunks need no fragments
+    const [h1, h2] = gsoPair(net, 4, { key: true });
+    h1.engine.setPeer(peer(2, { gso: true, udpChecksums: true, partialChecksums: true, boxChunks: true, sessionKey: KEY, stackFrag: false }));
+    const small = ipv4Frame(mac(2), mac(1), { len: 200, df: true, proto: 6 });
+    h1.engine.onCaptured(Buffer.concat([Buffer.alloc(10), small]));
+    for (let n = 0; n < 3; n++) {
+      const { hdr, frame } = superFrame(60000, 1312);
+      h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+    }
+    h1.engine.flush();
+    assert.deepEqual(h1.sent[0], { len: h1.sent[0]!.len, df: true, to: 2, segmentSize: 0, sealed: true }, 'the small DF frame first');
+    const trains = h1.sent.slice(1);
+    assert.ok(trains.length >= 3 && trains.every((t) => t.df && t.sealed && t.segmentSize > 0 && t.segmentSize <= 1472), 'DF trains of chunks that fit');
+    net.run();
+    assert.equal(h2.tap.length, 4);
+    assert.deepEqual(h2.tap[0]!.frame, small);
+    for (const t of h2.tap.slice(1)) {
+      assert.equal(t.hdr?.gsoType, VIRTIO_NET_HDR_GSO_TCPV4);
+      assert.equal(t.frame.length, 54 + 60000);
+    }
+  });
+}
+
+test('encrypted, SleeveGSO 4: a box that lost a chunk is dropped, the next ones arrive, a version 3 peer still gets whole boxes', () => {
+  const net = new FakeNet();
+  net.gro = false;
+  const [h1, h2] = gsoPair(net, 4, { key: true });
+  const { hdr, frame } = superFrame(30000, 1312);
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  h1.engine.flush();
+  assert.ok(h1.sent.every((t) => t.segmentSize > 0));
+  net.queue.splice(5, 1); // one chunk lost
+  net.run();
+  assert.equal(h2.tap.length, 0);
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  h1.engine.flush();
+  net.run();
+  assert.equal(h2.tap.length, 1);
+  assert.deepEqual(h2.tap[0]!.frame.subarray(54), frame.subarray(54));
+
+  const net3 = new FakeNet();
+  const [a, b] = gsoPair(net3, 3, { key: true });
+  a.engine.onCaptured(Buffer.concat([hdr, frame]));
+  a.engine.flush();
+  assert.deepEqual(a.sent.map((s) => [s.df, s.segmentSize]), [[false, 0]], 'one whole box, fragmented by the kernel');
+  net3.run();
+  assert.equal(b.tap.length, 1);
 });
 
 test('without UDP GSO, plain super-frames still go whole to SleeveGSO peers, with whole checksums below version 3', () => {

@@ -160,15 +160,19 @@ test('with a password only encrypted sleeve crosses the underlay, and no plainte
   await new Promise((r) => setTimeout(r, 800));
   const marker = 'PLAINTEXT-MARKER-0123456789';
   assert.ok(ping(c1.ns, c2.addr, ['-p', Buffer.from(marker.slice(0, 16)).toString('hex')]));
+  // TCP: super-frames sealed one box each, crossing in chunks (SleeveGSO 4), not IP fragments.
+  await tcpTransfer(c2.ns, c2.addr, c1.ns, 4);
   await new Promise((r) => setTimeout(r, 500));
   cap.kill();
   await new Promise((r) => setTimeout(r, 200));
   const pcap = readFileSync(file);
-  assert.ok(pcap.length > 1000, 'captured traffic');
+  assert.ok(pcap.length > 4 << 20, 'captured traffic');
   assert.equal(pcap.includes(Buffer.from(marker.slice(0, 16))), false, 'no plaintext on the wire');
+  assert.equal(pcap.includes(Buffer.alloc(64, 'x')), false, 'no plaintext of the transfer on the wire');
   const count = (filter: string) => h(1).ns.must('tcpdump', ['-r', file, '-n', filter]).split('\n').filter((l) => l.trim()).length;
   assert.ok(count('udp port 6783') > 6, 'sleeve datagrams seen');
   assert.equal(count('udp port 6784'), 0, 'nothing on the fast path port');
+  assert.equal(count('ip[6:2] & 0x3fff != 0'), 0, 'no IP fragments: boxes cross in chunks');
   await stopAll();
 });
 

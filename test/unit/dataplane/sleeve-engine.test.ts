@@ -10,10 +10,11 @@ import assert from 'node:assert/strict';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import { SleeveEngine, type DatapathEvent, type EngineIo, ipv4ToNumber } from '../../../src/dataplane/sleeve/engine.js';
 import type { SleevePeerState } from '../../../src/dataplane/sleeve/overlay.js';
-import { encodeVnetHdr, NO_VNET_HDR, type VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 } from '../../../src/dataplane/sleeve/vnet-hdr.js';
+import { NO_VNET_HDR, type VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 } from '../../../src/dataplane/sleeve/vnet-hdr.js';
 import { internetChecksum, ipv4PseudoHeaderSum, onesComplementSum } from '../../../src/dataplane/sleeve/ipv4.js';
 import { makeHeartbeatFrame } from '../../../src/dataplane/sleeve/codec.js';
 import { seeded } from '../../helpers/prng.js';
+import { tcpSuperFrame } from '../../helpers/tcp-frames.js';
 
 const NAME = (i: number): PeerName => 0x7a0000000000 + i;
 const IP = (i: number) => `192.0.2.${i}`;
@@ -221,26 +222,7 @@ test('a DF datagram the kernel refuses is reported with the path MTU; specials g
 
 /** A TCP/IPv4 super-frame as the kernel hands it over a TAP with TSO: partial checksum. */
 function superFrame(payload: number, mss: number): { hdr: Buffer; frame: Buffer } {
-  const f = Buffer.alloc(14 + 20 + 20 + payload);
-  mac(2).copy(f, 0);
-  mac(1).copy(f, 6);
-  f.writeUInt16BE(0x0800, 12);
-  f[14] = 0x45;
-  f.writeUInt16BE(40 + payload, 16);
-  f[20] = 0x40;
-  f[22] = 64;
-  f[23] = 6;
-  Buffer.from([10, 32, 1, 1]).copy(f, 26);
-  Buffer.from([10, 32, 2, 1]).copy(f, 30);
-  f.writeUInt16BE(internetChecksum(f, 14, 34), 24);
-  f.writeUInt32BE(1000, 38);
-  f[46] = 0x50;
-  f[47] = 0x18;
-  for (let k = 54; k < f.length; k++) f[k] = (k * 7) & 0xff;
-  const pseudo = ipv4PseudoHeaderSum(f, 14, 6, 20 + payload);
-  f.writeUInt16BE(pseudo & 0xffff, 50);
-  const hdr = encodeVnetHdr({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, gsoType: VIRTIO_NET_HDR_GSO_TCPV4, hdrLen: 54, gsoSize: mss, csumStart: 34, csumOffset: 16 });
-  return { hdr, frame: f };
+  return tcpSuperFrame({ dst: mac(2), src: mac(1), payload, mss });
 }
 
 function tcpChecksumOk(frame: Buffer): boolean {

@@ -30,6 +30,8 @@ import { SLEEVE_PREFIX_BYTES } from './codec.js';
 
 /** Sender, sequence word, index, count, box length. */
 export const CHUNK_HEADER_BYTES = SLEEVE_PREFIX_BYTES + 8 + 2 + 2 + 4;
+/** The smallest datagram chunks are cut for (chunkPlan refuses less). */
+export const MIN_CHUNK_DATAGRAM = CHUNK_HEADER_BYTES + 64;
 /** Sender and sequence word in front of a box: where a whole box datagram's box starts. */
 const BOX_PREFIX_BYTES = SLEEVE_PREFIX_BYTES + 8;
 /** Bit 62 of the sequence word, in its high 32-bit half. */
@@ -49,7 +51,7 @@ export function isChunk(buf: Uint8Array, start: number, end: number): boolean {
 export function chunkPlan(packetLen: number, maxDatagram: number): { chunkData: number; count: number } {
   const boxLen = packetLen - BOX_PREFIX_BYTES;
   const chunkData = maxDatagram - CHUNK_HEADER_BYTES;
-  if (!(chunkData >= 64 && boxLen > 0 && boxLen <= MAX_CHUNKED_BOX)) {
+  if (!(maxDatagram >= MIN_CHUNK_DATAGRAM && boxLen > 0 && boxLen <= MAX_CHUNKED_BOX)) {
     throw new WeaveError('INVALID_ARGUMENT', `cannot cut a ${boxLen}-byte box into datagrams of ${maxDatagram} bytes`);
   }
   return { chunkData, count: Math.ceil(boxLen / chunkData) };

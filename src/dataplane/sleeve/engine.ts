@@ -24,7 +24,7 @@ import { formatPeerName, type PeerName } from '../../core/peer-name.js';
 import {
   ENCRYPTED_PACKET_OVERHEAD, SLEEVE_FRAME_HEADER_BYTES, SLEEVE_PREFIX_BYTES, SleeveBatch, classifySpecialFrame, validateSleeveFrames, writePeerNameAt,
 } from './codec.js';
-import { BoxReassembler, CHUNK_HEADER_BYTES, chunkPlan, isChunk, writeChunks } from './box-chunks.js';
+import { BoxReassembler, CHUNK_HEADER_BYTES, MIN_CHUNK_DATAGRAM, chunkPlan, isChunk, writeChunks } from './box-chunks.js';
 import { SleeveDecryptor, SleeveEncryptor } from './frame-crypto.js';
 import { fragmentIPv4Frame, icmpFragNeededFrame } from './ipv4.js';
 import { TcpCoalescer } from './tcp-coalescer.js';
@@ -479,7 +479,7 @@ export class SleeveEngine {
     const type = hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
     const tcp = type === VIRTIO_NET_HDR_GSO_TCPV4 || type === VIRTIO_NET_HDR_GSO_TCPV6;
     // A box in chunks needs no fragments to pass: each chunk fits the path.
-    const chunked = p.enc !== undefined && p.state.boxChunks && this.udpGso;
+    const chunked = this.chunksTo(p);
     const whole = p.state.gso && (p.state.stackFrag || chunked) && overhead + 14 + frame.length <= MAX_UDP_PAYLOAD;
     // Encrypted, one box per super-frame beats one per segment (~1 µs fixed cost per box,
     // measured against the kernel's fragmentation: 0.053× against 0.034× the underlay), and
@@ -589,12 +589,17 @@ export class SleeveEngine {
       return;
     }
     const out = p.enc ? (df ? p.enc.df : p.enc.nonDf).sealBatch(batch) : batch.bytes();
-    if (p.enc && out.length > p.state.maxPayload && p.state.boxChunks && this.udpGso) {
+    if (out.length > p.state.maxPayload && this.chunksTo(p)) {
       this.spare.push(batch.buf);
       return this.sendChunks(p, out);
     }
     this.queued.push({ peer: p, buf: batch.buf });
     this.io.queueUdp(out, out.length, p.ipNum, p.state.port, df, 0, p.enc !== undefined);
+  }
+
+  /** Sealed datagrams too big for the path go to `p` in chunks (encrypted, SleeveGSO 4, UDP GSO, a path that fits a chunk). */
+  private chunksTo(p: PeerOut): boolean {
+    return p.enc !== undefined && p.state.boxChunks && this.udpGso && p.state.maxPayload >= MIN_CHUNK_DATAGRAM;
   }
 
   /**

@@ -477,6 +477,18 @@ test('encrypted, SleeveGSO 4: a box that lost a chunk is dropped, the next ones 
   assert.equal(b.tap.length, 1);
 });
 
+test('encrypted, SleeveGSO 4, a path too small for a chunk: the box goes whole (fragmented) rather than failing', () => {
+  const net = new FakeNet();
+  const [h1, h2] = gsoPair(net, 4, { key: true });
+  h1.engine.setPeer(peer(2, { gso: true, udpChecksums: true, partialChecksums: true, boxChunks: true, sessionKey: KEY, maxPayload: 80 }));
+  const { hdr, frame } = superFrame(20000, 1312);
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  assert.doesNotThrow(() => h1.engine.flush());
+  assert.deepEqual(h1.sent.map((s) => [s.df, s.segmentSize]), [[false, 0]]);
+  net.run();
+  assert.equal(h2.tap.length, 1);
+});
+
 test('without UDP GSO, plain super-frames still go whole to SleeveGSO peers, with whole checksums below version 3', () => {
   for (const v of [1, 3]) {
     const net = new FakeNet();

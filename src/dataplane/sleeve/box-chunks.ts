@@ -97,7 +97,7 @@ export function chunkBox(packet: Uint8Array, maxDatagram: number): Buffer[] {
   return out;
 }
 
-interface Partial {
+interface PartialBox {
   hi: number;
   lo: number;
   count: number;
@@ -116,7 +116,7 @@ interface Partial {
  * it returns stays valid until `recycle`, which the engine calls after each burst.
  */
 export class BoxReassembler {
-  private partial: Partial[] = [];
+  private partial: PartialBox[] = [];
   private free: Buffer[] = [];
   private lent: Buffer[] = [];
   private ticks = 0;
@@ -185,14 +185,14 @@ export class BoxReassembler {
     return false;
   }
 
-  private find(hi: number, lo: number): Partial | undefined {
+  private find(hi: number, lo: number): PartialBox | undefined {
     for (const p of this.partial) if (p.hi === hi && p.lo === lo) return p;
     return undefined;
   }
 
-  private open(hi: number, lo: number, count: number, boxLen: number, chunkData: number): Partial {
+  private open(hi: number, lo: number, count: number, boxLen: number, chunkData: number): PartialBox {
     if (this.partial.length >= MAX_PARTIAL) {
-      let oldest = this.partial[0] as Partial;
+      let oldest = this.partial[0] as PartialBox;
       for (const q of this.partial) if (q.age < oldest.age) oldest = q;
       this.remove(oldest);
       this.dropped++;
@@ -208,12 +208,12 @@ export class BoxReassembler {
     buf[SLEEVE_PREFIX_BYTES + 5] = (lo >>> 16) & 0xff;
     buf[SLEEVE_PREFIX_BYTES + 6] = (lo >>> 8) & 0xff;
     buf[SLEEVE_PREFIX_BYTES + 7] = lo & 0xff;
-    const p: Partial = { hi, lo, count, boxLen, chunkData, have: new Uint8Array(count), got: 0, buf, age: this.ticks++ };
+    const p: PartialBox = { hi, lo, count, boxLen, chunkData, have: new Uint8Array(count), got: 0, buf, age: this.ticks++ };
     this.partial.push(p);
     return p;
   }
 
-  private remove(p: Partial): void {
+  private remove(p: PartialBox): void {
     this.partial.splice(this.partial.indexOf(p), 1);
     this.free.push(p.buf);
   }

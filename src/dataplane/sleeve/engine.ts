@@ -121,8 +121,7 @@ export class SleeveEngine {
   private forgotten: number[] = [];
   private heartbeatMac = -1;
   private readonly pool: Buffer[] = [];
-  /** Datagrams queued since the last flush: which peer (to report EMSGSIZE), which buffer. */
-  /** Send buffers of what was handed to `queueUdp`, in the same order (tooBig indexes it). */
+  /** Datagrams queued since the last flush, in `queueUdp` order (tooBig indexes it): peer (to report EMSGSIZE), buffer. */
   private queued: { peer: PeerOut; buf: Buffer }[] = [];
   /** Send buffers to reuse after the flush that sent nothing of their own (boxes sent in chunks). */
   private spare: Buffer[] = [];

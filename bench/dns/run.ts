@@ -13,9 +13,8 @@
 // measurements seconds apart). Modes with dnsperf: saturated (100 queries in flight: as many
 // as the server answers) and one query at a time (the round trip), with the mean latency, and
 // a steady 20 000 q/s with p50 and p99; with the Node generator (always): 64 in flight and one
-// at a time, with p50 and p99. "CPU
-// µs/query" is the server process's user + system time (from /proc) per answered query: the
-// efficiency figure, least disturbed by other load on the machine.
+// at a time, with p50 and p99. "CPU µs/query" is the server process's user + system time (from
+// /proc) per answered query: the efficiency figure, least disturbed by other load on the machine.
 // Only loopback is used; nothing is sent anywhere else.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';

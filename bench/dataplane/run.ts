@@ -15,12 +15,12 @@
 // Then the goals of issue 4 with met / not met (report text: a missed goal never fails the run).
 // A weave path that does not come up is printed as "failed: <reason>" and the run carries on.
 //
-// With --baseline DIR (another checkout, built), its sleeve and encrypted sleeve are measured
-// too, in the same rounds: a change's effect as a ratio from one run, which on a shared,
-// loaded machine says more than two runs' figures.
+// With --baseline DIR (another checkout, built), its fast path, sleeve and encrypted sleeve are
+// measured too, in the same rounds: a change's effect as a ratio from one run, which on a
+// shared, loaded machine says more than two runs' figures.
 //
 // Run as root from the repository:
-//   npm run build && node dist/bench/dataplane/run.js [--runs N] [--seconds S] [--baseline DIR]
+//   npm run build && node dist/bench/dataplane/run.js [--runs N] [--seconds S] [--baseline DIR] [--perf DIR]
 //   (defaults 3, 5)
 //
 // Everything lives in network namespaces named <prefix>-* (prefix unique per run) on a TEST-NET
@@ -42,10 +42,11 @@ const { Netns, WeaveHost, eventually, uniquePrefix } = await import('../../test/
 
 // --- arguments ---------------------------------------------------------------------------------
 
-function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: string | undefined } {
+function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: string | undefined; perfDir: string | undefined } {
   let runs = 3;
   let seconds = 5;
   let baseline: string | undefined;
+  let perfDir: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const num = (): number => {
@@ -56,9 +57,10 @@ function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: s
     if (a === '--runs') runs = num();
     else if (a === '--seconds') seconds = num();
     else if (a === '--baseline') baseline = resolve(argv[++i] ?? '');
-    else throw new Error(`unknown argument ${a} (usage: run.js [--runs N] [--seconds S] [--baseline DIR])`);
+    else if (a === '--perf') perfDir = resolve(argv[++i] ?? '');
+    else throw new Error(`unknown argument ${a} (usage: run.js [--runs N] [--seconds S] [--baseline DIR] [--perf DIR])`);
   }
-  return { runs, seconds, baseline };
+  return { runs, seconds, baseline, perfDir };
 }
 
 // --- everything we create, and its removal ----------------------------------------------------
@@ -382,7 +384,7 @@ const gbpsOf = (p: Path | undefined) => (p && !p.failed && p.samples.length ? me
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/dataplane needs root (it creates network namespaces)');
-  const { runs, seconds, baseline } = parseArgs(process.argv.slice(2));
+  const { runs, seconds, baseline, perfDir } = parseArgs(process.argv.slice(2));
   if (baseline) {
     // The helpers read WEAVE_REPO_ROOT when they load: load the baseline's own copy.
     const ours = process.env.WEAVE_REPO_ROOT;
@@ -401,6 +403,7 @@ async function main(): Promise<void> {
   ];
   if (baseline) {
     modes.push(
+      { name: 'baseline fast path', label: 'bf', baseline: true, args: [], want: /established\s+vxlan\s/, describe: 'vxlan' },
       { name: 'baseline sleeve', label: 'bs', baseline: true, args: ['--no-fastdp'], want: /established\s+sleeve\s/, describe: 'sleeve' },
       { name: 'baseline encrypted sleeve', label: 'be', baseline: true, args: ['--password', 'x'], want: /established\s+encrypted\s+sleeve\s/, describe: 'encrypted sleeve' },
     );
@@ -428,7 +431,11 @@ async function main(): Promise<void> {
       for (const p of paths) {
         if (p.failed) continue;
         try {
+          // With --perf: the whole machine's samples during this run, one file per path and round.
+          const perf = perfDir ? run('perf', ['record', '-a', '-g', '-q', '-o', `${perfDir}/${p.name.split(' (')[0]!.replace(/[^a-z0-9]+/gi, '-')}.${round}.data`, '--', 'sleep', String(seconds)], (seconds + 30) * 1000) : undefined;
           const s = await p.sample(seconds);
+          const pr = await perf;
+          if (pr && pr.code !== 0) p.notes.push(`perf record: ${pr.stderr.trim().split('\n')[0]}`);
           p.samples.push(s);
           line.push(s.gbps.toFixed(2));
           // Routers of the other weave paths sit idle meanwhile: what do they cost?
@@ -483,9 +490,9 @@ async function main(): Promise<void> {
   console.log(goal('sleeve', sleeve, under, 0.25, 'underlay'));
   console.log(goal('encrypted sleeve', enc, under, 0.12, 'underlay'));
   if (baseline) {
-    const [bs, be] = paths.slice(5).map(gbpsOf);
+    const [bf, bs, be] = paths.slice(5).map(gbpsOf);
     const vs = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${(a / b).toFixed(2)}×` : 'not measured');
-    console.log(`\nAgainst the baseline (${baseline}), same run: sleeve ${vs(sleeve, bs)}, encrypted sleeve ${vs(enc, be)}`);
+    console.log(`\nAgainst the baseline (${baseline}), same run: fast path ${vs(fast, bf)}, sleeve ${vs(sleeve, bs)}, encrypted sleeve ${vs(enc, be)}`);
   }
   const notes: string[] = [];
   const us = paths[0]!.samples.map((s) => s.gbps);

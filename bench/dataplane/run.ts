@@ -305,7 +305,9 @@ function weavePath(mode: WeaveMode, index: number): Path {
           await h.startWeaver({
             name: peer(i + 1),
             nickname: `${mode.label}host${i + 1}`,
-            args: ['--ipalloc-range', '10.32.0.0/12', ...mode.args, ...(i === 1 ? [`192.0.2.${base + 1}`] : [])],
+            // The tests' helper checks the bridge every 200 ms (an `ip` process each time, 5 % of a
+            // core per pair); a router in production does it every 2 s, and so do these.
+            args: ['--ipalloc-range', '10.32.0.0/12', '--bridge-check-interval-ms', '2000', ...mode.args, ...(i === 1 ? [`192.0.2.${base + 1}`] : [])],
           });
         }
         path.pids = hs.map((h) => h.weaverPid!);

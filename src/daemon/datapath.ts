@@ -11,8 +11,6 @@ import { OverlaySwitch } from '../dataplane/overlay-switch.js';
 import { macOf, type DatapathEvent } from '../dataplane/sleeve/engine.js';
 import { SleeveOverlay, type SleeveDatapath, type SleevePeerState } from '../dataplane/sleeve/overlay.js';
 import { VXLAN_VNI, VxlanOverlay, heartbeatMac } from '../dataplane/vxlan/overlay.js';
-import { ensureVxlanNoTrack, removeVxlanNoTrack } from '../dataplane/vxlan/notrack.js';
-import type { FirewallOps } from '../dataplane/ports.js';
 import type { Routes } from '../mesh/routes.js';
 import type { Peers } from '../mesh/peers.js';
 import { BridgeTool } from '../platform/bridge-fdb.js';
@@ -34,13 +32,6 @@ export interface DatapathOptions {
   fastdp: boolean;
 }
 
-export interface DatapathDeps {
-  links: IpRoute;
-  firewall: FirewallOps;
-  clock: Clock;
-  logger: Logger;
-}
-
 export class Datapath {
   readonly overlay: OverlaySwitch;
   readonly sleeve: SleeveOverlay;
@@ -53,7 +44,7 @@ export class Datapath {
   private stopped = false;
 
   private constructor(
-    private readonly deps: DatapathDeps,
+    private readonly deps: { links: IpRoute; clock: Clock; logger: Logger },
     readonly opts: DatapathOptions,
   ) {
     this.log = deps.logger;
@@ -92,7 +83,7 @@ export class Datapath {
   }
 
   /** Creates the devices and the socket and starts the worker. */
-  static async start(deps: DatapathDeps, opts: DatapathOptions): Promise<Datapath> {
+  static async start(deps: { links: IpRoute; clock: Clock; logger: Logger }, opts: DatapathOptions): Promise<Datapath> {
     const d = new Datapath(deps, opts);
     try {
       await d.setUp();
@@ -124,7 +115,6 @@ export class Datapath {
       ]);
       // Only what we program goes out over VXLAN: no learning, no flooding of any kind.
       lines.push(`link set dev ${vx} learning off flood off mcast_flood off bcast_flood off`);
-      await ensureVxlanNoTrack(this.deps.firewall, port + 1);
     }
     await this.fdb.batch(lines);
     // UDP checksums on: UDP GSO needs them (and then costs nothing: the NIC, or nobody between
@@ -223,9 +213,8 @@ export class Datapath {
     if (this.opts.fastdp) {
       try {
         await this.deps.links.deleteLink(vxlanName(this.opts.port + 1));
-        await removeVxlanNoTrack(this.deps.firewall);
       } catch (e) {
-        this.log.warn({ err: errorMessage(e) }, 'cannot delete the VXLAN device or its conntrack exemption');
+        this.log.warn({ err: errorMessage(e) }, 'cannot delete the VXLAN device');
       }
     }
   }

@@ -8,7 +8,6 @@ import type { Logger } from '../core/logger.js';
 import { IpRoute } from '../platform/iproute.js';
 import { Iptables } from '../platform/iptables.js';
 import { Exposer } from '../dataplane/expose.js';
-import { removeVxlanNoTrack } from '../dataplane/vxlan/notrack.js';
 import { STORE_FILE } from '../api/types.js';
 
 export async function resetHost(opts: { bridge: string; dataDir: string; logger: Logger }): Promise<string[]> {
@@ -31,7 +30,6 @@ export async function resetHost(opts: { bridge: string; dataDir: string; logger:
   const noStore = { scan: () => [], set: () => {}, delete: () => {} };
   const exposer = new Exposer({ links, firewall: new Iptables(), store: noStore, logger: opts.logger }, { bridge: opts.bridge });
   await step('remove iptables rules', () => exposer.removeBaseRules());
-  await step('remove the fast path conntrack exemption', () => removeVxlanNoTrack(new Iptables()));
   for (const f of [STORE_FILE, `${STORE_FILE}-wal`, `${STORE_FILE}-shm`]) {
     await step(`remove ${f}`, async () => rmSync(join(opts.dataDir, f), { force: true }));
   }

@@ -163,7 +163,7 @@ export class Weaver {
     const store = this.store!;
     const ourName = parsePeerName(this.name);
     const datapath = await Datapath.start(
-      { links: new IpRoute(), firewall: new Iptables(), clock: this.clock, logger: this.log.child({ component: 'datapath' }) },
+      { links: new IpRoute(), clock: this.clock, logger: this.log.child({ component: 'datapath' }) },
       { bridge: cfg.bridge, ourName, port: cfg.port, host: cfg.host, mtu: cfg.mtu, fastdp: cfg.fastdp },
     );
     this.datapath = datapath;

@@ -19,7 +19,7 @@ export interface LinkOps {
   deleteLink(name: string): Promise<boolean>;
 }
 
-export type FirewallTable = 'filter' | 'nat' | 'mangle' | 'raw';
+export type FirewallTable = 'filter' | 'nat' | 'mangle';
 
 export interface FirewallOps {
   ensureChain(table: FirewallTable, chain: string): Promise<void>;

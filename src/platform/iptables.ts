@@ -3,7 +3,7 @@
 import { WeaveError } from '../core/errors.js';
 import { execFile } from './exec.js';
 
-export type Table = 'filter' | 'nat' | 'mangle' | 'raw';
+export type Table = 'filter' | 'nat' | 'mangle';
 
 export class Iptables {
   private readonly bin: string;

@@ -133,8 +133,8 @@ async function netns(runs: number): Promise<void> {
   const u = new Underlay(prefix);
   const a = new WeaveHost(prefix, 'b1');
   const b = new WeaveHost(prefix, 'b2');
-  // Right after start the router is still setting up (the sleeve's worker thread, the VXLAN
-  // device), which delays the first heartbeats; a second series waits until that is done.
+  // Right after start, and 1.5 s later: a router that reported itself started before its data
+  // path was ready (it used to) delayed the first heartbeats of an early connection.
   const modes = [
     { label: 'weave, connect right after start', settleMs: 0, times: [] as number[] },
     { label: 'weave, connect 1.5 s after start', settleMs: 1500, times: [] as number[] },

@@ -4,7 +4,7 @@
 // Teardown undoes the kernel side: the TAP vanishes with its fd, the VXLAN device is deleted.
 import { Worker } from 'node:worker_threads';
 import type { Clock } from '../core/clock.js';
-import { errorMessage } from '../core/errors.js';
+import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
 import { OverlaySwitch } from '../dataplane/overlay-switch.js';
@@ -20,6 +20,8 @@ import { UdpSocket } from '../platform/udp-socket.js';
 import type { SleeveWorkerData, WorkerCommand } from './sleeve-worker.js';
 
 export const TAP_NAME = 'vethwe-tap';
+/** How long the data path's thread may take to start before the router gives up. */
+const WORKER_READY_TIMEOUT_MS = 10_000;
 export const vxlanName = (port: number) => `vxlan-${port}`;
 
 export interface DatapathOptions {
@@ -42,6 +44,7 @@ export class Datapath {
   private udp: UdpSocket | undefined;
   private readonly fdb = new BridgeTool();
   private stopped = false;
+  private workerReady: () => void = () => {};
 
   private constructor(
     private readonly deps: { links: IpRoute; clock: Clock; logger: Logger },
@@ -122,10 +125,30 @@ export class Datapath {
     // hands us a peer's GSO trains whole.
     this.udp = UdpSocket.bind(this.opts.host || '0.0.0.0', port, { reuseAddr: true, rcvBuf: 4 << 20, sndBuf: 4 << 20, gro: true });
     const data: SleeveWorkerData = { tapFd: this.tap.fd, udpFd: this.udp.fd, ourName: this.opts.ourName, bridgeMtu: mtu };
-    this.worker = new Worker(new URL('./sleeve-worker.js', import.meta.url), { workerData: data });
-    this.worker.on('message', (ev: DatapathEvent) => this.onEvent(ev));
-    this.worker.on('error', (e) => this.log.error({ err: errorMessage(e) }, 'sleeve data path thread failed'));
+    const worker = new Worker(new URL('./sleeve-worker.js', import.meta.url), { workerData: data });
+    this.worker = worker;
+    // Started means able to carry frames: wait for the thread to be set up (tens of ms of module
+    // loading), or a peer connecting right after start waits for heartbeats nobody reads yet.
+    const ready = new Promise<void>((resolve, reject) => {
+      const failed = (why: string) => reject(new WeaveError('KERNEL_FAILED', `the sleeve data path thread did not start: ${why}`));
+      const timer = setTimeout(() => failed(`not ready after ${WORKER_READY_TIMEOUT_MS} ms`), WORKER_READY_TIMEOUT_MS);
+      this.workerReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      worker.once('error', (e) => {
+        clearTimeout(timer);
+        failed(errorMessage(e));
+      });
+      worker.once('exit', (code) => {
+        clearTimeout(timer);
+        failed(`exited with code ${code}`);
+      });
+    });
+    worker.on('message', (ev: DatapathEvent) => this.onEvent(ev));
+    worker.on('error', (e) => this.log.error({ err: errorMessage(e) }, 'sleeve data path thread failed'));
     this.send({ t: 'hbmac', mac: macNumber(heartbeatMac(this.opts.ourName)) });
+    await ready;
     this.log.info({ tap: TAP_NAME, vxlan: this.opts.fastdp ? vx : undefined, overlays: this.overlay.names }, `Data plane on ${bridge}: overlays ${this.overlay.names.join(', ')}`);
   }
 
@@ -176,6 +199,9 @@ export class Datapath {
         return;
       case 'log':
         this.log[ev.level]({ component: 'sleeve' }, ev.msg);
+        return;
+      case 'ready':
+        this.workerReady();
         return;
     }
   }

@@ -174,6 +174,7 @@ function run(data: SleeveWorkerData): void {
   const got: Datagram[] = [];
   let lastExpire = Date.now();
 
+  post({ t: 'ready' });
   for (;;) {
     for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
       if (!command(m.message as WorkerCommand)) return;

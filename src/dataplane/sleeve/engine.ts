@@ -49,7 +49,9 @@ export type DatapathEvent =
   | { t: 'too-big'; peer: PeerName; pmtu: number }
   | { t: 'macs'; learned: [mac: number, peer: PeerName][]; forgotten: number[] }
   | { t: 'heartbeat'; frame: Buffer }
-  | { t: 'log'; level: 'info' | 'warn' | 'debug'; msg: string };
+  | { t: 'log'; level: 'info' | 'warn' | 'debug'; msg: string }
+  /** The data path's thread is set up and about to poll (sent once). */
+  | { t: 'ready' };
 
 export interface EngineIo {
   /**

@@ -17,10 +17,14 @@
 //
 // With --baseline DIR (another checkout, built), its fast path, sleeve and encrypted sleeve are
 // measured too, in the same rounds: a change's effect as a ratio from one run, which on a
-// shared, loaded machine says more than two runs' figures.
+// shared, loaded machine says more than two runs' figures. With --perf DIR, `perf record -a -g`
+// runs alongside every sample (DIR/<path>.<round>.data). `--only sleeve,encrypted` (any of
+// fast, sleeve, encrypted) measures just those weave paths beside the underlay (the hand-built
+// VXLAN comes with `fast`), for quicker comparisons.
 //
 // Run as root from the repository:
-//   npm run build && node dist/bench/dataplane/run.js [--runs N] [--seconds S] [--baseline DIR] [--perf DIR]
+//   npm run build && node dist/bench/dataplane/run.js [--runs N] [--seconds S] [--baseline DIR]
+//     [--perf DIR] [--only fast,sleeve,encrypted]
 //   (defaults 3, 5)
 //
 // Everything lives in network namespaces named <prefix>-* (prefix unique per run) on a TEST-NET
@@ -42,11 +46,16 @@ const { Netns, WeaveHost, eventually, uniquePrefix } = await import('../../test/
 
 // --- arguments ---------------------------------------------------------------------------------
 
-function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: string | undefined; perfDir: string | undefined } {
+/** The weave paths, as `--only` names them. */
+type Kind = 'fast' | 'sleeve' | 'encrypted';
+const KINDS: readonly Kind[] = ['fast', 'sleeve', 'encrypted'];
+
+function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: string | undefined; perfDir: string | undefined; only: Set<Kind> } {
   let runs = 3;
   let seconds = 5;
   let baseline: string | undefined;
   let perfDir: string | undefined;
+  let only = new Set<Kind>(KINDS);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const num = (): number => {
@@ -58,9 +67,14 @@ function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: s
     else if (a === '--seconds') seconds = num();
     else if (a === '--baseline') baseline = resolve(argv[++i] ?? '');
     else if (a === '--perf') perfDir = resolve(argv[++i] ?? '');
-    else throw new Error(`unknown argument ${a} (usage: run.js [--runs N] [--seconds S] [--baseline DIR] [--perf DIR])`);
+    else if (a === '--only') {
+      const list = (argv[++i] ?? '').split(',');
+      const bad = list.filter((k) => !(KINDS as readonly string[]).includes(k));
+      if (bad.length) throw new Error(`--only takes a comma-separated list of ${KINDS.join(', ')}`);
+      only = new Set(list as Kind[]);
+    } else throw new Error(`unknown argument ${a} (usage: run.js [--runs N] [--seconds S] [--baseline DIR] [--perf DIR] [--only ${KINDS.join(',')}])`);
   }
-  return { runs, seconds, baseline, perfDir };
+  return { runs, seconds, baseline, perfDir, only };
 }
 
 // --- everything we create, and its removal ----------------------------------------------------
@@ -266,6 +280,7 @@ function handBuiltVxlanPath(): Path {
 interface WeaveMode {
   name: string;
   label: string;
+  kind: Kind;
   /** Run the --baseline checkout's weaver. */
   baseline?: boolean;
   args: string[];
@@ -386,7 +401,7 @@ const gbpsOf = (p: Path | undefined) => (p && !p.failed && p.samples.length ? me
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/dataplane needs root (it creates network namespaces)');
-  const { runs, seconds, baseline, perfDir } = parseArgs(process.argv.slice(2));
+  const { runs, seconds, baseline, perfDir, only } = parseArgs(process.argv.slice(2));
   if (baseline) {
     // The helpers read WEAVE_REPO_ROOT when they load: load the baseline's own copy.
     const ours = process.env.WEAVE_REPO_ROOT;
@@ -398,19 +413,20 @@ async function main(): Promise<void> {
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
   const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(`bench/dataplane: one iperf3 TCP stream, -t ${seconds}, median of ${runs} runs, namespaces ${prefix}-*, load ${load()}, ${new Date().toISOString()}`);
-  const modes: WeaveMode[] = [
-    { name: 'weave fast path (vxlan)', label: 'f', args: [], want: /established\s+vxlan\s/, describe: 'vxlan' },
-    { name: 'weave sleeve (--no-fastdp)', label: 's', args: ['--no-fastdp'], want: /established\s+sleeve\s/, describe: 'sleeve' },
-    { name: 'weave encrypted sleeve (--password)', label: 'e', args: ['--password', 'x'], want: /established\s+encrypted\s+sleeve\s/, describe: 'encrypted sleeve' },
+  const ours: WeaveMode[] = [
+    { name: 'weave fast path (vxlan)', label: 'f', kind: 'fast', args: [], want: /established\s+vxlan\s/, describe: 'vxlan' },
+    { name: 'weave sleeve (--no-fastdp)', label: 's', kind: 'sleeve', args: ['--no-fastdp'], want: /established\s+sleeve\s/, describe: 'sleeve' },
+    { name: 'weave encrypted sleeve (--password)', label: 'e', kind: 'encrypted', args: ['--password', 'x'], want: /established\s+encrypted\s+sleeve\s/, describe: 'encrypted sleeve' },
   ];
-  if (baseline) {
-    modes.push(
-      { name: 'baseline fast path', label: 'bf', baseline: true, args: [], want: /established\s+vxlan\s/, describe: 'vxlan' },
-      { name: 'baseline sleeve', label: 'bs', baseline: true, args: ['--no-fastdp'], want: /established\s+sleeve\s/, describe: 'sleeve' },
-      { name: 'baseline encrypted sleeve', label: 'be', baseline: true, args: ['--password', 'x'], want: /established\s+encrypted\s+sleeve\s/, describe: 'encrypted sleeve' },
-    );
-  }
-  const paths: Path[] = [underlayPath(), handBuiltVxlanPath(), ...modes.map(weavePath)];
+  const names: Record<Kind, string> = { fast: 'baseline fast path', sleeve: 'baseline sleeve', encrypted: 'baseline encrypted sleeve' };
+  const theirs: WeaveMode[] = baseline ? ours.map((m) => ({ ...m, name: names[m.kind], label: `b${m.label}`, baseline: true })) : [];
+  const modes = [...ours, ...theirs].filter((m) => only.has(m.kind));
+  const weavePaths = modes.map(weavePath);
+  const pathOf = (kind: Kind, base = false) => weavePaths.find((_, i) => modes[i]!.kind === kind && !!modes[i]!.baseline === base);
+  const underP = underlayPath();
+  // The hand-built VXLAN is the fast path's yardstick: measured only with it.
+  const vxP = only.has('fast') ? handBuiltVxlanPath() : undefined;
+  const paths: Path[] = [underP, ...(vxP ? [vxP] : []), ...weavePaths];
   /** CPU seconds and wall seconds of each weave path's routers while other paths ran. */
   const idle = new Map<Path, { cpuS: number; wallS: number }>();
   try {
@@ -460,10 +476,10 @@ async function main(): Promise<void> {
     await cleanup();
   }
 
-  const [under, vx, fast, sleeve, enc] = paths.map(gbpsOf);
+  const [under, vx, fast, sleeve, enc] = [underP, vxP, pathOf('fast'), pathOf('sleeve'), pathOf('encrypted')].map(gbpsOf);
   const ratio = (g: number | undefined, ref: number | undefined) => (g !== undefined && ref ? (g / ref).toFixed(3) : '');
   const out: string[][] = [['path', 'Gbit/s (median)', 'runs', '× underlay', '× hand-built VXLAN', 'router CPU %']];
-  for (const [i, p] of paths.entries()) {
+  for (const p of paths) {
     if (p.failed) {
       // The whole reason goes to the notes when it does not fit the table.
       const short = p.failed.length > 60 ? `${p.failed.slice(0, 59)}…` : p.failed;
@@ -478,7 +494,7 @@ async function main(): Promise<void> {
       const per = p.pids.map((pid) => (p.samples.reduce((a, s) => a + (s.cpuS.get(pid) ?? NaN), 0) / wall) * 100);
       cpu = `${(per[0]! + per[1]!).toFixed(0)} (${per.map((x) => x.toFixed(0)).join(' + ')})`;
     }
-    out.push([p.name, g.toFixed(2), p.samples.map((s) => s.gbps.toFixed(2)).join(' / '), ratio(g, under), i === 0 ? '' : ratio(g, vx), cpu]);
+    out.push([p.name, g.toFixed(2), p.samples.map((s) => s.gbps.toFixed(2)).join(' / '), ratio(g, under), p === underP ? '' : ratio(g, vx), cpu]);
   }
   console.log();
   console.log(table(out));
@@ -488,11 +504,11 @@ async function main(): Promise<void> {
     return `  ${what} ≥ ${want}× ${refName}: ${x.toFixed(3)}× — ${x >= want ? 'met' : 'not met'}`;
   };
   console.log('\nGoals (issue 4), as ratios in this run:');
-  console.log(goal('fast path', fast, vx, 0.95, 'hand-built VXLAN'));
-  console.log(goal('sleeve', sleeve, under, 0.25, 'underlay'));
-  console.log(goal('encrypted sleeve', enc, under, 0.12, 'underlay'));
+  if (only.has('fast')) console.log(goal('fast path', fast, vx, 0.95, 'hand-built VXLAN'));
+  if (only.has('sleeve')) console.log(goal('sleeve', sleeve, under, 0.25, 'underlay'));
+  if (only.has('encrypted')) console.log(goal('encrypted sleeve', enc, under, 0.12, 'underlay'));
   if (baseline) {
-    const [bf, bs, be] = paths.slice(5).map(gbpsOf);
+    const [bf, bs, be] = KINDS.map((k) => gbpsOf(pathOf(k, true)));
     const vs = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${(a / b).toFixed(2)}×` : 'not measured');
     console.log(`\nAgainst the baseline (${baseline}), same run: fast path ${vs(fast, bf)}, sleeve ${vs(sleeve, bs)}, encrypted sleeve ${vs(enc, be)}`);
   }

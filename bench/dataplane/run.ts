@@ -508,9 +508,12 @@ async function main(): Promise<void> {
   if (only.has('sleeve')) console.log(goal('sleeve', sleeve, under, 0.25, 'underlay'));
   if (only.has('encrypted')) console.log(goal('encrypted sleeve', enc, under, 0.12, 'underlay'));
   if (baseline) {
-    const [bf, bs, be] = KINDS.map((k) => gbpsOf(pathOf(k, true)));
-    const vs = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${(a / b).toFixed(2)}×` : 'not measured');
-    console.log(`\nAgainst the baseline (${baseline}), same run: fast path ${vs(fast, bf)}, sleeve ${vs(sleeve, bs)}, encrypted sleeve ${vs(enc, be)}`);
+    const label: Record<Kind, string> = { fast: 'fast path', sleeve: 'sleeve', encrypted: 'encrypted sleeve' };
+    const vs = (k: Kind) => {
+      const [a, b] = [gbpsOf(pathOf(k)), gbpsOf(pathOf(k, true))];
+      return `${label[k]} ${a !== undefined && b ? `${(a / b).toFixed(2)}×` : 'not measured'}`;
+    };
+    console.log(`\nAgainst the baseline (${baseline}), same run: ${KINDS.filter((k) => only.has(k)).map(vs).join(', ')}`);
   }
   const notes: string[] = [];
   const us = paths[0]!.samples.map((s) => s.gbps);

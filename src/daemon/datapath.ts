@@ -130,20 +130,20 @@ export class Datapath {
     // Started means able to carry frames: wait for the thread to be set up (tens of ms of module
     // loading), or a peer connecting right after start waits for heartbeats nobody reads yet.
     const ready = new Promise<void>((resolve, reject) => {
-      const failed = (why: string) => reject(new WeaveError('KERNEL_FAILED', `the sleeve data path thread did not start: ${why}`));
-      const timer = setTimeout(() => failed(`not ready after ${WORKER_READY_TIMEOUT_MS} ms`), WORKER_READY_TIMEOUT_MS);
+      const timer = this.deps.clock.setTimeout(() => failed(`not ready after ${WORKER_READY_TIMEOUT_MS} ms`), WORKER_READY_TIMEOUT_MS);
+      const failed = (why: string) => {
+        timer.cancel();
+        worker.off('exit', exited);
+        reject(new WeaveError('KERNEL_FAILED', `the sleeve data path thread did not start: ${why}`));
+      };
+      const exited = (code: number) => failed(`exited with code ${code}`);
+      worker.once('exit', exited);
+      worker.once('error', (e) => failed(errorMessage(e)));
       this.workerReady = () => {
-        clearTimeout(timer);
+        timer.cancel();
+        worker.off('exit', exited);
         resolve();
       };
-      worker.once('error', (e) => {
-        clearTimeout(timer);
-        failed(errorMessage(e));
-      });
-      worker.once('exit', (code) => {
-        clearTimeout(timer);
-        failed(`exited with code ${code}`);
-      });
     });
     worker.on('message', (ev: DatapathEvent) => this.onEvent(ev));
     worker.on('error', (e) => this.log.error({ err: errorMessage(e) }, 'sleeve data path thread failed'));

@@ -7,6 +7,7 @@ import { UNKNOWN_PEER_NAME, type PeerName } from '../../../src/core/peer-name.js
 import { Peer, type ConnectionSummary, type TopologyEntry } from '../../../src/mesh/peer.js';
 import { Peers, type RandomInt } from '../../../src/mesh/peers.js';
 import { Routes } from '../../../src/mesh/routes.js';
+import { Rng } from '../../helpers/prng.js';
 
 // Peers are named A=1, B=2, ... in these tests.
 const N = (s: string): PeerName => s.charCodeAt(0) - 64;
@@ -237,25 +238,13 @@ function counter(): RandomInt {
   return (bound) => i++ % bound;
 }
 
-/** Mulberry32: small, seedable, good enough to draw neighbours. */
-function prng(seed: number): RandomInt {
-  let a = seed >>> 0;
-  return (bound) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * bound);
-  };
-}
-
 test('randomNeighbours favours neighbours that lead to more peers, deterministically', () => {
   // Z has 10 neighbours A..J; behind A hang 20 more peers, so A carries 21 of 30 destinations.
   const links: Link[] = [];
   for (let i = 1; i <= 10; i++) links.push(...sym('Z', String.fromCharCode(64 + i)));
   for (let i = 0; i < 20; i++) links.push(...sym('A', String.fromCharCode(97 + i)));
   // 31 peers: 2·log2(31) = 9.9 → 9 of the 10 neighbours; A is left out far less than 1 in 10.
-  const draw = (seed: number) => view('Z', links, prng(seed)).routes.randomNeighbours(UNKNOWN_PEER_NAME);
+  const draw = (seed: number) => view('Z', links, new Rng(seed).int).routes.randomNeighbours(UNKNOWN_PEER_NAME);
   let aFirst = 0;
   let aMissing = 0;
   for (let seed = 1; seed <= 200; seed++) {

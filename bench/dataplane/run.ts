@@ -32,7 +32,7 @@
 // namespaces, nothing in the root namespace is touched, nothing outside is dialled. Each path
 // has its own host namespaces; all of them are removed at the end, also on failure or Ctrl-C.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -402,6 +402,7 @@ const gbpsOf = (p: Path | undefined) => (p && !p.failed && p.samples.length ? me
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench/dataplane needs root (it creates network namespaces)');
   const { runs, seconds, baseline, perfDir, only } = parseArgs(process.argv.slice(2));
+  if (perfDir) mkdirSync(perfDir, { recursive: true });
   if (baseline) {
     // The helpers read WEAVE_REPO_ROOT when they load: load the baseline's own copy.
     const ours = process.env.WEAVE_REPO_ROOT;

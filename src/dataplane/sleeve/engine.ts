@@ -28,6 +28,7 @@ import { BoxReassembler, CHUNK_HEADER_BYTES, MIN_CHUNK_DATAGRAM, chunkPlan, isCh
 import { SleeveDecryptor, SleeveEncryptor } from './frame-crypto.js';
 import { fragmentIPv4Frame, icmpFragNeededFrame } from './ipv4.js';
 import { TcpCoalescer } from './tcp-coalescer.js';
+import { WordView } from './word-view.js';
 import {
   NO_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR_BYTES, completeChecksum, decodeVnetHdr, gsoForFrame,
   finishPartialTcpChecksum, partialTcpChecksumHdr, planTcpSegments, segmentGso, writeTcpSegment, type TcpSegmentPlan, type VnetHdr,
@@ -142,6 +143,7 @@ export class SleeveEngine {
   private merging = false;
   /** Where the datagram starts that the rest of a GRO train is compared with; -1: none. */
   private trainStart = -1;
+  private readonly view = new WordView();
   /** io.now() as of the last flush: MAC ages need no better. */
   private clock: number;
   private lastConflictLog = -Infinity;
@@ -337,7 +339,16 @@ export class SleeveEngine {
     const h = this.trainStart;
     const f = o + SLEEVE_PREFIX_BYTES + SLEEVE_FRAME_HEADER_BYTES;
     if (e - f < ETHERNET_OVERHEAD || ((buf[f - 2] as number) << 8 | (buf[f - 1] as number)) !== e - f) return false;
-    for (let i = 0; i < SLEEVE_PREFIX_BYTES + 12; i++) if (buf[o + i] !== buf[h + i]) return false;
+    const view = this.view.at(buf);
+    if (((view.base + o) & 1) === 0 && ((view.base + h) & 1) === 0) {
+      // Word by word: half the loads (a byte loop here was the receiving thread's top cost).
+      const v = view.words;
+      const a = (view.base + o) >>> 1;
+      const b = (view.base + h) >>> 1;
+      for (let i = 0; i < (SLEEVE_PREFIX_BYTES + 12) >>> 1; i++) if (v[a + i] !== v[b + i]) return false;
+    } else {
+      for (let i = 0; i < SLEEVE_PREFIX_BYTES + 12; i++) if (buf[o + i] !== buf[h + i]) return false;
+    }
     return this.coalescer.tryAppend(buf, f, e, o);
   }
 

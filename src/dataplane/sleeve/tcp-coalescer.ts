@@ -25,6 +25,7 @@ import { ETH_HEADER_BYTES, IPV6_HEADER_BYTES, IP_PROTO_TCP, fillIpv4Checksum, fo
 import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, type VnetHdr,
 } from './vnet-hdr.js';
+import { WordView } from './word-view.js';
 
 const TCP_FLAG_PSH = 0x08;
 const TCP_FLAG_ACK = 0x10;
@@ -63,13 +64,15 @@ export class TcpCoalescer {
   private psh = false;
   private readonly head = Buffer.alloc(MAX_HEADER_BYTES);
   /**
-   * The first segment's headers as native 16-bit words, and per word what a later segment's
-   * word must be: SAME, or ANY (lengths, id, sequence number, checksums: checked apart or
-   * rewritten), or FLAGS (equal but for PSH). Comparing words of a Uint16Array view halves the
-   * loads of a byte loop; frames at odd offsets fall back to bytes (fitsBytes).
+   * The first segment's headers as native 16-bit words, and per word the bits a later
+   * segment's word must have equal: all (0xffff), none (lengths, id, sequence number,
+   * checksums: checked apart or rewritten), or all but PSH (the flags word). Comparing words of
+   * a Uint16Array view, masked rather than branching on a rule, halves the loads of a byte
+   * loop; frames at odd offsets fall back to bytes (fitsBytes).
    */
   private readonly tpl = new Uint16Array(MAX_HEADER_BYTES / 2);
-  private readonly rule = new Uint8Array(MAX_HEADER_BYTES / 2);
+  private readonly mask = new Uint16Array(MAX_HEADER_BYTES / 2);
+  private readonly view = new WordView();
   /** Segments merged and super-frames written, for tests and counters. */
   merged = 0;
   written = 0;
@@ -109,8 +112,15 @@ export class TcpCoalescer {
   tryAppend(buf: Buffer, start: number, end: number, prevEnd: number): boolean {
     const n = this.count;
     if (n === 0 || this.bufs[n] !== buf || this.ends[n] !== prevEnd) return false;
-    const tcp = candidate(buf, start, end);
-    if (tcp < 0 || !this.fits(buf, start, end, tcp)) return false;
+    if (((this.view.at(buf).base + start) & 1) === 0) {
+      // The word compare in fits() holds the segment to everything candidate() checks of the
+      // first one (ethertype, IP version and header length, protocol, fragment bits, TCP
+      // header length and flags) except the IP length, checked here.
+      if (!this.ipLengthFills(buf, start, end) || !this.fits(buf, start, end, this.tcp)) return false;
+    } else {
+      const tcp = candidate(buf, start, end);
+      if (tcp < 0 || !this.fits(buf, start, end, tcp)) return false;
+    }
     this.append(buf, start, end);
     if (this.psh || end - start - this.headers < this.mss) this.flush();
     return true;
@@ -182,22 +192,25 @@ export class TcpCoalescer {
     this.lastId = this.v6 ? 0 : ((buf[start + 18] as number) << 8) | (buf[start + 19] as number);
     this.psh = ((buf[start + tcp + 13] as number) & TCP_FLAG_PSH) !== 0;
     const words = headers >>> 1;
-    const abs = buf.byteOffset + start;
+    const view = this.view.at(buf);
+    const abs = view.base + start;
     if ((abs & 1) === 0) {
-      const v = words16(buf.buffer);
+      const v = view.words;
       const w0 = abs >>> 1;
       for (let w = 0; w < words; w++) this.tpl[w] = v[w0 + w] as number;
     } else {
       for (let w = 0; w < words; w++) this.tpl[w] = (buf[start + 2 * w] as number) | ((buf[start + 2 * w + 1] as number) << 8);
     }
-    const r = this.rule;
-    r.fill(SAME, 0, words);
+    const m = this.mask;
+    m.fill(0xffff, 0, words);
     const t2 = tcp >>> 1;
-    if (this.v6) r[9] = ANY; // payload length
-    else r[8] = r[9] = r[12] = ANY; // total length, id, header checksum
-    r[t2 + 2] = r[t2 + 3] = ANY; // sequence number
-    r[t2 + 6] = FLAGS;
-    r[t2 + 8] = ANY; // checksum
+    if (this.v6) m[9] = 0; // payload length
+    else m[8] = m[9] = m[12] = 0; // total length, id, header checksum
+    m[t2 + 2] = m[t2 + 3] = 0; // sequence number
+    // The doff byte and the flags byte; PSH is the flags byte's 0x08, which sits in the high
+    // half of a little-endian word.
+    m[t2 + 6] = LITTLE_ENDIAN ? ~(TCP_FLAG_PSH << 8) & 0xffff : ~TCP_FLAG_PSH & 0xffff;
+    m[t2 + 8] = 0; // checksum
   }
 
   private append(buf: Buffer, start: number, end: number): void {
@@ -223,23 +236,22 @@ export class TcpCoalescer {
       const id = ((b[s + 18] as number) << 8) | (b[s + 19] as number);
       if (id !== ((this.lastId + 1) & 0xffff) && !(((b[s + 20] as number) & 0x40) !== 0 && id === this.lastId)) return false;
     }
-    const abs = b.byteOffset + s;
+    const view = this.view.at(b);
+    const abs = view.base + s;
     if ((abs & 1) !== 0) return this.fitsBytes(b, s, tcp);
-    const v = words16(b.buffer);
+    const v = view.words;
     const w0 = abs >>> 1;
     const tpl = this.tpl;
-    const rule = this.rule;
-    // The flags word is the doff byte and the flags byte; PSH is the flags byte's 0x08, which
-    // sits in the high half of a little-endian word.
-    const pshMask = LITTLE_ENDIAN ? ~(TCP_FLAG_PSH << 8) & 0xffff : ~TCP_FLAG_PSH & 0xffff;
-    for (let w = 0, n = headers >>> 1; w < n; w++) {
-      const r = rule[w] as number;
-      if (r === ANY) continue;
-      const x = v[w0 + w] as number;
-      const y = tpl[w] as number;
-      if (r === SAME ? x !== y : (x & pshMask) !== (y & pshMask)) return false;
-    }
-    return true;
+    const mask = this.mask;
+    let diff = 0;
+    for (let w = 0, n = headers >>> 1; w < n; w++) diff |= ((v[w0 + w] as number) ^ (tpl[w] as number)) & (mask[w] as number);
+    return diff === 0;
+  }
+
+  /** The IP length field (IPv4 total, IPv6 payload) says the packet ends where the frame does. */
+  private ipLengthFills(b: Buffer, s: number, e: number): boolean {
+    if (this.v6) return (((b[s + 18] as number) << 8) | (b[s + 19] as number)) === e - s - ETH_HEADER_BYTES - IPV6_HEADER_BYTES;
+    return (((b[s + 16] as number) << 8) | (b[s + 17] as number)) === e - s - ETH_HEADER_BYTES;
   }
 
   /** fits() for a frame at an odd address: byte by byte. */
@@ -270,21 +282,7 @@ export class TcpCoalescer {
 }
 
 const EMPTY = Buffer.alloc(0);
-const SAME = 0;
-const ANY = 1;
-const FLAGS = 2;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-// The 16-bit word view of the last ArrayBuffer looked at (a burst's frames share a few).
-let viewBuffer: ArrayBufferLike | undefined;
-let viewWords: Uint16Array<ArrayBufferLike> = new Uint16Array(0);
-function words16(ab: ArrayBufferLike): Uint16Array<ArrayBufferLike> {
-  if (ab !== viewBuffer) {
-    viewWords = new Uint16Array(ab, 0, ab.byteLength >>> 1);
-    viewBuffer = ab;
-  }
-  return viewWords;
-}
 
 /** Where TCP starts (relative to `start`) if the frame may be merged at all, else -1. */
 function candidate(b: Buffer, s: number, e: number): number {

@@ -12,7 +12,7 @@ import { SleeveEngine, type DatapathEvent, type EngineIo, ipv4ToNumber } from '.
 import type { SleevePeerState } from '../../../src/dataplane/sleeve/overlay.js';
 import { NO_VNET_HDR, type VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4 } from '../../../src/dataplane/sleeve/vnet-hdr.js';
 import { internetChecksum, ipv4PseudoHeaderSum, onesComplementSum } from '../../../src/dataplane/sleeve/ipv4.js';
-import { makeHeartbeatFrame } from '../../../src/dataplane/sleeve/codec.js';
+import { makeHeartbeatFrame, writePeerNameAt } from '../../../src/dataplane/sleeve/codec.js';
 import { seeded } from '../../helpers/prng.js';
 import { tcpSuperFrame } from '../../helpers/tcp-frames.js';
 
@@ -504,14 +504,20 @@ test('without UDP GSO, plain super-frames still go whole to SleeveGSO peers, wit
   }
 });
 
-test('a train for an unknown MAC is merged for our bridge and still relayed, segment by segment', () => {
-  const net = new FakeNet();
+/** h1 – h2 – h3 with virtio headers and UDP GSO, SleeveGSO 3 between neighbours; no routes yet. */
+function chainV3(net: FakeNet): [Host, Host, Host] {
   const [h1, h2, h3] = [1, 2, 3].map((i) => net.add(i, { vnetHdr: true, udpGso: true })) as [Host, Host, Host];
   const v3 = { gso: true, udpChecksums: true, partialChecksums: true };
   h1.engine.setPeer(peer(2, v3));
   h2.engine.setPeer(peer(1, { ...v3, outbound: false }));
   h2.engine.setPeer(peer(3, v3));
   h3.engine.setPeer(peer(2, { ...v3, outbound: false }));
+  return [h1, h2, h3];
+}
+
+test('a train for an unknown MAC is merged for our bridge and still relayed, segment by segment', () => {
+  const net = new FakeNet();
+  const [h1, h2, h3] = chainV3(net);
   h1.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
   h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
   h3.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
@@ -525,5 +531,42 @@ test('a train for an unknown MAC is merged for our bridge and still relayed, seg
   for (const h of [h2, h3]) {
     assert.equal(h.tap.length, 1, `host ${h.i} writes one merged frame`);
     assert.deepEqual(h.tap[0]!.frame, frame);
+  }
+});
+
+test('a GRO train whose later datagram has another sleeve header: that one takes the full path (relayed, or dropped)', () => {
+  for (const change of ['dst', 'sender'] as const) {
+    const net = new FakeNet();
+    const [h1, h2, h3] = chainV3(net);
+    h1.engine.setRoutes([[NAME(2), NAME(2)]], [[NAME(1), [NAME(2)]]]);
+    h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), []], [NAME(2), []], [NAME(3), []]]);
+    h3.engine.setRoutes([[NAME(2), NAME(2)]], [[NAME(3), [NAME(2)]]]);
+    // h1 learns that mac(2) is at h2, so the super-frame goes to h2 alone.
+    h2.engine.onCaptured(Buffer.concat([Buffer.alloc(10), ipv4Frame(BCAST, mac(2))]));
+    h2.engine.flush();
+    net.run();
+    h1.tap.length = h2.tap.length = h3.tap.length = 0;
+    const { hdr, frame } = superFrame(6 * 1336, 1336);
+    // Datagram 2 of the train: its frame is for h3, or its sender is nobody h2 knows.
+    const receive = h2.engine.onDatagram.bind(h2.engine);
+    h2.engine.onDatagram = (buf, ip, port, seg = 0) => {
+      assert.ok(seg > 0 && buf.length > 3 * seg, 'a GRO train');
+      if (change === 'dst') writePeerNameAt(buf, 2 * seg + 12, NAME(3));
+      else writePeerNameAt(buf, 2 * seg, NAME(9));
+      receive(buf, ip, port, seg);
+    };
+    h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+    h1.engine.flush();
+    net.run();
+    const payload = (f: Buffer) => f.subarray(54);
+    const segment = (i: number) => frame.subarray(54 + i * 1336, 54 + (i + 1) * 1336);
+    // Segments 0–1 and 3–5 merge at h2 on either side of the gap.
+    assert.deepEqual(h2.tap.map((t) => t.frame.length), [54 + 2 * 1336, 54 + 3 * 1336], change);
+    assert.deepEqual(payload(h2.tap[0]!.frame), Buffer.concat([segment(0), segment(1)]));
+    assert.deepEqual(payload(h2.tap[1]!.frame), Buffer.concat([segment(3), segment(4), segment(5)]));
+    if (change === 'dst') {
+      assert.equal(h3.tap.length, 1, 'segment 2 relayed to h3');
+      assert.deepEqual(payload(h3.tap[0]!.frame), segment(2));
+    } else assert.equal(h3.tap.length, 0);
   }
 });

@@ -8,8 +8,7 @@
 // GSO, and whole in one box when encrypted.
 // The figures are CPU time of this thread only (process.cpuUsage), so a loaded machine
 // stretches the wall time but not them, much. What the kernel would copy out of the engine's
-// buffers (or gather from the TAP read) is copied here too, after the send's time is taken:
-// it is the kernel's cost. (Before 2026-11-28 08:00 UTC that copy was in the send figures.)
+// buffers is copied here too, after the send's time is taken: it is the kernel's cost. (Before 2026-11-28 08:00 UTC that copy was in the send figures.)
 //
 //   npm run build && node dist/bench/dataplane/engine.js [--seconds S] [--only TEXT]
 //   (default 2 s per row; --only keeps the rows whose mode contains TEXT, e.g. for --cpu-prof)
@@ -62,13 +61,10 @@ function measure(mode: string, opts: { key: boolean; udpGso: boolean; version: n
   const ioA: EngineIo = {
     ...base,
     queueUdp: (buf, len, _ip, _port, _df, seg = 0) => queue.push({ buf: buf.subarray(0, len), len, seg }),
-    queueUdpGather: (bufs, starts, ends, count, _ip, _port, _df, seg) => {
-      queue.push({ buf: EMPTY, len: 0, seg, parts: { bufs: bufs.slice(0, count), starts: starts.slice(0, count), ends: ends.slice(0, count) } });
-    },
     writeTap: () => undefined,
     writeTapv: () => undefined,
   };
-  const ioB: EngineIo = { ...base, queueUdp: () => undefined, queueUdpGather: () => undefined, writeTap: () => void tapWrites++, writeTapv: () => void tapWrites++ };
+  const ioB: EngineIo = { ...base, queueUdp: () => undefined, writeTap: () => void tapWrites++, writeTapv: () => void tapWrites++ };
   const key = opts.key ? Buffer.alloc(32, 9) : undefined;
   const state = (name: PeerName, ip: string, outbound: boolean): SleevePeerState => ({
     name, connUid: 1n, ip, port: 6783, mtu: 1438 - (key ? 24 : 0), maxPayload: 1472, stackFrag: true, sessionKey: key, outbound,
@@ -131,22 +127,17 @@ function measure(mode: string, opts: { key: boolean; udpGso: boolean; version: n
   return { mode, sendUs: sendCpu / n, recvUs: recvCpu / n, datagrams: datagrams / n, tapWrites: tapWrites / n };
 }
 
-const EMPTY = Buffer.alloc(0);
-
 interface Queued {
   buf: Buffer;
   len: number;
   seg: number;
-  parts?: { bufs: Buffer[]; starts: number[]; ends: number[] };
 }
 
 /** Copies queue[from...] out of the engine's buffers, as sendmmsg would (the receiver decrypts in place). */
 function copyOut(queue: Queued[], from: number): void {
   for (let i = from; i < queue.length; i++) {
     const q = queue[i]!;
-    const g = q.parts;
-    q.buf = g ? Buffer.concat(g.bufs.map((b, k) => b.subarray(g.starts[k], g.ends[k]))) : Buffer.from(q.buf);
-    q.len = q.buf.length;
+    q.buf = Buffer.from(q.buf.subarray(0, q.len));
   }
 }
 

@@ -13,7 +13,6 @@ import { SleeveEngine, type DatapathEvent, type EngineIo } from '../dataplane/sl
 import type { SleevePeerState } from '../dataplane/sleeve/overlay.js';
 import { NO_VNET_HDR, VNET_HDR_BYTES, encodeVnetHdr } from '../dataplane/sleeve/vnet-hdr.js';
 import { POLLIN, libc } from '../platform/ffi/libc.js';
-import { IovecList } from '../platform/iovec.js';
 import { TapDevice, TAP_READ_BUFFER_BYTES } from '../platform/tap.js';
 import { UdpSocket, pathMtu, type Datagram, type OutgoingDatagram } from '../platform/udp-socket.js';
 
@@ -55,9 +54,6 @@ function run(data: SleeveWorkerData): void {
   // frame before it), in runs that share the socket's DF and checksum settings.
   const out: OutgoingDatagram[] = [];
   const modes: number[] = [];
-  // Gathered datagrams: their iovecs, and their pieces (to send again one by one if refused).
-  const iov = new IovecList();
-  const gathered = new Map<OutgoingDatagram, { bufs: readonly Buffer[]; starts: readonly number[]; ends: readonly number[] }>();
   const DF = 1;
   const NO_CHECKSUM = 2;
   const udpGso = udp.supportsSegmentation();
@@ -66,20 +62,6 @@ function run(data: SleeveWorkerData): void {
       out.push({ buf, len, ip, port: p, segmentSize });
       // A sealed datagram carries its own authenticator; GSO needs the checksum regardless.
       modes.push((df ? DF : 0) | (sealed && !segmentSize ? NO_CHECKSUM : 0));
-    },
-    queueUdpGather(bufs, starts, ends, count, ip, p, df, segmentSize) {
-      const from = iov.count;
-      let len = 0;
-      for (let i = 0; i < count; i++) {
-        const s = starts[i] as number;
-        const e = ends[i] as number;
-        iov.push(bufs[i] as Buffer, s, e);
-        len += e - s;
-      }
-      const d: OutgoingDatagram = { buf: iov.view(from), len, ip, port: p, segmentSize, iovCount: count };
-      out.push(d);
-      gathered.set(d, { bufs: bufs.slice(0, count), starts: starts.slice(0, count), ends: ends.slice(0, count) });
-      modes.push(df ? DF : 0);
     },
     flushUdp() {
       const tooBig: number[] = [];
@@ -101,10 +83,8 @@ function run(data: SleeveWorkerData): void {
             post({ t: 'log', level: 'warn', msg: `sleeve: the kernel refused a UDP GSO send (${errno}); sending datagrams one by one from now on` });
           }
           const seg = d.segmentSize as number;
-          const g = gathered.get(d);
-          const flat = g ? Buffer.concat(g.bufs.map((b, k) => b.subarray(g.starts[k], g.ends[k]))) : d.buf;
           const parts: OutgoingDatagram[] = [];
-          for (let o = 0; o < d.len; o += seg) parts.push({ buf: flat.subarray(o), len: Math.min(seg, d.len - o), ip: d.ip, port: d.port });
+          for (let o = 0; o < d.len; o += seg) parts.push({ buf: d.buf.subarray(o), len: Math.min(seg, d.len - o), ip: d.ip, port: d.port });
           let big = false;
           udp.sendBatch(parts, parts.length, (_, err) => (big ||= err.errnoName === 'EMSGSIZE'));
           if (big) tooBig.push(at);
@@ -122,8 +102,6 @@ function run(data: SleeveWorkerData): void {
         post({ t: 'log', level: 'warn', msg: `sleeve send failed: ${errorMessage(e)}` });
       }
       out.length = modes.length = 0;
-      iov.clear();
-      gathered.clear();
       return { tooBig };
     },
     writeTap(frame, hdr) {
@@ -191,10 +169,7 @@ function run(data: SleeveWorkerData): void {
   pfd.writeInt16LE(POLLIN, l.pollEvents);
   pfd.writeInt32LE(data.udpFd, l.pollfdBytes + l.pollFd);
   pfd.writeInt16LE(POLLIN, l.pollfdBytes + l.pollEvents);
-  // One read buffer per frame of a burst: a super-frame's segments are sent from where it was
-  // read (a gathered send), so no read may reuse its buffer before the burst's flush. Pages of
-  // buffers that short bursts never reach cost no memory.
-  const tapBufs = Array.from({ length: TAP_BURST }, () => Buffer.allocUnsafeSlow(TAP_READ_BUFFER_BYTES));
+  const tapBuf = Buffer.allocUnsafe(TAP_READ_BUFFER_BYTES);
   const udpBufs = Array.from({ length: UDP_BURST }, () => Buffer.allocUnsafe(65536));
   const got: Datagram[] = [];
   let lastExpire = Date.now();
@@ -210,7 +185,6 @@ function run(data: SleeveWorkerData): void {
       if (ready && pfd.readInt16LE(l.pollRevents) !== 0) {
         for (let i = 0; i < TAP_BURST; i++) {
           // The fd is non-blocking: -1 (EAGAIN) ends the burst.
-          const tapBuf = tapBufs[i] as Buffer;
           const n = c.read(data.tapFd, tapBuf, tapBuf.length);
           if (n <= 0) break;
           engine.onCaptured(tapBuf.subarray(0, n));

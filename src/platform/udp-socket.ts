@@ -89,14 +89,10 @@ export interface Datagram {
   segmentSize: number;
 }
 
-/**
- * One datagram to send: the first `len` bytes of `buf` to `ip`:`port`; or, with `iovCount`,
- * `len` bytes gathered from the `iovCount` struct iovec that `buf` holds (IovecList.view).
- */
+/** One datagram to send: the first `len` bytes of `buf` to `ip`:`port`. */
 export interface OutgoingDatagram {
   buf: Uint8Array;
   len: number;
-  iovCount?: number;
   ip: IPv4 | string;
   port: number;
   /**
@@ -109,8 +105,6 @@ export interface OutgoingDatagram {
 }
 
 const INITIAL_BATCH = 64;
-/** Linux's UIO_MAXIOV: iovecs per message. */
-const IOV_MAX = 1024;
 /** The kernel's UDP_MAX_SEGMENTS before 6.? raised it; the safe bound for one GSO send. */
 export const UDP_MAX_SEGMENTS = 64;
 // Control space per message: a UDP_SEGMENT cmsg (u16) when sending; room for a UDP_GRO cmsg
@@ -151,9 +145,6 @@ class MsgVector {
   private readonly controlBase: number;
   /** Sending: the segment size each slot's header is set up for (0: no control). */
   readonly segment: Uint32Array;
-  /** Sending: 1 where the slot's msg_iov points at a caller's iovec list (setIovList). */
-  private readonly gathered: Uint8Array;
-  private readonly iovBase: number;
 
   constructor(c: Libc, capacity: number, kind: 'send' | 'recv') {
     const l = c.layout;
@@ -164,9 +155,7 @@ class MsgVector {
     this.controlBytes = kind === 'send' ? SEND_CONTROL_BYTES : RECV_CONTROL_BYTES;
     this.control = Buffer.alloc(capacity * this.controlBytes);
     this.segment = new Uint32Array(capacity);
-    this.gathered = new Uint8Array(capacity);
     const iovBase = c.addressOf(this.iovs);
-    this.iovBase = iovBase;
     const nameBase = c.addressOf(this.names);
     this.controlBase = c.addressOf(this.control);
     for (let i = 0; i < capacity; i++) {
@@ -224,24 +213,8 @@ class MsgVector {
 
   setIov(c: Libc, i: number, buf: Uint8Array, len: number): void {
     const l = c.layout;
-    if (this.gathered[i]) {
-      // Back to the slot's own iovec.
-      const h = i * l.mmsghdrBytes;
-      writeU64(this.hdrs, h + l.msgIov, this.iovBase + i * l.iovecBytes);
-      writeU64(this.hdrs, h + l.msgIovlen, 1);
-      this.gathered[i] = 0;
-    }
     writeU64(this.iovs, i * l.iovecBytes + l.iovBase, c.addressOf(buf));
     writeU64(this.iovs, i * l.iovecBytes + l.iovLen, len);
-  }
-
-  /** Sending: slot `i` gathers from the `count` iovecs in `iov` instead of its own one. */
-  setIovList(c: Libc, i: number, iov: Uint8Array, count: number): void {
-    const l = c.layout;
-    const h = i * l.mmsghdrBytes;
-    writeU64(this.hdrs, h + l.msgIov, c.addressOf(iov));
-    writeU64(this.hdrs, h + l.msgIovlen, count);
-    this.gathered[i] = 1;
   }
 }
 
@@ -396,14 +369,8 @@ export class UdpSocket {
     const v = this.vecFor('send', count);
     for (let i = 0; i < count; i++) {
       const p = packets[i]!;
-      const iovs = p.iovCount ?? 0;
-      if (iovs > 0) {
-        if (!(iovs <= IOV_MAX && iovs * c.layout.iovecBytes <= p.buf.byteLength)) throw new WeaveError('INVALID_ARGUMENT', `${iovs} iovecs in ${p.buf.byteLength} bytes`);
-        v.setIovList(c, i, p.buf, iovs);
-      } else {
-        checkLen(p.buf, p.len);
-        v.setIov(c, i, p.buf, p.len);
-      }
+      checkLen(p.buf, p.len);
+      v.setIov(c, i, p.buf, p.len);
       const seg = p.segmentSize ?? 0;
       if (!(seg >= 0 && seg <= 0xffff)) throw new WeaveError('INVALID_ARGUMENT', `segment size ${seg} out of range`);
       // A "train" of one datagram is just a datagram (the kernel would accept it either way).

@@ -362,7 +362,7 @@ sock.close();
   assert.ok(reasmOks(h2) > reasmBefore, 'the 2000-byte datagram arrived as fragments');
 });
 
-test('UDP GSO and GRO between namespaces: one send of many datagrams (also gathered from pieces), one receive of the train, segmented for a socket without GRO', async (t) => {
+test('UDP GSO and GRO between namespaces: one send of many datagrams, one receive of the train, segmented for a socket without GRO', async (t) => {
   if (!requireRoot(t)) return;
   const rx = new Child(
     h2,
@@ -395,7 +395,7 @@ const read = (sock, want) => {
   }
   return got;
 };
-const viaGro = read(gro, 2 * (40 * 1400 + 700) + 3000);
+const viaGro = read(gro, 40 * 1400 + 700 + 3000);
 const viaPlain = read(plain, 40 * 1400 + 700);
 emit({ viaGro, viaPlain });
 gro.close(); plain.close();
@@ -417,30 +417,14 @@ for (let k = 0; k <= 40; k++) { train.fill(k & 0xff, k * 1400, Math.min((k + 1) 
 sock.setDontFragment(true);
 const errors = [];
 const one = Buffer.alloc(3000, 0); one.writeUInt16BE(99, 0); one.fill(99, 2);
-// The same train gathered from two buffers: each datagram's index from one, its body from the
-// other (an IovecList that starts too small and grows on the way).
-const { IovecList } = await import(lib + 'iovec.js');
-const iov = new IovecList(4);
-const heads = Buffer.alloc(41 * 2);
-const bodies = Buffer.alloc(41 * 1400);
-for (let k = 0; k <= 40; k++) {
-  const len = k < 40 ? 1398 : 698;
-  heads.writeUInt16BE(k, 2 * k);
-  bodies.fill(k & 0xff, k * 1400, k * 1400 + len);
-  iov.push(heads, 2 * k, 2 * k + 2);
-  iov.push(bodies, k * 1400, k * 1400 + len);
-}
-let badIov = null;
-try { iov.push(heads, 80, 83); } catch (e) { badIov = errInfo(e).code; }
 const sent = sock.sendBatch([
   { buf: train, len: train.length, ip: '192.0.2.2', port: 7003, segmentSize: 1400 },
   { buf: train, len: train.length, ip: '192.0.2.2', port: 7004, segmentSize: 1400 },
   { buf: train, len: 1600 * 2, ip: '192.0.2.2', port: 7003, segmentSize: 1600 }, // a segment over the MTU: refused
-  { buf: iov.view(0), len: 40 * 1400 + 700, iovCount: 82, ip: '192.0.2.2', port: 7003, segmentSize: 1400 },
-], 4, (i, e) => errors.push([i, e.errnoName]));
+], 3, (i, e) => errors.push([i, e.errnoName]));
 sock.setDontFragment(false);
 const plainSent = sock.sendTo(one, 3000, '192.0.2.2', 7003); // an ordinary fragmented datagram
-emit({ canGso, noCsumGso, sent, errors, plainSent, badIov });
+emit({ canGso, noCsumGso, sent, errors, plainSent });
 sock.close(); noCsum.close();
 `,
   );
@@ -448,8 +432,7 @@ sock.close(); noCsum.close();
   await tx.finish();
   assert.equal(s.canGso, true, 'UDP_SEGMENT is supported');
   assert.equal(s.noCsumGso, false, 'no segmentation without UDP checksums');
-  assert.equal(s.sent, 3);
-  assert.equal(s.badIov, 'INVALID_ARGUMENT', 'a piece outside its buffer');
+  assert.equal(s.sent, 2);
   // EMSGSIZE on current kernels, EINVAL on older ones.
   const errors = s.errors as [number, string][];
   assert.ok(errors.length === 1 && errors[0]![0] === 2 && ['EMSGSIZE', 'EINVAL'].includes(errors[0]![1]), JSON.stringify(errors));
@@ -458,9 +441,8 @@ sock.close(); noCsum.close();
   const viaGro = r.viaGro as { len: number; segmentSize: number; idx: number[]; ok: boolean }[];
   const viaPlain = r.viaPlain as { len: number; segmentSize: number; idx: number[]; ok: boolean }[];
   const all = Array.from({ length: 41 }, (_, k) => k);
-  // Between namespaces a train crosses as one buffer and the GRO socket takes it whole; the
-  // gathered one arrives as the same bytes.
-  assert.deepEqual(viaGro.filter((d) => d.segmentSize === 1400).flatMap((d) => d.idx), [...all, ...all], JSON.stringify(viaGro));
+  // Between namespaces the train crosses as one buffer and the GRO socket takes it whole.
+  assert.deepEqual(viaGro.filter((d) => d.segmentSize === 1400).flatMap((d) => d.idx), all, JSON.stringify(viaGro));
   assert.ok(viaGro.every((d) => d.ok), 'every datagram intact');
   const big = viaGro.find((d) => d.segmentSize === 0);
   assert.ok(big && big.len === 3000 && big.idx[0] === 99, `the fragmented datagram comes alone: ${JSON.stringify(big)}`);

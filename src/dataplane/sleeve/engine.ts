@@ -31,7 +31,7 @@ import { TcpCoalescer } from './tcp-coalescer.js';
 import { WordView } from './word-view.js';
 import {
   NO_VNET_HDR, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR_BYTES, completeChecksum, decodeVnetHdr, gsoForFrame,
-  finishPartialTcpChecksum, partialTcpChecksumHdr, planTcpSegments, segmentGso, writeTcpSegment, writeTcpSegmentHeaders, type TcpSegmentPlan, type VnetHdr,
+  finishPartialTcpChecksum, partialTcpChecksumHdr, planTcpSegments, segmentGso, writeTcpSegment, type TcpSegmentPlan, type VnetHdr,
 } from './vnet-hdr.js';
 import type { SleevePeerState } from './overlay.js';
 
@@ -43,7 +43,6 @@ const SEND_BUFFER_BYTES = 65536;
 const ETHERNET_OVERHEAD = 14;
 const BROADCAST_BIT = 0x01;
 const STP_MAC = 0x0180c2000000;
-const EMPTY = Buffer.alloc(0);
 
 /** Messages from the data path to the control side. */
 export type DatapathEvent =
@@ -62,12 +61,6 @@ export interface EngineIo {
    * Datagrams leave in this order. `sealed`: encrypted, so a UDP checksum adds nothing.
    */
   queueUdp(buf: Buffer, len: number, ip: number, port: number, df: boolean, segmentSize?: number, sealed?: boolean): void;
-  /**
-   * Queues plain (unsealed) datagrams as `queueUdp` does, gathered from the pieces
-   * `bufs[i][starts[i], ends[i])`, i < count, in order, without copying them together: the
-   * pieces must stay put until `flushUdp`, and the arrays are the caller's again on return.
-   */
-  queueUdpGather(bufs: readonly Buffer[], starts: readonly number[], ends: readonly number[], count: number, ip: number, port: number, df: boolean, segmentSize: number): void;
   /** Sends what is queued; reports datagrams (trains) refused as too big, by queue index. */
   flushUdp(): { tooBig: number[] };
   /** Writes a frame to the bridge (synchronously); `hdr` is its virtio header when the TAP has them. */
@@ -151,8 +144,6 @@ export class SleeveEngine {
   /** Where the datagram starts that the rest of a GRO train is compared with; -1: none. */
   private trainStart = -1;
   private readonly view = new WordView();
-  /** A gathered train's pieces (two per datagram), handed to queueUdpGather. */
-  private readonly pieces = { bufs: new Array<Buffer>(2 * MAX_GSO_SEGMENTS).fill(EMPTY), starts: new Array<number>(2 * MAX_GSO_SEGMENTS).fill(0), ends: new Array<number>(2 * MAX_GSO_SEGMENTS).fill(0) };
   /** io.now() as of the last flush: MAC ages need no better. */
   private clock: number;
   private lastConflictLog = -Infinity;
@@ -262,10 +253,7 @@ export class SleeveEngine {
 
   // --- data ------------------------------------------------------------------------------
 
-  /**
-   * A frame read from the TAP (with its virtio header when on): something on our bridge sent
-   * it. The bytes must stay put until `flush()`: a super-frame's segments are sent from them.
-   */
+  /** A frame read from the TAP (with its virtio header when on): something on our bridge sent it. */
   onCaptured(read: Buffer): void {
     let frame = read;
     let gso: VnetHdr | undefined;
@@ -560,7 +548,6 @@ export class SleeveEngine {
     const overhead = enc ? ENCRYPTED_PACKET_OVERHEAD : SLEEVE_PREFIX_BYTES;
     const datagram = overhead + SLEEVE_FRAME_HEADER_BYTES + plan.headers + plan.mss;
     const perTrain = Math.max(1, Math.min(MAX_GSO_SEGMENTS, Math.floor(MAX_UDP_PAYLOAD / datagram)));
-    if (!enc) return this.sendTrainGathered(p, src, dst, frame, plan, datagram, perTrain);
     for (let i = 0; i < plan.count; ) {
       const n = Math.min(perTrain, plan.count - i);
       const buf = this.pool.pop() ?? Buffer.allocUnsafe(SEND_BUFFER_BYTES);
@@ -568,57 +555,18 @@ export class SleeveEngine {
       for (let k = 0; k < n; k++, i++) {
         const start = off;
         const f = start + overhead;
+        writePeerNameAt(buf, start, this.ourName);
+        writePeerNameAt(buf, f, src);
+        writePeerNameAt(buf, f + 6, dst);
         const len = writeTcpSegment(plan, frame, i, buf, f + SLEEVE_FRAME_HEADER_BYTES, partial);
-        this.writeFrameHead(buf, start, f, src, dst, len);
+        buf[f + 12] = len >>> 8;
+        buf[f + 13] = len & 0xff;
         off = f + SLEEVE_FRAME_HEADER_BYTES + len;
         if (enc) enc.sealAt(this.ourName, buf, start, off);
       }
       this.queued.push({ peer: p, buf });
       this.io.queueUdp(buf, off, p.ipNum, p.state.port, true, n > 1 ? datagram : 0, enc !== undefined);
     }
-  }
-
-  /** A one-frame datagram's sender name at `start`, and its frame header at `f`. */
-  private writeFrameHead(buf: Buffer, start: number, f: number, src: PeerName, dst: PeerName, len: number): void {
-    writePeerNameAt(buf, start, this.ourName);
-    writePeerNameAt(buf, f, src);
-    writePeerNameAt(buf, f + 6, dst);
-    buf[f + 12] = len >>> 8;
-    buf[f + 13] = len & 0xff;
-  }
-
-  /**
-   * sendTrain for a plain peer: each datagram's sleeve and TCP headers are written into a send
-   * buffer and its payload is sent from the super-frame where it lies (a gathered send), so
-   * the kernel's copy is the only one.
-   */
-  private sendTrainGathered(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, plan: TcpSegmentPlan, datagram: number, perTrain: number): void {
-    const partial = p.state.partialChecksums;
-    const { bufs, starts, ends } = this.pieces;
-    for (let i = 0; i < plan.count; ) {
-      const n = Math.min(perTrain, plan.count - i);
-      const buf = this.pool.pop() ?? Buffer.allocUnsafe(SEND_BUFFER_BYTES);
-      let off = 0;
-      let k = 0;
-      for (let j = 0; j < n; j++, i++) {
-        const start = off;
-        const f = start + SLEEVE_PREFIX_BYTES;
-        const len = writeTcpSegmentHeaders(plan, frame, i, buf, f + SLEEVE_FRAME_HEADER_BYTES, partial);
-        this.writeFrameHead(buf, start, f, src, dst, len);
-        off = f + SLEEVE_FRAME_HEADER_BYTES + plan.headers;
-        bufs[k] = buf;
-        starts[k] = start;
-        ends[k++] = off;
-        const from = plan.headers + i * plan.mss;
-        bufs[k] = frame;
-        starts[k] = from;
-        ends[k++] = from + len - plan.headers;
-      }
-      this.queued.push({ peer: p, buf });
-      this.io.queueUdpGather(bufs, starts, ends, k, p.ipNum, p.state.port, true, n > 1 ? datagram : 0);
-    }
-    // The arrays keep no buffers between trains.
-    bufs.fill(EMPTY);
   }
 
   private enqueue(p: PeerOut, src: PeerName, dst: PeerName, frame: Uint8Array, df: boolean, limit: number): void {

@@ -243,24 +243,13 @@ export function planTcpSegments(hdr: VnetHdr, frame: Uint8Array): TcpSegmentPlan
  * offload (`isPartialTcpChecksum`), and the payload is not read twice.
  */
 export function writeTcpSegment(plan: TcpSegmentPlan, frame: Uint8Array, i: number, out: Uint8Array, at: number, partial = false): number {
-  const n = writeTcpSegmentHeaders(plan, frame, i, out, at, partial);
-  const from = plan.headers + i * plan.mss;
-  out.set(new Uint8Array(plan.buffer, plan.byteOffset + from, n - plan.headers), at + plan.headers);
-  return n;
-}
-
-/**
- * `writeTcpSegment` without the payload: writes segment `i`'s headers (`plan.headers` bytes)
- * at `at` and returns the segment's whole length; its payload is at `plan.headers + i * plan.mss` in `frame`, for a
- * gathered send.
- */
-export function writeTcpSegmentHeaders(plan: TcpSegmentPlan, frame: Uint8Array, i: number, out: Uint8Array, at: number, partial = false): number {
   const l = plan.layout;
   const { headers, mss, count } = plan;
   const off = i * mss;
   const segLen = Math.min(mss, plan.payloadBytes - off);
   const from = headers + off;
   out.set(plan.head, at);
+  out.set(new Uint8Array(plan.buffer, plan.byteOffset + from, segLen), at + headers);
   const ipLen = l.ipHeaderBytes + l.tcpHeaderBytes + segLen;
   const ip = at + l.ipStart;
   if (l.v6) {

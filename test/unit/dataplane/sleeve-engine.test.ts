@@ -40,18 +40,11 @@ class FakeNet {
 
   add(i: number, opts: { vnetHdr?: boolean; udpGso?: boolean } = {}): Host {
     const h = { i, tap: [], events: [], sent: [] } as unknown as Host;
-    // A gathered datagram keeps views of its pieces, read only at the flush as the kernel
-    // would: a piece the engine reused before then shows up as corrupt data.
-    let pending: { buf: Buffer; len: number; ip: number; port: number; df: boolean; seg: number; sealed: boolean; parts?: Buffer[] }[] = [];
+    let pending: { buf: Buffer; len: number; ip: number; port: number; df: boolean; seg: number; sealed: boolean }[] = [];
     const io: EngineIo = {
       queueUdp: (buf, len, ip, port, df, seg = 0, sealed = false) => pending.push({ buf: Buffer.from(buf.subarray(0, len)), len, ip, port, df, seg, sealed }),
-      queueUdpGather: (bufs, starts, ends, count, ip, port, df, seg) => {
-        const parts = bufs.slice(0, count).map((b, k) => b.subarray(starts[k], ends[k]));
-        pending.push({ buf: Buffer.alloc(0), len: parts.reduce((n, b) => n + b.length, 0), ip, port, df, seg, sealed: false, parts });
-      },
       flushUdp: () => {
         const tooBig: number[] = [];
-        for (const p of pending) if (p.parts) p.buf = Buffer.concat(p.parts);
         pending.forEach((p, idx) => {
           const largest = p.seg ? p.seg : p.len;
           if (p.df && largest + 28 > this.pmtu) return void tooBig.push(idx);

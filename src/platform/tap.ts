@@ -289,22 +289,12 @@ export class TapDevice {
       w[len + 1] = 0;
       k = 1;
     }
-    // Pieces mostly share a buffer (a GRO train's segments): its address is looked up once, as
-    // addressOf reads .buffer and .byteOffset, each a runtime call in V8.
-    let last: Uint8Array | undefined;
-    let lastAddress = 0;
-    let lastLength = 0;
     for (let i = 0; i < count; i++, k++) {
       const b = bufs[i] as Uint8Array;
       const s = starts[i] as number;
       const e = ends[i] as number;
-      if (b !== last) {
-        last = b;
-        lastAddress = c.addressOf(b);
-        lastLength = b.byteLength;
-      }
-      if (!(s >= 0 && s <= e && e <= lastLength)) throw new WeaveError('INVALID_ARGUMENT', `piece ${i}: [${s}, ${e}) outside a ${lastLength}-byte buffer`);
-      const a = lastAddress + s;
+      if (!(s >= 0 && s <= e && e <= b.byteLength)) throw new WeaveError('INVALID_ARGUMENT', `piece ${i}: [${s}, ${e}) outside a ${b.byteLength}-byte buffer`);
+      const a = c.addressOf(b) + s;
       const o = k * stride;
       w[o + base] = a >>> 0;
       w[o + base + 1] = Math.floor(a / 0x100000000);

@@ -258,25 +258,35 @@ function load(): Libc {
   const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)');
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const addresses = new WeakMap<ArrayBufferLike, number>();
-  // The data path asks for the same few buffers over and over: remember the last one.
+  // The data path asks for the same few buffers over and over: remember the last one, and the
+  // last buffer object (reading .buffer and .byteOffset is a runtime call each in V8; a GRO
+  // train's pieces are all one object).
   let lastBuffer: ArrayBufferLike | undefined;
   let lastBase = 0;
+  let lastView: Uint8Array | undefined;
+  let lastViewAddress = 0;
 
   return {
     layout,
     errno: () => koffi.errno(),
     addressOf(buf: Uint8Array): number {
+      // A view seen last time was materialised then: its address is final.
+      if (buf === lastView) return lastViewAddress;
       const ab = buf.buffer; // materialises an on-heap typed array, so its address is final
-      if (ab === lastBuffer) return lastBase + buf.byteOffset;
-      let base = addresses.get(ab);
-      if (base === undefined) {
-        if (ab.byteLength === 0) return 0; // koffi reports 0 for empty storage; nothing is read through it
-        base = Number(koffi.address(new Uint8Array(ab)));
-        addresses.set(ab, base);
+      let base: number | undefined = lastBase;
+      if (ab !== lastBuffer) {
+        base = addresses.get(ab);
+        if (base === undefined) {
+          if (ab.byteLength === 0) return 0; // koffi reports 0 for empty storage; nothing is read through it
+          base = Number(koffi.address(new Uint8Array(ab)));
+          addresses.set(ab, base);
+        }
+        lastBuffer = ab;
+        lastBase = base;
       }
-      lastBuffer = ab;
-      lastBase = base;
-      return base + buf.byteOffset;
+      lastView = buf;
+      lastViewAddress = base + buf.byteOffset;
+      return lastViewAddress;
     },
     open: (path, flags) => open(path, flags) as number,
     close: lib.func('int close(int fd)'),

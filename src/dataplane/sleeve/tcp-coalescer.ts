@@ -7,9 +7,10 @@
 // - Candidates: IPv4 without options and not a fragment, or IPv6 without extension headers;
 //   TCP with only ACK (and PSH) set and a payload; the IP length exactly fills the frame.
 // - A segment joins the pending ones when the Ethernet header, addresses, ports, TOS/traffic
-//   class, TTL/hop limit, DF, ack, window, TCP header length and options all match, its
-//   sequence number continues the payload so far, the IPv4 id is the next one (or unchanged,
-//   with DF), its payload is at most the first one's, and the result stays within 64 KiB.
+//   class, TTL/hop limit, DF, ack, window, urgent pointer, TCP header length and options all
+//   match, its sequence number continues the payload so far, the IPv4 id is the next one (or
+//   unchanged, with DF), its payload is at most the first one's, and the result stays within
+//   64 KiB.
 // - A shorter segment or one with PSH ends the merge (it joins, then everything is written).
 // - Anything else writes what is pending first, then itself, so frames never overtake.
 //
@@ -261,9 +262,10 @@ export class TcpCoalescer {
     const f = this.bufs[1] as Buffer;
     const fs = this.firstStart;
     const ft = fs + tcp;
-    // Ports, then ack; TCP header length and flags (ACK; PSH only on the last), window.
+    // Ports, then ack; TCP header length and flags (ACK; PSH only on the last), window, and
+    // the urgent pointer (unused without URG, but the word compare in fits() holds it too).
     if (readU32(b, t) !== readU32(f, ft) || readU32(b, t + 8) !== readU32(f, ft + 8) || b[t + 12] !== f[ft + 12]) return false;
-    if (b[t + 14] !== f[ft + 14] || b[t + 15] !== f[ft + 15]) return false;
+    if (b[t + 14] !== f[ft + 14] || b[t + 15] !== f[ft + 15] || b[t + 18] !== f[ft + 18] || b[t + 19] !== f[ft + 19]) return false;
     if (this.v6) {
       // Version, traffic class, flow label; next header and hop limit; both addresses.
       if (readU32(b, s + 14) !== readU32(f, fs + 14) || b[s + 20] !== f[fs + 20] || b[s + 21] !== f[fs + 21]) return false;

@@ -262,6 +262,24 @@ for (const v6 of [false, true]) {
       assert.equal(outcome(padded, at, true).took, false, `padding at offset ${at}`);
       assert.deepEqual(outcome(padded, at, true).out, outcome(padded, at, false).out);
     }
+    // A last segment of 1–4 bytes ending its buffer, at every address: its headers may reach
+    // bytes no 32-bit word of the buffer covers, and it still merges (and with a byte changed, not).
+    for (let short = 1; short <= 4; short++) {
+      const last = Buffer.from(seg[1]!.subarray(0, headers + short));
+      if (v6) last.writeUInt16BE(last.length - 54, 18);
+      else {
+        last.writeUInt16BE(last.length - 14, 16);
+        last.writeUInt16BE(0, 24);
+        last.writeUInt16BE(internetChecksum(last, 14, 34), 24);
+      }
+      const changedAddr = Buffer.from(last);
+      changedAddr[headers - 1] = changedAddr[headers - 1]! ^ 1;
+      for (const at of [0, 1, 2, 3]) {
+        assert.equal(outcome(last, at, true).took, true, `${short}-byte last segment at offset ${at}`);
+        assert.deepEqual(outcome(last, at, true).out, outcome(last, 0, false).out);
+        assert.deepEqual(outcome(changedAddr, at, true).out, outcome(changedAddr, 0, false).out, `changed, ${short} bytes at offset ${at}`);
+      }
+    }
     assert.ok(changed > 3 * headers * 2, `${changed} changed headers tried`);
     // Some bytes may differ (sequence number, ids, checksums) and some of those still merge.
     assert.ok(mergedAnyway > 0 && mergedAnyway < changed / 2, `${mergedAnyway} of ${changed} still merged`);

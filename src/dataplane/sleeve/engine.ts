@@ -147,6 +147,7 @@ export class SleeveEngine {
   /** io.now() as of the last flush: MAC ages need no better. */
   private clock: number;
   private lastConflictLog = -Infinity;
+  private lastTooBigLog = -Infinity;
 
   private readonly vnetHdr: boolean;
   private readonly bridgeMtu: number;
@@ -468,9 +469,9 @@ export class SleeveEngine {
     if (!this.finishChecksum(frame)) return;
     if (hasDF(frame)) {
       if (!tooBig) return this.enqueue(p, src, dst, frame, true, p.state.maxPayload);
-      if (broadcast || src !== this.ourName) return;
+      if (src !== this.ourName) return;
       // Tell the local sender the path MTU, as a router on the way would.
-      this.io.writeTap(icmpFragNeededFrame(frame, mtu));
+      this.tooBigFromUs(p, frame, mtu, broadcast);
       return;
     }
     if (p.state.stackFrag || !isIPv4(frame)) return this.enqueue(p, src, dst, frame, false, MAX_UDP_PAYLOAD);
@@ -484,7 +485,7 @@ export class SleeveEngine {
     const l3 = frame[12] === 0x86 && frame[13] === 0xdd ? 40 : ((frame[14] as number) & 0x0f) * 4;
     const l4 = ((frame[ETHERNET_OVERHEAD + l3 + 12] as number) >> 4) * 4;
     if (l3 + l4 + hdr.gsoSize > mtu) {
-      if (!broadcast && src === this.ourName && isIPv4(frame)) this.io.writeTap(icmpFragNeededFrame(frame, mtu));
+      if (src === this.ourName) this.tooBigFromUs(p, frame, mtu, broadcast);
       return;
     }
     const overhead = p.enc ? ENCRYPTED_PACKET_OVERHEAD : SLEEVE_PREFIX_BYTES;
@@ -520,6 +521,27 @@ export class SleeveEngine {
       return;
     }
     for (const seg of segments) this.forward(p, src, dst, seg, broadcast);
+  }
+
+  /**
+   * A DF frame (or a super-frame's segments) from our bridge over `p`'s MTU: "fragmentation
+   * needed" back to the sender. Also when the frame is flooded only because its destination
+   * MAC is not known yet (Weave Net dropped every flooded one, and a TCP flow to a MAC its
+   * router had not learned stalled): a unicast IPv4 packet may get ICMP. One sent to a
+   * broadcast or multicast address may not (RFC 1122), so it is dropped, with a log line now
+   * and then saying why.
+   */
+  private tooBigFromUs(p: PeerOut, frame: Buffer, mtu: number, flooded: boolean): void {
+    if (!isIPv4(frame)) return;
+    const unicast = ((frame[0] as number) & BROADCAST_BIT) === 0 && ((frame[ETHERNET_OVERHEAD + 16] as number) & 0xf0) !== 0xe0;
+    if (!flooded || unicast) {
+      this.io.writeTap(icmpFragNeededFrame(frame, mtu));
+      return;
+    }
+    if (this.clock - this.lastTooBigLog > 10_000) {
+      this.lastTooBigLog = this.clock;
+      this.io.post({ t: 'log', level: 'warn', msg: `sleeve ->[${formatPeerName(p.state.name)}]: dropping too big DF broadcast frame: frame len ${frame.length}, MTU ${mtu}` });
+    }
   }
 
   /** Completes the captured super-frame's partial checksum before it leaves whole (once). */

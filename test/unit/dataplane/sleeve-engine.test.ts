@@ -202,6 +202,38 @@ test('DF frame over the MTU: ICMP fragmentation needed back into our bridge; non
   assert.ok(h1.sent.every((s) => s.df), 'our fragments go DF');
 });
 
+test('a flooded DF frame over the MTU: ICMP back when it is unicast IP to a MAC not learned yet; a broadcast is dropped with a log', () => {
+  const net = new FakeNet();
+  const [h1] = chain(net, { vnetHdr: true });
+  h1.engine.setPeer(peer(2, { mtu: 600, maxPayload: 634, stackFrag: false, gso: true, udpChecksums: true, partialChecksums: true }));
+  const zero = Buffer.alloc(10);
+  const icmps = () => h1.tap.filter((t) => t.frame[23] === 1 && t.frame[34] === 3 && t.frame[35] === 4);
+  // mac(9) is known nowhere: the frame is flooded, and its sender still learns the path MTU.
+  h1.engine.onCaptured(Buffer.concat([zero, ipv4Frame(mac(9), mac(1), { len: 1000, df: true, proto: 6 })]));
+  h1.engine.flush();
+  assert.equal(icmps().length, 1, 'fragmentation needed for a flooded unicast packet');
+  assert.equal(icmps()[0]!.frame.readUInt16BE(40), 600);
+  assert.deepEqual(icmps()[0]!.frame.subarray(0, 6), mac(1));
+  // A TCP super-frame to mac(9) whose segments do not fit: the same.
+  const { hdr, frame } = tcpSuperFrame({ dst: mac(9), src: mac(1), payload: 4000, mss: 1000 });
+  h1.engine.onCaptured(Buffer.concat([hdr, frame]));
+  h1.engine.flush();
+  assert.equal(icmps().length, 2, 'and for a super-frame');
+  assert.equal(icmps()[1]!.frame.readUInt16BE(40), 600);
+  // Broadcast and multicast packets get no ICMP (RFC 1122): dropped, with one log line.
+  h1.events.length = 0;
+  h1.engine.onCaptured(Buffer.concat([zero, ipv4Frame(BCAST, mac(1), { len: 1000, df: true, dstIp: '10.32.255.255' })]));
+  const mcastMac = Buffer.from([0x01, 0x00, 0x5e, 0, 0, 5]);
+  h1.engine.onCaptured(Buffer.concat([zero, ipv4Frame(mcastMac, mac(1), { len: 1000, df: true, dstIp: '224.0.0.5' })]));
+  h1.engine.onCaptured(Buffer.concat([zero, ipv4Frame(mac(9), mac(1), { len: 1000, df: true, dstIp: '239.1.2.3' })]));
+  h1.engine.flush();
+  net.run();
+  assert.equal(icmps().length, 2, 'none for broadcast or multicast');
+  const logs = h1.events.filter((e) => e.t === 'log' && /dropping too big DF broadcast frame/.test(e.msg));
+  assert.equal(logs.length, 1, 'logged once, not per frame');
+  assert.ok(h1.sent.every((x) => x.len <= 634), 'nothing too big was sent');
+});
+
 test('a DF datagram the kernel refuses is reported with the path MTU; specials go to the control side', () => {
   const net = new FakeNet();
   const [h1, h2] = chain(net);

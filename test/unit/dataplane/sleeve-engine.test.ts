@@ -110,6 +110,13 @@ function ipv4Frame(dst: Buffer, src: Buffer, opts: { len?: number; df?: boolean;
   return f;
 }
 
+/** Routes of the chain h1 – h2 – h3, as the mesh computes them. */
+function chainRoutes(h1: Host, h2: Host, h3: Host): void {
+  h1.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
+  h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
+  h3.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+}
+
 /** A chain h1 – h2 – h3 with routes as the mesh computes them. */
 function chain(net: FakeNet, opts: { vnetHdr?: boolean; key?: boolean } = {}): [Host, Host, Host] {
   const [h1, h2, h3] = [1, 2, 3].map((i) => net.add(i, opts)) as [Host, Host, Host];
@@ -118,9 +125,7 @@ function chain(net: FakeNet, opts: { vnetHdr?: boolean; key?: boolean } = {}): [
   h2.engine.setPeer(peer(1, { ...k, outbound: false }));
   h2.engine.setPeer(peer(3, { ...k, outbound: true }));
   h3.engine.setPeer(peer(2, { ...k, outbound: false }));
-  h1.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
-  h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
-  h3.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+  chainRoutes(h1, h2, h3);
   return [h1, h2, h3];
 }
 
@@ -424,9 +429,7 @@ test('partial checksums: a lone segment keeps NEEDS_CSUM; relayed towards an ori
   b.engine.setPeer(peer(1, { ...v3, outbound: false }));
   b.engine.setPeer(peer(3));
   c.engine.setPeer(peer(2, { outbound: false }));
-  a.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
-  b.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
-  c.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+  chainRoutes(a, b, c);
   c.engine.onCaptured(Buffer.concat([Buffer.alloc(10), ipv4Frame(BCAST, mac(2))]));
   c.engine.flush();
   net2.run();
@@ -550,9 +553,7 @@ function chainV3(net: FakeNet): [Host, Host, Host] {
 test('a train for an unknown MAC is merged for our bridge and still relayed, segment by segment', () => {
   const net = new FakeNet();
   const [h1, h2, h3] = chainV3(net);
-  h1.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
-  h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
-  h3.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+  chainRoutes(h1, h2, h3);
   // mac(2) is known nowhere: h1 floods the super-frame along its broadcast route.
   const { hdr, frame } = superFrame(20000, 1336);
   h1.engine.onCaptured(Buffer.concat([hdr, frame]));
@@ -623,9 +624,7 @@ test(`fuzz: mutated GRO trains are handled exactly as the same datagrams one by 
       h2.engine.setPeer(peer(3, v4));
       h3.engine.setPeer(peer(2, { ...v4, outbound: false }));
     }
-    h1.engine.setRoutes([[NAME(2), NAME(2)], [NAME(3), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []], [NAME(3), []]]);
-    h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
-    h3.engine.setRoutes([[NAME(2), NAME(2)], [NAME(1), NAME(2)]], [[NAME(3), [NAME(2)]], [NAME(1), []], [NAME(2), []]]);
+    chainRoutes(h1, h2, h3);
     // h2's bridge has mac(2); mac(7) is known nowhere, so frames for it are flooded.
     h2.engine.onCaptured(Buffer.concat([Buffer.alloc(10), ipv4Frame(BCAST, mac(2))]));
     h2.engine.flush();

@@ -174,6 +174,9 @@ export class Weaver {
         randomBytes,
         random: Math.random,
         dial: (address) => dialTcp(address, { timeoutMs: 10_000, ...(cfg.host ? { localHost: cfg.host } : {}) }),
+        // Targets survive restarts (weave connect/forget; --resume starts from them). Saved
+        // before a change takes effect: on a full disk the request fails and nothing changes.
+        saveTargets: (targets) => store.set(KEY_TARGETS, JSON.stringify(targets)),
       },
       {
         name: ourName,
@@ -201,14 +204,12 @@ export class Weaver {
     }
     this.listener = listener;
     this.startIpam(mesh, inUse);
-    // Targets survive restarts (weave connect/forget); --resume starts from them.
     const persisted = parseTargets(store.get(KEY_TARGETS));
     const initial = cfg.resume ? persisted : cfg.peers;
     this.log.info({ peers: initial }, cfg.resume ? `Resuming with the persisted peer list: ${JSON.stringify(initial)}` : `Launch detected - using supplied peer list: ${JSON.stringify(initial)}`);
     mesh.start();
     const errors = mesh.connect(initial, true);
     for (const e of errors) this.log.warn({ err: e }, 'ignoring peer');
-    store.set(KEY_TARGETS, JSON.stringify(mesh.connectionMaker.targets()));
   }
 
   /**
@@ -284,18 +285,9 @@ export class Weaver {
 
   private meshService() {
     const mesh = this.mesh!;
-    const store = this.store!;
-    const save = () => store.set(KEY_TARGETS, JSON.stringify(mesh.connectionMaker.targets()));
     return {
-      connect: (peers: string[], replace: boolean) => {
-        const errors = mesh.connect(peers, replace);
-        save();
-        return errors;
-      },
-      forget: (peers: string[]) => {
-        mesh.forget(peers);
-        save();
-      },
+      connect: (peers: string[], replace: boolean) => mesh.connect(peers, replace),
+      forget: (peers: string[]) => mesh.forget(peers),
     };
   }
 

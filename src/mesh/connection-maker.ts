@@ -69,8 +69,12 @@ export interface ConnectionMakerDeps {
   logger: Logger;
   /** Starts a dial and returns at once; the outcome comes back through the lifecycle methods. */
   dial(address: string, attempt: DialAttempt): void;
-  /** Called with the direct peers after every change, so the daemon can persist them for --resume. */
-  onTargetsChanged?(targets: string[]): void;
+  /**
+   * Called with the direct peers a change would leave, before it takes effect, so the daemon
+   * can persist them for --resume. If it throws (a full disk), nothing changes and the error
+   * reaches the caller of initiate/forget.
+   */
+  saveTargets?(targets: string[]): void;
 }
 
 export interface ConnectionMakerOptions {
@@ -259,15 +263,14 @@ export class ConnectionMaker {
         errors.push(errorMessage(e));
       }
     }
-    const before = [...this.directPeers.keys()];
-    if (replace) this.directPeers = new Map();
-    for (const [peer, addr] of parsed) {
-      this.directPeers.set(peer, addr);
+    const next = replace ? new Map<string, PeerAddress>() : new Map(this.directPeers);
+    for (const [peer, addr] of parsed) next.set(peer, addr);
+    this.setDirectPeers(next);
+    for (const addr of parsed.values()) {
       // Asking again cuts short any backoff, and lifts a permanent refusal.
       const t = this.byAddress.get(addr.address);
       if (t) this.tryNow(t);
     }
-    this.notifyIfChanged(before);
     this.pass();
     return errors;
   }
@@ -277,18 +280,18 @@ export class ConnectionMaker {
    * Existing connections stay up, as in the original; only retries stop.
    */
   forget(peers: readonly string[]): void {
-    const before = [...this.directPeers.keys()];
+    const next = new Map(this.directPeers);
     for (const peer of peers) {
-      this.directPeers.delete(peer);
+      next.delete(peer);
       let address: string | undefined;
       try {
         address = parsePeerAddress(peer, this.port).address;
       } catch {
         continue;
       }
-      for (const [key, addr] of this.directPeers) if (addr.address === address) this.directPeers.delete(key);
+      for (const [key, addr] of next) if (addr.address === address) next.delete(key);
     }
-    this.notifyIfChanged(before);
+    this.setDirectPeers(next);
     this.pass();
   }
 
@@ -441,10 +444,12 @@ export class ConnectionMaker {
     return peers;
   }
 
-  private notifyIfChanged(before: string[]): void {
-    const after = [...this.directPeers.keys()];
-    if (before.length === after.length && before.every((p, i) => p === after[i])) return;
-    this.deps.onTargetsChanged?.(after);
+  /** Makes `next` the direct peers, saved first when the list changes (saveTargets). */
+  private setDirectPeers(next: Map<string, PeerAddress>): void {
+    const before = [...this.directPeers.keys()];
+    const after = [...next.keys()];
+    if (!(before.length === after.length && before.every((p, i) => p === after[i]))) this.deps.saveTargets?.(after);
+    this.directPeers = next;
   }
 
   // Runs `evaluate` and the dials it asks for. A report arriving from inside `dial` (a router

@@ -50,6 +50,8 @@ export interface MeshRouterDeps {
   random: () => number;
   /** Opens a stream to `host:port` (TCP in production, pipes in tests). */
   dial(address: string): Promise<MeshTransport>;
+  /** Persists the direct peers before a change to them takes effect (ConnectionMakerDeps.saveTargets). */
+  saveTargets?(targets: string[]): void;
 }
 
 export interface MeshRouterOptions {
@@ -172,6 +174,7 @@ export class MeshRouter {
         random: deps.random,
         logger: deps.logger.child({ component: 'connection-maker' }),
         dial: (address) => void this.dial(address),
+        ...(deps.saveTargets ? { saveTargets: deps.saveTargets } : {}),
       },
       { ourName: opts.name, port: opts.port, discovery: this.opts.discovery },
     );

@@ -21,20 +21,24 @@ function setup(opts: Partial<ConnectionMakerOptions> & { random?: () => number; 
   const clock = new FakeClock(START_MS);
   const dials: Dial[] = [];
   const persisted: string[][] = [];
+  let saveFails = false;
   const cm = new ConnectionMaker(
     {
       clock,
       random: opts.random ?? seeded(42),
       logger: silentLogger,
       dial: (address, attempt) => dials.push({ address, direct: attempt.direct, atMs: clock.now() }),
-      onTargetsChanged: (t) => persisted.push(t),
+      saveTargets: (t) => {
+        if (saveFails) throw new Error('store write of directPeers failed (disk full)');
+        persisted.push(t);
+      },
     },
     { ourName: OUR_NAME, port: opts.port ?? DEFAULT_MESH_PORT, discovery: opts.discovery ?? true },
   );
   if (opts.start !== false) cm.start();
   const dialled = () => dials.map((d) => d.address);
   const row = (address: string) => cm.status().find((s) => s.address === address);
-  return { clock, dials, persisted, cm, dialled, row };
+  return { clock, dials, persisted, cm, dialled, row, failSaves: (on: boolean) => void (saveFails = on) };
 }
 
 const fail = new Error('dial tcp4 10.0.0.2:6783: connect: connection refused');
@@ -244,6 +248,25 @@ test('initiate with replace: the old direct peers go, their waiting targets with
   cm.initiate(['10.0.0.5', '10.0.0.4'], false);
   assert.deepEqual(cm.targets(), ['10.0.0.4', '10.0.0.5']);
   assert.deepEqual(dials.slice(3).map((d) => d.address).sort(), ['10.0.0.4:6783', '10.0.0.5:6783']);
+});
+
+test('a change the store cannot save (a full disk) is not made: the error reaches the caller, nothing is dialled', () => {
+  const { cm, dials, clock, persisted, failSaves } = setup();
+  cm.initiate(['10.0.0.2'], false);
+  assert.equal(dials.length, 1);
+  failSaves(true);
+  assert.throws(() => cm.initiate(['10.0.0.3'], false), /disk full/);
+  assert.throws(() => cm.initiate(['10.0.0.4'], true), /disk full/);
+  assert.throws(() => cm.forget(['10.0.0.2']), /disk full/);
+  assert.deepEqual(cm.targets(), ['10.0.0.2'], 'the targets as they were');
+  clock.advance(MAX_RETRY_INTERVAL_MS);
+  assert.ok(dials.every((d) => d.address === '10.0.0.2:6783'), 'no new peer dialled');
+  // Asking again without a change saves nothing, so it still works on a full disk.
+  assert.deepEqual(cm.initiate(['10.0.0.2'], false), []);
+  failSaves(false);
+  cm.initiate(['10.0.0.3'], false);
+  assert.deepEqual(persisted.at(-1), ['10.0.0.2', '10.0.0.3']);
+  assert.deepEqual(cm.targets(), ['10.0.0.2', '10.0.0.3']);
 });
 
 test('forget: by the text given or the address it means; connections stay, retries stop', () => {

@@ -67,9 +67,10 @@ export class TcpCoalescer {
   /**
    * The first segment's headers as native 16-bit words, and per word the bits a later
    * segment's word must have equal: all (0xffff), none (lengths, id, sequence number,
-   * checksums: checked apart or rewritten), or all but PSH (the flags word). Comparing words of
-   * a Uint16Array view, masked rather than branching on a rule, halves the loads of a byte
-   * loop; frames at odd offsets fall back to bytes (fitsBytes).
+   * checksums: checked apart or rewritten), or all but PSH (the flags word). fits() compares
+   * masked rather than branching on a rule, with the 32-bit copies below; these 16-bit ones
+   * build them and serve headers that reach past the buffer's last whole 32-bit word. Frames
+   * at odd offsets fall back to bytes (fitsBytes).
    */
   private readonly tpl = new Uint16Array(MAX_HEADER_BYTES / 2);
   private readonly mask = new Uint16Array(MAX_HEADER_BYTES / 2);

@@ -46,8 +46,8 @@ export interface GossipNetwork {
   nextHop(dst: PeerName): PeerName | undefined;
   /** Neighbours a broadcast from `src` must go to next (broadcastAll). */
   broadcastHops(src: PeerName): readonly PeerName[];
-  /** A few neighbours for gossip (randomNeighbours). */
-  gossipTargets(): PeerName[];
+  /** A few neighbours for gossip (randomNeighbours), never `except` (the neighbour it came from). */
+  gossipTargets(except?: PeerName): PeerName[];
   /** Sends one protocol message to a neighbour; false if not connected. */
   sendTo(neighbour: PeerName, msg: OutboundMessage): boolean;
 }
@@ -124,9 +124,12 @@ export class GossipChannel {
     this.log = deps.logger;
   }
 
-  /** Gossips `data` to a few random neighbours (coalesced). */
-  send(data: GossipData): void {
-    for (const n of this.net.gossipTargets()) this.queue(n, data);
+  /**
+   * Gossips `data` to a few random neighbours (coalesced): mesh `GossipNeighbourSubset`, and the
+   * relay of a delta, which as the original's never goes back to the neighbour `from` it came from.
+   */
+  send(data: GossipData, from?: PeerName): void {
+    for (const n of this.net.gossipTargets(from)) this.queue(n, data);
   }
 
   /** Gossips `data` directly to one neighbour (a new connection gets our full state). */
@@ -244,7 +247,7 @@ export class GossipChannel {
         this.relayBroadcast(src, payload);
       } else {
         const delta = this.gossiper.onGossip(payload);
-        if (delta) this.send(delta);
+        if (delta) this.send(delta, from ?? src);
       }
     } catch (e) {
       // A peer's bad payload must not take the router down; the original logged and dropped it.

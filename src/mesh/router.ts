@@ -8,7 +8,7 @@
 // - A connection becomes part of the topology once its intro succeeds. With an overlay (the data
 //   plane) it counts as established when the overlay proves the data path; without one at once,
 //   as with the original's null overlay.
-// - Topology changes of our own bump our version and are broadcast after a 1 s debounce (the
+// - Topology changes of our own bump our version and are gossiped after a 1 s debounce (the
 //   original's deferTopologyUpdateDuration); routes are recalculated 100 ms after changes; GC of
 //   unreachable peers runs right after a connection goes and with every applied update.
 // - A restarted peer (same name, new UID) is accepted while we still hold its old entry, as by
@@ -126,6 +126,8 @@ export class MeshRouter {
   private readonly handshaking = new Set<MeshTransport>();
   private readonly acceptLimiter: TokenBucket;
   private topologyTimer: TimerHandle | undefined;
+  /** Peers whose entries go with our next topology update, besides ours. */
+  private readonly topologyNames = new Set<PeerName>();
   private routesTimer: TimerHandle | undefined;
   private gossipTimer: TimerHandle | undefined;
   private topologyChannel!: GossipChannel;
@@ -163,7 +165,7 @@ export class MeshRouter {
           return h === undefined || h === 0 ? undefined : h;
         },
         broadcastHops: (src) => this.routes.broadcastAll(src),
-        gossipTargets: () => this.routes.randomNeighbours(opts.name),
+        gossipTargets: (except) => this.routes.randomNeighbours(except ?? opts.name),
         sendTo: (n, msg) => this.sendTo(n, msg),
       },
     });
@@ -304,8 +306,8 @@ export class MeshRouter {
     // the full gossip we send down a new connection includes its old entry, so it moves its
     // version past it and its next update supersedes that entry everywhere. Refusing it instead
     // kept it out until every router had collected the old entry, which other peers' stale
-    // entries can keep reachable until a periodic gossip (30 s): the updates that would drop
-    // them are relayed along broadcast trees that still run through the dead incarnation.
+    // entries keep reachable until their updates arrive (and, if gossip misses one, until a
+    // periodic gossip, up to 30 s later).
     const restarted = remote !== candidate && remote.uid !== result.remote.uid && remote.uid !== 0n;
     const existing = this.connections.get(remoteName);
     const local: LocalConnection = { remote, address, outbound, connUid: result.connUid, untrusted: result.untrusted, conn, established: false };
@@ -366,7 +368,7 @@ export class MeshRouter {
       onClose: (err) => this.onClose(local, err),
     });
     this.connectionMaker.connectionAdded(address, remoteName, outbound);
-    this.topologyChanged();
+    this.topologyChanged(remoteName);
     if (local.overlay) {
       local.overlay.confirm();
       this.onConnectionsChanged();
@@ -451,12 +453,26 @@ export class MeshRouter {
 
   // --- topology -------------------------------------------------------------------------------
 
-  /** Our own entry changed: routes soon, a broadcast of it after the debounce. */
-  private topologyChanged(): void {
+  /**
+   * Our own entry changed: routes soon, gossip of it after the debounce. `remote` is a peer we
+   * just connected to: its entry goes with ours, as the original's (mesh broadcastPeerUpdate), so
+   * a peer that learns of our new link also learns of the peer at its end. Without it, a receiver
+   * that gets the newcomer's own entry before ours cannot reach it yet, collects it, and passes
+   * nothing on; only the next periodic gossip (30 s) would fill the gap.
+   */
+  private topologyChanged(remote?: PeerName): void {
     this.scheduleRoutes();
+    if (remote !== undefined) this.topologyNames.add(remote);
     this.topologyTimer ??= this.deps.clock.setTimeout(() => {
       this.topologyTimer = undefined;
-      this.topologyChannel.broadcast(new TopologyData(this.peers, new Set([this.opts.name])));
+      const names = new Set(this.topologyNames);
+      this.topologyNames.clear();
+      names.add(this.opts.name);
+      // As Weave Net 2.8.1 (mesh GossipNeighbourSubset; the wire vectors' updates at 1.0 s are tag 4
+      // Gossip): the update goes to a few neighbours and each receiver passes on what it learnt.
+      // A broadcast would be relayed along every peer's tree even where it teaches nothing: n²
+      // deliveries while a big mesh forms, where gossip deltas merge per neighbour.
+      this.topologyChannel.send(new TopologyData(this.peers, names));
     }, TOPOLOGY_UPDATE_DELAY_MS);
     this.refreshTargets();
   }

@@ -353,9 +353,8 @@ class RouteGraph {
    * through the first peer of the previous level that connects to it), as a table by index.
    * Call sync() first.
    */
-  routesFrom(start: number, mode: Mode): RouteTable {
+  routesFrom(start: number, mode: Mode, names: Float64Array = this.namesSnapshot()): RouteTable {
     const out = this.edges[mode].out;
-    const names = this.names;
     const cap = this.capacity;
     const via = new Float64Array(cap).fill(NaN);
     via[start] = UNKNOWN_PEER_NAME;
@@ -365,33 +364,46 @@ class RouteGraph {
     if (this.parent.length < cap) {
       this.parent = new Int32Array(cap);
       this.levelOf = new Int32Array(cap);
+      this.queue = new Int32Array(cap);
     }
     const parent = this.parent;
     const levelOf = this.levelOf;
-    let size = 1;
-    let level = [start];
-    for (let depth = 1; level.length > 0; depth++) {
-      const next: number[] = [];
-      for (const cur of level) {
-        const hop = cur === start ? undefined : (via[cur] as PeerName);
-        for (const v of out[cur] as number[]) {
+    // One queue for the whole search, level after level (a routing table is recalculated by
+    // every router after every burst of changes, so the search allocates nothing but `via`).
+    const queue = this.queue;
+    queue[0] = start;
+    let head = 0;
+    let tail = 1;
+    for (let depth = 1; head < tail; depth++) {
+      const levelEnd = tail;
+      for (; head < levelEnd; head++) {
+        const cur = queue[head] as number;
+        const hop = cur === start ? NaN : (via[cur] as number);
+        const curName = names[cur] as number;
+        const edges = out[cur] as number[];
+        for (let k = 0; k < edges.length; k++) {
+          const v = edges[k] as number;
           if (Number.isNaN(via[v] as number)) {
-            via[v] = hop ?? (names[v] as PeerName);
+            via[v] = Number.isNaN(hop) ? (names[v] as number) : hop;
             parent[v] = cur;
             levelOf[v] = depth;
-            size++;
-            next.push(v);
-          } else if (levelOf[v] === depth && v !== start && (names[cur] as number) < (names[parent[v] as number] as number)) {
+            queue[tail++] = v;
+          } else if (levelOf[v] === depth && v !== start && curName < (names[parent[v] as number] as number)) {
             parent[v] = cur;
-            via[v] = hop ?? (names[v] as PeerName);
+            via[v] = Number.isNaN(hop) ? (names[v] as number) : hop;
           }
         }
       }
-      level = next;
     }
-    return new RouteTable(this, new Float64Array(names), via, size);
+    return new RouteTable(this, names, via, tail);
   }
 
+  /** The names by index as they are now, for route tables that must answer for this moment. */
+  namesSnapshot(): Float64Array {
+    return new Float64Array(this.names);
+  }
+
+  private queue = new Int32Array(0);
   /** routesFrom's scratch: by index, the peer a route was taken from, and at what depth. */
   private parent = new Int32Array(0);
   private levelOf = new Int32Array(0);
@@ -428,6 +440,21 @@ class RouteTable {
   /** The next hop of every destination with a route. */
   *hops(): IterableIterator<PeerName> {
     for (const hop of this.via) if (!Number.isNaN(hop)) yield hop;
+  }
+
+  private weights: { names: PeerName[]; counts: number[] } | undefined;
+
+  /**
+   * Each next hop (in name order) with how many destinations it leads to, ourselves left out:
+   * counted once per table, since every gossip send asks (a pass over the whole table each).
+   */
+  hopWeights(): { readonly names: readonly PeerName[]; readonly counts: readonly number[] } {
+    if (this.weights) return this.weights;
+    const byHop = new Map<PeerName, number>();
+    for (const hop of this.via) if (!Number.isNaN(hop) && hop !== UNKNOWN_PEER_NAME) byHop.set(hop, (byHop.get(hop) ?? 0) + 1);
+    const names = [...byHop.keys()].sort((a, b) => a - b);
+    this.weights = { names, counts: names.map((n) => byHop.get(n) as number) };
+    return this.weights;
   }
 }
 
@@ -674,8 +701,9 @@ export class Routes {
     const us = this.graph.index.get(ourself.name) as number;
     // The tables answer for now: names collected from here on are looked up by their old index.
     this.graph.retired.clear();
-    this.unicastTable = this.graph.routesFrom(us, SYM);
-    this.unicastAllTable = this.graph.routesFrom(us, ALL);
+    const names = this.graph.namesSnapshot();
+    this.unicastTable = this.graph.routesFrom(us, SYM, names);
+    this.unicastAllTable = this.graph.routesFrom(us, ALL, names);
     this.broadcastCache = new Map([[ourself.name, this.calculateBroadcast(ourself.name, true)]]);
     this.broadcastAllCache = new Map([[ourself.name, this.calculateBroadcast(ourself.name, false)]]);
     for (const cb of [...this.changeCallbacks]) cb();
@@ -729,14 +757,16 @@ export class Routes {
    * only on the table and the injected random source.
    */
   randomNeighbours(except: PeerName): PeerName[] {
-    const weights = new Map<PeerName, number>();
+    const w = this.unicastAllTable.hopWeights();
+    const candidates: [PeerName, number][] = [];
     let total = 0;
-    for (const hop of this.unicastAllTable.hops()) {
-      if (hop === UNKNOWN_PEER_NAME || hop === except) continue;
-      weights.set(hop, (weights.get(hop) ?? 0) + 1);
-      total++;
+    for (let i = 0; i < w.names.length; i++) {
+      const name = w.names[i] as PeerName;
+      if (name === except) continue;
+      const weight = w.counts[i] as number;
+      candidates.push([name, weight]);
+      total += weight;
     }
-    const candidates = [...weights.entries()].sort((a, b) => a[0] - b[0]);
     const needed = Math.floor(Math.min(2 * Math.log2(this.unicastAllTable.size), candidates.length));
     const chosen: PeerName[] = [];
     while (chosen.length < needed && total > 0) {

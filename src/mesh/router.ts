@@ -8,7 +8,7 @@
 // - A connection becomes part of the topology once its intro succeeds. With an overlay (the data
 //   plane) it counts as established when the overlay proves the data path; without one at once,
 //   as with the original's null overlay.
-// - Topology changes of our own bump our version and are gossiped after a 1 s debounce (the
+// - Topology changes of our own bump our version and are broadcast after a 1 s debounce (the
 //   original's deferTopologyUpdateDuration); routes are recalculated 100 ms after changes; GC of
 //   unreachable peers runs right after a connection goes and with every applied update.
 // - A restarted peer (same name, new UID) is accepted while we still hold its old entry, as by
@@ -454,11 +454,10 @@ export class MeshRouter {
   // --- topology -------------------------------------------------------------------------------
 
   /**
-   * Our own entry changed: routes soon, gossip of it after the debounce. `remote` is a peer we
+   * Our own entry changed: routes soon, a broadcast of it after the debounce. `remote` is a peer we
    * just connected to: its entry goes with ours, as the original's (mesh broadcastPeerUpdate), so
-   * a peer that learns of our new link also learns of the peer at its end. Without it, a receiver
-   * that gets the newcomer's own entry before ours cannot reach it yet, collects it, and passes
-   * nothing on; only the next periodic gossip (30 s) would fill the gap.
+   * a peer that learns of our new link also learns of the peer at its end (a receiver that gets
+   * the newcomer's entry before ours cannot reach it yet and collects it at once).
    */
   private topologyChanged(remote?: PeerName): void {
     this.scheduleRoutes();
@@ -468,11 +467,13 @@ export class MeshRouter {
       const names = new Set(this.topologyNames);
       this.topologyNames.clear();
       names.add(this.opts.name);
-      // As Weave Net 2.8.1 (mesh GossipNeighbourSubset; the wire vectors' updates at 1.0 s are tag 4
-      // Gossip): the update goes to a few neighbours and each receiver passes on what it learnt.
-      // A broadcast would be relayed along every peer's tree even where it teaches nothing: n²
-      // deliveries while a big mesh forms, where gossip deltas merge per neighbour.
-      this.topologyChannel.send(new TopologyData(this.peers, names));
+      // Broadcast along our tree, so that every peer hears of it. Weave Net 2.8.1 gossips it
+      // instead (tag 4 in the wire vectors) to a few random neighbours, favouring those behind
+      // which many peers lie, and each receiver passes on what it learnt the same way: a router
+      // hanging off a busy one alone then waits for periodic gossip rounds (30 s each) until it
+      // happens to be picked (docs/mesh.md). Either kind is merged by any router, so mixed meshes
+      // agree.
+      this.topologyChannel.broadcast(new TopologyData(this.peers, names));
     }, TOPOLOGY_UPDATE_DELAY_MS);
     this.refreshTargets();
   }

@@ -351,9 +351,9 @@ class RouteGraph {
   /**
    * Peer.routes over this graph (the same result: levels in name order, each peer reached
    * through the first peer of the previous level that connects to it), as a table by index.
-   * Call sync() first.
+   * Call sync() first; `names` is namesSnapshot(), which both modes' tables share.
    */
-  routesFrom(start: number, mode: Mode, names: Float64Array = this.namesSnapshot()): RouteTable {
+  routesFrom(start: number, mode: Mode, names: Float64Array): RouteTable {
     const out = this.edges[mode].out;
     const cap = this.capacity;
     const via = new Float64Array(cap).fill(NaN);
@@ -435,11 +435,6 @@ class RouteTable {
     if (i === undefined || i >= this.names.length || this.names[i] !== dest) return undefined;
     const hop = this.via[i] as number;
     return Number.isNaN(hop) ? undefined : hop;
-  }
-
-  /** The next hop of every destination with a route. */
-  *hops(): IterableIterator<PeerName> {
-    for (const hop of this.via) if (!Number.isNaN(hop)) yield hop;
   }
 
   private weights: { names: PeerName[]; counts: number[] } | undefined;

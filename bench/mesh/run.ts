@@ -4,6 +4,8 @@
 // versions) and routes are consistent (every router's next hop towards every peer is a neighbour
 // one hop closer, so next hops lead everywhere by shortest paths), wall and CPU time, and bytes
 // of topology gossip per router; then the same for one topology change (a new router joining).
+// For the join also the messages and bytes the routers wrote to each other, per router (a
+// measure of the protocol's work that, unlike time, load on the machine cannot inflate).
 // Wall and CPU time leave out the route check itself; CPU time counts every thread of the
 // process (the garbage collector's too), and unlike wall time is not inflated by other work on
 // the machine.
@@ -105,6 +107,9 @@ async function inProcess(n: number): Promise<(string | number)[]> {
   }
   const join = await converge(net, 500, 600_000);
   const joinWall = performance.now() - t0 - join.checkMs;
+  // Everything the routers wrote to each other while the mesh formed (handshakes and heartbeats
+  // included): how much the protocol says, which, unlike time, other work cannot inflate.
+  const joinTraffic = { ...net.traffic };
   const cpu1 = process.cpuUsage(cpu0);
   // CPU time of this process (all threads, the garbage collector's too), less the route check's.
   const joinCpu = (cpu1.user + cpu1.system) / 1000 - join.checkMs;
@@ -124,7 +129,10 @@ async function inProcess(n: number): Promise<(string | number)[]> {
   const change = await converge(net, 250, 600_000);
   const changeWall = performance.now() - t1 - change.checkMs;
   for (const r of net.routers.values()) await r.stop();
-  return [String(n), join.fakeMs / 1000, joinWall / 1000, joinCpu / 1000, change.fakeMs / 1000, changeWall / 1000, (sent / (n + 1) / 1024).toFixed(1)];
+  return [
+    String(n), join.fakeMs / 1000, joinWall / 1000, joinCpu / 1000, String(Math.round(joinTraffic.writes / n)), (joinTraffic.bytes / n / 1024).toFixed(0),
+    change.fakeMs / 1000, changeWall / 1000, (sent / (n + 1) / 1024).toFixed(1),
+  ];
 }
 
 async function netns(runs: number): Promise<void> {
@@ -175,7 +183,7 @@ if (args[0] === '--netns') {
   await netns(Number(args[1] ?? 5));
 } else {
   const sizes = args.length ? args.map(Number) : [10, 100];
-  const rows: (string | number)[][] = [['peers', 'join: fake s', 'join: wall s', 'join: cpu s', '+1 peer: fake s', '+1 peer: wall s', 'gossip KiB/router for +1']];
+  const rows: (string | number)[][] = [['peers', 'join: fake s', 'join: wall s', 'join: cpu s', 'join: msgs sent/router', 'join: KiB sent/router', '+1 peer: fake s', '+1 peer: wall s', 'gossip KiB/router for +1']];
   for (const n of sizes) rows.push(await inProcess(n));
   console.log(`bench/mesh in-process (discovery off, each router joins through two random earlier ones), ${new Date().toISOString()}`);
   console.log(table(rows));

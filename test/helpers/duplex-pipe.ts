@@ -13,6 +13,13 @@ export interface PipeOptions {
   record?: boolean;
   /** Runs `deliver` when the bytes reach the other end: at once, or later (a clock timer). */
   cross?: (deliver: () => void) => void;
+  /** Counts what every end sharing it writes (simulations report traffic without recording it). */
+  traffic?: PipeTraffic;
+}
+
+export interface PipeTraffic {
+  writes: number;
+  bytes: number;
 }
 
 export class PipeEnd implements MeshTransport {
@@ -30,6 +37,7 @@ export class PipeEnd implements MeshTransport {
   private scheduled = false;
   private readonly record: boolean;
   private readonly cross: (deliver: () => void) => void;
+  private readonly traffic: PipeTraffic | undefined;
 
   constructor(
     readonly localAddress: string,
@@ -38,6 +46,7 @@ export class PipeEnd implements MeshTransport {
   ) {
     this.record = opts.record ?? false;
     this.cross = opts.cross ?? ((deliver) => deliver());
+    this.traffic = opts.traffic;
   }
 
   /** All bytes this end wrote so far (with `record`). */
@@ -55,6 +64,10 @@ export class PipeEnd implements MeshTransport {
     // (one frame may go to many connections), and the receiving end keeps views of it.
     const chunk = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
     if (this.record) this.written.push(chunk);
+    if (this.traffic) {
+      this.traffic.writes++;
+      this.traffic.bytes += chunk.length;
+    }
     const peer = this.peer;
     this.cross(() => peer.arrive(chunk));
   }

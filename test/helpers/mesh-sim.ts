@@ -7,7 +7,7 @@ import { formatPeerName } from '../../src/core/peer-name.js';
 import { WeaveError } from '../../src/core/errors.js';
 import { MeshRouter, type MeshRouterOptions } from '../../src/mesh/router.js';
 import type { MeshTransport } from '../../src/mesh/transport.js';
-import { connectedPipe, flush } from './duplex-pipe.js';
+import { connectedPipe, flush, type PipeTraffic } from './duplex-pipe.js';
 import { seeded } from './prng.js';
 
 export { seeded };
@@ -16,6 +16,8 @@ export class SimNetwork {
   readonly clock = new FakeClock();
   readonly random: () => number;
   readonly routers = new Map<string, MeshRouter>();
+  /** Every write between routers so far (handshakes, heartbeats, gossip), counted, not kept. */
+  readonly traffic: PipeTraffic = { writes: 0, bytes: 0 };
   /** Pairs of addresses (sorted) whose traffic is cut. */
   private readonly cut = new Set<string>();
   private port = 40000;
@@ -66,7 +68,7 @@ export class SimNetwork {
       throw new WeaveError('UNAVAILABLE', `dial tcp4 ${to}: connect: connection refused`);
     }
     // No recording: a 1000-router simulation moves gigabytes.
-    const [a, b] = connectedPipe(`${from.split(':')[0]}:${this.port++}`, to);
+    const [a, b] = connectedPipe(`${from.split(':')[0]}:${this.port++}`, to, { traffic: this.traffic });
     target.accept(b);
     return a;
   }

@@ -107,8 +107,7 @@ async function inProcess(n: number): Promise<(string | number)[]> {
   }
   const join = await converge(net, 500, 600_000);
   const joinWall = performance.now() - t0 - join.checkMs;
-  // Everything the routers wrote to each other while the mesh formed (handshakes and heartbeats
-  // included): how much the protocol says, which, unlike time, other work cannot inflate.
+  // Handshakes and heartbeats included.
   const joinTraffic = { ...net.traffic };
   const cpu1 = process.cpuUsage(cpu0);
   // CPU time of this process (all threads, the garbage collector's too), less the route check's.

@@ -15,6 +15,7 @@
 //   node dist/bench/mesh/run.js --netns [runs]
 import { performance } from 'node:perf_hooks';
 import { SimNetwork } from '../../test/helpers/mesh-sim.js';
+import type { MeshRouter } from '../../src/mesh/router.js';
 import { FRAME_PREFIX_BYTES, type OutboundMessage } from '../../src/mesh/framing.js';
 import { ProtocolTag } from '../../src/mesh/protocol.js';
 import { summarize, table } from '../lib/stats.js';
@@ -96,9 +97,100 @@ function routesConsistent(net: SimNetwork): string | undefined {
   return undefined;
 }
 
-async function inProcess(n: number): Promise<(string | number)[]> {
-  const net = new SimNetwork(n);
+/** Undirected graph of the connections the agreed topology reports (either end reporting). */
+function graphOf(net: SimNetwork): Map<number, Set<number>> {
+  const any = [...net.routers.values()][0]!;
+  const g = new Map<number, Set<number>>();
+  const node = (a: number) => g.get(a) ?? g.set(a, new Set()).get(a)!;
+  for (const p of any.peers.values()) {
+    node(p.name);
+    for (const c of p.connections.keys()) {
+      if (!any.peers.has(c)) continue;
+      node(p.name).add(c);
+      node(c).add(p.name);
+    }
+  }
+  return g;
+}
+
+/** Whether the graph stays connected without `node`, or without the edge a–b. */
+function stillConnected(g: Map<number, Set<number>>, node?: number, edge?: [number, number]): boolean {
+  const nodes = [...g.keys()].filter((x) => x !== node);
+  if (!nodes.length) return true;
+  const seen = new Set([nodes[0]!]);
+  const todo = [nodes[0]!];
+  while (todo.length) {
+    const x = todo.pop()!;
+    for (const y of g.get(x) ?? []) {
+      if (y === node || seen.has(y)) continue;
+      if (edge && ((x === edge[0] && y === edge[1]) || (x === edge[1] && y === edge[0]))) continue;
+      seen.add(y);
+      todo.push(y);
+    }
+  }
+  return seen.size === nodes.length;
+}
+
+/** Router number i of a router name (names are 0x7a0000000000 + i). */
+const indexOf = (name: number) => name - 0x7a0000000000;
+
+interface Change {
+  label: string;
+  apply: (net: SimNetwork) => Promise<void> | void;
+  /** What every router must see besides agreement, so that the change itself is counted. */
+  seen: (r: MeshRouter) => boolean;
+}
+
+/** Whether a reports an established connection to b. */
+const linked = (r: MeshRouter, a: number, b: number) => r.peers.get(a)?.connections.get(b)?.established === true;
+
+/** One topology change in a converged mesh, until everyone agrees again: fake, wall and CPU s, gossip KiB per router. */
+async function measureChange(net: SimNetwork, change: Change): Promise<(string | number)[]> {
   let sent = 0;
+  // Topology gossip written from now on, on every connection (new ones included).
+  const counted = new WeakSet<object>();
+  const count = () => {
+    for (const r of net.routers.values()) {
+      for (const c of r.localConnections()) {
+        const conn = c.conn;
+        if (counted.has(conn)) continue;
+        counted.add(conn);
+        const s = conn.sendMessage.bind(conn);
+        conn.sendMessage = (m: OutboundMessage) => {
+          if (m.tag === ProtocolTag.Gossip || m.tag === ProtocolTag.GossipBroadcast) sent += FRAME_PREFIX_BYTES + m.message.length;
+          s(m);
+        };
+      }
+    }
+  };
+  const t = performance.now();
+  const cpu0 = process.cpuUsage();
+  count();
+  await change.apply(net);
+  let checkMs = 0;
+  const start = net.clock.now();
+  let fakeMs = NaN;
+  for (;;) {
+    await net.run(250, 250);
+    count();
+    if (agreed(net) && [...net.routers.values()].every(change.seen)) {
+      const c = performance.now();
+      const bad = routesConsistent(net);
+      checkMs += performance.now() - c;
+      if (!bad) {
+        fakeMs = net.clock.now() - start;
+        break;
+      }
+    }
+    if (net.clock.now() - start > 600_000) break;
+  }
+  const wall = performance.now() - t - checkMs;
+  const cpu = process.cpuUsage(cpu0);
+  return [change.label, fakeMs / 1000, wall / 1000, ((cpu.user + cpu.system) / 1000 - checkMs) / 1000, (sent / net.routers.size / 1024).toFixed(1)];
+}
+
+async function inProcess(n: number): Promise<{ join: (string | number)[]; changes: (string | number)[][] }> {
+  const net = new SimNetwork(n);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   for (let i = 1; i <= n; i++) {
@@ -112,26 +204,52 @@ async function inProcess(n: number): Promise<(string | number)[]> {
   const cpu1 = process.cpuUsage(cpu0);
   // CPU time of this process (all threads, the garbage collector's too), less the route check's.
   const joinCpu = (cpu1.user + cpu1.system) / 1000 - join.checkMs;
-  // One topology change: a new router joins; measure until everyone agrees again.
-  const t1 = performance.now();
-  for (const r of net.routers.values()) {
-    for (const c of r.localConnections()) {
-      const conn = c.conn;
-      const s = conn.sendMessage.bind(conn);
-      conn.sendMessage = (m: OutboundMessage) => {
-        if (m.tag === ProtocolTag.Gossip || m.tag === ProtocolTag.GossipBroadcast) sent += FRAME_PREFIX_BYTES + m.message.length;
-        s(m);
-      };
-    }
-  }
-  net.add(n + 1, { discovery: false }).connect([addr(1 + Math.floor(net.random() * n))], false);
-  const change = await converge(net, 250, 600_000);
-  const changeWall = performance.now() - t1 - change.checkMs;
-  for (const r of net.routers.values()) await r.stop();
-  return [
-    String(n), join.fakeMs / 1000, joinWall / 1000, joinCpu / 1000, String(Math.round(joinTraffic.writes / n)), (joinTraffic.bytes / n / 1024).toFixed(0),
-    change.fakeMs / 1000, changeWall / 1000, (sent / (n + 1) / 1024).toFixed(1),
+  // Single topology changes, each in the mesh the one before left converged. The router that
+  // stops and the link that is cut are picked so that the mesh stays connected (else the two
+  // halves would rightly never agree).
+  const pick = <T>(xs: T[]): T => xs[Math.floor(net.random() * xs.length)]!;
+  let cutLink: [number, number] = [0, 0];
+  let gone = 0;
+  const changes: Change[] = [
+    {
+      label: '+1 peer (joins through one router)',
+      apply: (s) => void s.add(n + 1, { discovery: false }).connect([addr(1 + Math.floor(s.random() * n))], false),
+      seen: (r) => r.peers.has(0x7a0000000000 + n + 1),
+    },
+    {
+      label: '−1 peer (a router stops)',
+      apply: async (s) => {
+        const g = graphOf(s);
+        gone = pick([...g.keys()].filter((x) => stillConnected(g, x)));
+        await s.remove(indexOf(gone));
+      },
+      seen: (r) => !r.peers.has(gone),
+    },
+    {
+      label: 'link cut (both ends stay reachable)',
+      apply: (s) => {
+        const g = graphOf(s);
+        const edges = [...g].flatMap(([a, bs]) => [...bs].filter((b) => a < b).map((b): [number, number] => [a, b]));
+        cutLink = pick(edges.filter((e) => stillConnected(g, undefined, e)));
+        s.partition(indexOf(cutLink[0]), indexOf(cutLink[1]));
+      },
+      seen: (r) => !r.peers.get(cutLink[0])?.connections.has(cutLink[1]) && !r.peers.get(cutLink[1])?.connections.has(cutLink[0]),
+    },
+    // The connection maker redials after its backoff (2 s, ×1.5 per failure), so the fake
+    // time includes that wait.
+    {
+      label: 'link restored',
+      apply: (s) => s.partition(indexOf(cutLink[0]), indexOf(cutLink[1]), false),
+      seen: (r) => linked(r, cutLink[0], cutLink[1]) && linked(r, cutLink[1], cutLink[0]),
+    },
   ];
+  const rows: (string | number)[][] = [];
+  for (const c of changes) rows.push([String(n), ...(await measureChange(net, c))]);
+  for (const r of net.routers.values()) await r.stop();
+  return {
+    join: [String(n), join.fakeMs / 1000, joinWall / 1000, joinCpu / 1000, String(Math.round(joinTraffic.writes / n)), (joinTraffic.bytes / n / 1024).toFixed(0)],
+    changes: rows,
+  };
 }
 
 async function netns(runs: number): Promise<void> {
@@ -182,9 +300,17 @@ if (args[0] === '--netns') {
   await netns(Number(args[1] ?? 5));
 } else {
   const sizes = args.length ? args.map(Number) : [10, 100];
-  const rows: (string | number)[][] = [['peers', 'join: fake s', 'join: wall s', 'join: cpu s', 'join: msgs sent/router', 'join: KiB sent/router', '+1 peer: fake s', '+1 peer: wall s', 'gossip KiB/router for +1']];
-  for (const n of sizes) rows.push(await inProcess(n));
+  const joins: (string | number)[][] = [['peers', 'join: fake s', 'join: wall s', 'join: cpu s', 'join: msgs sent/router', 'join: KiB sent/router']];
+  const changes: (string | number)[][] = [['peers', 'change', 'fake s', 'wall s', 'cpu s', 'gossip KiB/router']];
+  for (const n of sizes) {
+    const r = await inProcess(n);
+    joins.push(r.join);
+    changes.push(...r.changes);
+  }
   console.log(`bench/mesh in-process (discovery off, each router joins through two random earlier ones), ${new Date().toISOString()}`);
-  console.log(table(rows));
+  console.log('Forming the mesh from nothing:');
+  console.log(table(joins));
+  console.log('One topology change at a time in the converged mesh, until every router agrees again:');
+  console.log(table(changes));
 }
 process.exit(0);

@@ -35,8 +35,8 @@ export interface Gossiper {
   onGossipBroadcast(src: PeerName, update: Buffer): GossipData | undefined;
   /** The complete state, for periodic gossip and new connections (undefined: nothing to say). */
   gossip(): GossipData | undefined;
-  /** Applies gossip; returns the delta to gossip on (undefined: nothing new). */
-  onGossip(msg: Buffer): GossipData | undefined;
+  /** Applies gossip from the neighbour `from`; returns the delta to gossip on (undefined: nothing new). */
+  onGossip(msg: Buffer, from?: PeerName): GossipData | undefined;
 }
 
 /** What channels need from the router: its name, its routes and its neighbours' links. */
@@ -246,7 +246,7 @@ export class GossipChannel {
         this.gossiper.onGossipBroadcast(src, payload);
         this.relayBroadcast(src, payload);
       } else {
-        const delta = this.gossiper.onGossip(payload);
+        const delta = this.gossiper.onGossip(payload, from);
         if (delta) this.send(delta, from ?? src);
       }
     } catch (e) {

@@ -46,6 +46,8 @@ export interface ApplyUpdateResult {
   readonly ourselfModified: boolean;
   /** Anything at all changed in the table (new peers, placeholders included). */
   readonly changed: boolean;
+  /** Peers whose entry in the update is older than the one we hold: the sender is behind on them. */
+  readonly stale: readonly PeerName[];
 }
 
 export interface GcResult {
@@ -78,6 +80,14 @@ function isNewer(entry: TopologyEntry, cur: Peer): boolean {
   if (s.version !== cur.version) return s.version > cur.version;
   if (s.uid !== cur.uid) return s.uid > cur.uid;
   return s.hasShortId && !cur.hasShortId;
+}
+
+/** Whether the entry we hold supersedes `entry` (isNewer the other way round). */
+function isOlder(entry: TopologyEntry, cur: Peer): boolean {
+  const s = entry.peer;
+  if (s.version !== cur.version) return s.version < cur.version;
+  if (s.uid !== cur.uid) return s.uid < cur.uid;
+  return !s.hasShortId && cur.hasShortId;
 }
 
 export class Peers {
@@ -306,6 +316,7 @@ export class Peers {
 
     let newToUs: Set<PeerName> | undefined;
     let connsBefore: Map<PeerName, ConnectionList> | undefined;
+    let stale: PeerName[] | undefined;
     for (let i = 0; i < update.length; i++) {
       const entry = update[i];
       if (!entry) continue; // what we hold already: not newer, not new, not another us
@@ -315,6 +326,7 @@ export class Peers {
         // Only we speak for ourselves; an entry from another incarnation (another UID) may carry
         // a version at or above ours, and ours must supersede it wherever both meet.
         if (entry.peer.uid !== peer.uid && peer.setVersionBeyond(entry.peer.version)) pending.ourselfModified = true;
+        else if (isOlder(entry, peer)) (stale ??= []).push(name);
         continue;
       }
       if (created?.get(name) === peer && !newToUs?.has(name)) {
@@ -326,7 +338,10 @@ export class Peers {
         (newToUs ??= new Set()).add(name);
         continue;
       }
-      if (!isNewer(entry, peer)) continue;
+      if (!isNewer(entry, peer)) {
+        if (isOlder(entry, peer)) (stale ??= []).push(name);
+        continue;
+      }
       const shortIdChanged = entry.peer.shortId !== peer.shortId || entry.peer.hasShortId !== peer.hasShortId;
       if (shortIdChanged) this.deleteByShortId(peer, pending);
       if (!newToUs?.has(name) && !connsBefore?.has(name)) (connsBefore ??= new Map()).set(name, peer.connectionList);
@@ -357,6 +372,7 @@ export class Peers {
       improved,
       ourselfModified,
       changed: createdAny || improved.size > 0 || ourselfModified,
+      stale: stale ?? [],
     };
   }
 

@@ -77,10 +77,15 @@ test('an unknown peer is added and reported as improved; re-applying is a no-op'
 test('a newer version replaces, an older one is ignored', () => {
   const p = node(1);
   p.applyUpdate([entry(summary(2, 5n), conn(1))]);
-  assert.equal(p.applyUpdate([entry(summary(2, 4n))]).changed, false);
+  const older = p.applyUpdate([entry(summary(2, 4n))]);
+  assert.equal(older.changed, false);
+  // The sender is behind on 2 (the router answers with ours); an equal entry is not stale.
+  assert.deepEqual(older.stale, [2]);
+  assert.deepEqual(p.applyUpdate([entry(summary(2, 5n), conn(1))]).stale, []);
   assert.equal(p.get(2)?.connections.size, 1);
   const r = p.applyUpdate([entry(summary(2, 6n, { nickName: 'renamed' }), conn(1), conn(3))]);
   assert.deepEqual([...r.improved], [2]);
+  assert.deepEqual(r.stale, []);
   const two = p.get(2);
   assert.equal(two?.version, 6n);
   assert.equal(two?.nickName, 'renamed');
@@ -90,7 +95,9 @@ test('a newer version replaces, an older one is ignored', () => {
 test('equal versions: the higher UID wins, then having a ShortID beats not having one', () => {
   const p = node(1);
   p.applyUpdate([entry(summary(2, 5n, { uid: 50n }))]);
-  assert.equal(p.applyUpdate([entry(summary(2, 5n, { uid: 49n }))]).changed, false);
+  const lower = p.applyUpdate([entry(summary(2, 5n, { uid: 49n }))]);
+  assert.equal(lower.changed, false);
+  assert.deepEqual(lower.stale, [2]);
   assert.equal(p.applyUpdate([entry(summary(2, 5n, { uid: 51n }))]).changed, true);
   assert.equal(p.get(2)?.uid, 51n);
 

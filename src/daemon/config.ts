@@ -1,6 +1,7 @@
 // All of weaver's settings and their defaults in one place: flags (Weave Net's names), then
 // environment variables, then defaults. Parsing is total: a bad value is a clear error before
 // anything touches the kernel.
+import { isIP } from 'node:net';
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { WeaveError } from '../core/errors.js';
 import { parseCidr, type Cidr } from '../core/ip.js';
@@ -152,7 +153,8 @@ export function buildDaemonCommand(): Command {
     .argument('[peers...]', 'peers to connect to (host[:port])')
     .option('--name <mac>', 'peer name (MAC format; derived and persisted when absent)')
     .option('--nickname <name>', 'human-readable peer name (default: hostname)')
-    .option('--port <port>', 'TCP/UDP port of the mesh', intArg(1, 65535), Number(env.WEAVE_PORT ?? DEFAULTS.port))
+    // .env(): commander passes the variable's value through the same parser as the flag's.
+    .addOption(new Option('--port <port>', 'TCP/UDP port of the mesh (WEAVE_PORT)').env('WEAVE_PORT').argParser(intArg(1, 65535)).default(DEFAULTS.port))
     .option('--host <ip>', 'address to listen on for the mesh', '')
     .option('--http-addr <addr>', 'HTTP API address, host:port or /unix/socket', env.WEAVE_HTTP_ADDR ?? DEFAULTS.httpAddr)
     .option('--status-addr <addr>', 'read-only status and metrics address')
@@ -161,7 +163,7 @@ export function buildDaemonCommand(): Command {
     .option('--run-dir <dir>', 'runtime files (WEAVE_RUN_DIR)', env.WEAVE_RUN_DIR ?? DEFAULTS.runDir)
     .option('--log-level <level>', 'debug, info, warning or error', 'info')
     .option('--weave-bridge <name>', 'name of the bridge', DEFAULTS.bridge)
-    .option('--mtu <bytes>', 'MTU of the bridge and container interfaces (WEAVE_MTU)', intArg(576, 65535), env.WEAVE_MTU ? Number(env.WEAVE_MTU) : DEFAULTS.mtu)
+    .addOption(new Option('--mtu <bytes>', 'MTU of the bridge and container interfaces (WEAVE_MTU)').env('WEAVE_MTU').argParser(intArg(576, 65535)).default(DEFAULTS.mtu))
     .option('--ipalloc-range <cidr>', 'IP address range for containers; "" disables IPAM', DEFAULTS.ipallocRange)
     .option('--ipalloc-default-subnet <cidr>', 'subnet used when none is given (default: the range)')
     .option('--ipalloc-init <mode>', 'how peers create the first ring: consensus[=N], seed=<peer>,<peer>... or observer (IPALLOC_INIT)', env.IPALLOC_INIT || 'consensus')
@@ -217,13 +219,16 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   } catch (e) {
     throw new WeaveError('INVALID_ARGUMENT', `--log-level: ${(e as Error).message}`);
   }
+  if (o.name !== undefined && tryParsePeerName(String(o.name)) === undefined) throw new WeaveError('INVALID_ARGUMENT', `--name: "${String(o.name)}" is not a peer name (a MAC address, such as 7a:31:4e:00:00:01)`);
+  const host = String(o.host ?? '');
+  if (host !== '' && !isIP(host)) throw new WeaveError('INVALID_ARGUMENT', `--host: "${host}" is not an IP address`);
   const bridge = String(o.weaveBridge);
   if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge)) throw new WeaveError('INVALID_ARGUMENT', `--weave-bridge: invalid interface name "${bridge}"`);
   return {
     ...(o.name ? { name: String(o.name) } : {}),
     ...(o.nickname ? { nickname: String(o.nickname) } : {}),
     port: Number(o.port),
-    host: String(o.host ?? ''),
+    host,
     httpAddr: String(o.httpAddr),
     ...(o.statusAddr ? { statusAddr: String(o.statusAddr) } : {}),
     ...(o.metricsAddr ? { metricsAddr: String(o.metricsAddr) } : {}),

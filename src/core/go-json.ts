@@ -127,3 +127,11 @@ export function parseJsonBigInt(text: string): unknown {
   if (i !== text.length) fail('trailing data');
   return v;
 }
+
+/**
+ * A time as Go's encoding/json writes a time.Time in UTC (RFC 3339 with the fraction's trailing
+ * zeros dropped): 2026-11-27T17:58:54.89Z. JavaScript times have milliseconds only.
+ */
+export function goJsonTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.?0+Z$/, 'Z');
+}

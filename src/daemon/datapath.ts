@@ -8,7 +8,7 @@ import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
 import { OverlaySwitch } from '../dataplane/overlay-switch.js';
-import { macOf, type DatapathEvent } from '../dataplane/sleeve/engine.js';
+import { macOf, type DatapathEvent, type MacTableEntry } from '../dataplane/sleeve/engine.js';
 import { SleeveOverlay, type SleeveDatapath, type SleevePeerState } from '../dataplane/sleeve/overlay.js';
 import { VXLAN_VNI, VxlanOverlay, heartbeatMac } from '../dataplane/vxlan/overlay.js';
 import type { Routes } from '../mesh/routes.js';
@@ -45,6 +45,8 @@ export class Datapath {
   private readonly fdb = new BridgeTool();
   private stopped = false;
   private workerReady: () => void = () => {};
+  /** Callers waiting for the data path thread's MAC table. */
+  private macTableWaiters: ((entries: MacTableEntry[]) => void)[] = [];
 
   private constructor(
     private readonly deps: { links: IpRoute; clock: Clock; logger: Logger },
@@ -203,6 +205,12 @@ export class Datapath {
       case 'ready':
         this.workerReady();
         return;
+      case 'mac-table': {
+        const waiters = this.macTableWaiters;
+        this.macTableWaiters = [];
+        for (const w of waiters) w(ev.entries);
+        return;
+      }
     }
   }
 
@@ -216,6 +224,26 @@ export class Datapath {
       broadcast.push([name, [...routes.broadcast(name)]]);
     }
     this.send({ t: 'routes', unicast, broadcast });
+  }
+
+  /**
+   * The MAC table of the data path's thread, for `weave report` (empty if the thread does not
+   * answer within a second: a report must not hang on it).
+   */
+  macTable(): Promise<MacTableEntry[]> {
+    if (!this.worker || this.stopped) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.macTableWaiters = this.macTableWaiters.filter((w) => w !== done);
+        resolve([]);
+      }, 1000);
+      const done = (entries: MacTableEntry[]) => {
+        clearTimeout(timer);
+        resolve(entries);
+      };
+      this.macTableWaiters.push(done);
+      this.send({ t: 'mac-table' });
+    });
   }
 
   /** A peer left the topology: its MACs are stale. */

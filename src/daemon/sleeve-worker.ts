@@ -33,6 +33,7 @@ export type WorkerCommand =
   | { t: 'hbmac'; mac: number }
   | { t: 'pin'; mac: number; on: boolean }
   | { t: 'forget-peer'; peer: PeerName }
+  | { t: 'mac-table' }
   | { t: 'stop' };
 
 const ZERO_HDR = Buffer.alloc(VNET_HDR_BYTES);
@@ -156,6 +157,9 @@ function run(data: SleeveWorkerData): void {
         break;
       case 'forget-peer':
         engine.forgetPeerMacs(m.peer);
+        break;
+      case 'mac-table':
+        post({ t: 'mac-table', entries: engine.macTable() });
         break;
       case 'stop':
         return false;

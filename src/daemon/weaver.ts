@@ -10,6 +10,7 @@ import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { formatCidr, parseCidr, type Cidr } from '../core/ip.js';
 import { weaveVersion } from '../core/version.js';
+import { goJsonTime } from '../core/go-json.js';
 import { IpRoute } from '../platform/iproute.js';
 import { Datapath } from './datapath.js';
 import { HOST_VETH_PREFIX, parseAttachAlias } from '../platform/container-link.js';
@@ -299,6 +300,7 @@ export class Weaver {
       readOnly,
       services: {
         report: () => this.report(),
+        macs: () => this.macs(),
         metrics: () => this.metrics!.render(),
         ...(this.allocator ? { ipam: this.ipamService(this.allocator) } : {}),
         expose: {
@@ -341,6 +343,18 @@ export class Weaver {
     return report;
   }
 
+  /** The data path's MAC table as the original's report lists it (local MACs under our name). */
+  private async macs(): Promise<WeaveReport['Router']['MACs']> {
+    const entries = (await this.datapath?.macTable()) ?? [];
+    const mesh = this.mesh!;
+    return entries.map(([mac, peer, seenMs]) => ({
+      Mac: formatPeerName(mac),
+      Name: formatPeerName(peer),
+      NickName: mesh.peers.get(peer)?.nickName ?? '',
+      LastSeen: goJsonTime(seenMs),
+    }));
+  }
+
   private routerStatus(): WeaveReport['Router'] {
     const cfg = this.cfg;
     // The API listens only after the mesh exists (start order), so it is always there here.
@@ -354,7 +368,8 @@ export class Weaver {
       Name: this.name,
       NickName: this.nickname,
       Port: cfg.port,
-      OverlayDiagnostics: {},
+      // The original's overlays give no diagnostics (sleeve: null); nor do ours.
+      OverlayDiagnostics: Object.fromEntries(this.datapath?.overlay.names.map((n) => [n, null]) ?? []),
       TrustedSubnets: cfg.trustedSubnets.map(formatCidr),
       Interface: cfg.bridge,
       CaptureStats: null,

@@ -54,6 +54,13 @@ function overlayTo(text: string, peer: number): string | undefined {
   return line ? /established\s+(?:encrypted\s+|unencrypted\s+)?(\S+)\s/.exec(line)?.[1] : undefined;
 }
 
+/** Bytes host i has sent through `dev` (the kernel's counter), or -1 if there is no such device. */
+function txBytes(i: number, dev: string): number {
+  const r = h(i).ns.run('ip', ['-s', '-j', 'link', 'show', 'dev', dev]);
+  if (r.code !== 0) return -1;
+  return (JSON.parse(r.stdout) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes;
+}
+
 function ping(c: Netns, to: string, extra: string[] = []): boolean {
   return c.run('ping', ['-c', '3', '-i', '0.2', '-W', '2', ...extra, to]).code === 0;
 }
@@ -93,8 +100,31 @@ for (const mode of ['fastdp', 'sleeve'] as const) {
     for (const [a, b] of [[0, 1], [1, 2], [2, 0]] as const) {
       assert.ok(ping(c[a]!.ns, c[b]!.addr), `ping ${c[a]!.addr} -> ${c[b]!.addr}`);
     }
+    // Which path carried the transfer, by host 1's byte counters: its VXLAN device sends what
+    // the fast path carries; its TAP hands the router (sleeve) what the bridge sends to it.
+    const before = { vxlan: txBytes(1, 'vxlan-6784'), tap: txBytes(1, 'vethwe-tap') };
     const ms = await tcpTransfer(c[1]!.ns, c[1]!.addr, c[0]!.ns, 10);
     t.diagnostic(`${mode}: 10 MiB in ${ms} ms`);
+    const sent = { vxlan: txBytes(1, 'vxlan-6784') - before.vxlan, tap: txBytes(1, 'vethwe-tap') - before.tap };
+    t.diagnostic(`${mode}: host1 sent ${sent.vxlan} bytes through VXLAN, ${sent.tap} to the router`);
+    const tenMiB = 10 << 20;
+    if (mode === 'fastdp') {
+      assert.ok(sent.vxlan >= tenMiB, `the fast path carried the transfer (${sent.vxlan} bytes)`);
+      assert.ok(sent.tap < tenMiB / 10, `sleeve did not (${sent.tap} bytes)`);
+    } else {
+      assert.equal(before.vxlan, -1, 'no VXLAN device with --no-fastdp');
+      assert.ok(sent.tap >= tenMiB, `sleeve carried the transfer (${sent.tap} bytes)`);
+    }
+    // weave report lists the MACs the data path learnt: host 2's container under host 2's name.
+    const mac = (JSON.parse(c[1]!.ns.ip('-j', 'link', 'show', 'ethwe')) as { address: string }[])[0]!.address;
+    const report = JSON.parse((await h(1).client.request('GET', '/report', { headers: { accept: 'application/json' } })).body) as {
+      Router: { MACs: { Mac: string; Name: string; NickName: string; LastSeen: string }[] | null };
+    };
+    const entry = report.Router.MACs?.find((e) => e.Mac === mac);
+    assert.ok(entry, `MACs lists ${mac}: ${JSON.stringify(report.Router.MACs)}`);
+    assert.equal(entry.Name, name(2));
+    assert.equal(entry.NickName, 'host2');
+    assert.match(entry.LastSeen, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
     const s = await connections(1);
     assert.match(s, mode === 'fastdp' ? /established vxlan +7a:00:00:00:00:02\(host2\) mtu=1376/ : /established sleeve 7a:00:00:00:00:02\(host2\) mtu=1438/);
     const m = await h(1).client.call('GET', '/metrics', 'm');

@@ -66,6 +66,8 @@ export interface DnsService {
 
 export interface ApiServices {
   report(): WeaveReport;
+  /** The data path's MAC table, for /report only (it asks the data path's thread). */
+  macs?(): Promise<WeaveReport['Router']['MACs']>;
   metrics(): Promise<{ contentType: string; body: string }>;
   ipam?: IpamService;
   expose: ExposeService;
@@ -336,9 +338,14 @@ export class ApiServer {
     send(res, this.isReady() ? 200 : 503, render === renderStatus ? renderStatus(report, { ipamConflict: this.svc.ipam?.conflictLine() }) : render(report));
   }
 
-  private report(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
+  private async report(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
+    const full = async () => {
+      const r = this.svc.report();
+      if (this.svc.macs) r.Router.MACs = await this.svc.macs();
+      return r;
+    };
     if (req.headers.accept === 'application/json') {
-      send(res, 200, goJsonMarshal(this.svc.report(), '    '), 'application/json');
+      send(res, 200, goJsonMarshal(await full(), '    '), 'application/json');
       return;
     }
     const formats = q.getAll('format');
@@ -347,7 +354,7 @@ export class ApiServer {
       return;
     }
     const tmpl = compileGoTemplate(formats[0]!);
-    send(res, 200, tmpl.execute(this.svc.report()));
+    send(res, 200, tmpl.execute(await full()));
   }
 
   private ownedJson(res: ServerResponse): void {

@@ -45,10 +45,15 @@ const BROADCAST_BIT = 0x01;
 const STP_MAC = 0x0180c2000000;
 
 /** Messages from the data path to the control side. */
+/** One MAC the data path has seen: the peer behind it (ours for local ones), and when, in ms. */
+export type MacTableEntry = [mac: number, peer: PeerName, seenMs: number];
+
 export type DatapathEvent =
   | { t: 'special'; peer: PeerName; ip: string; port: number; frame: Buffer }
   | { t: 'too-big'; peer: PeerName; pmtu: number }
   | { t: 'macs'; learned: [mac: number, peer: PeerName][]; forgotten: number[] }
+  /** The whole MAC table (asked for by `weave report`). */
+  | { t: 'mac-table'; entries: MacTableEntry[] }
   | { t: 'heartbeat'; frame: Buffer }
   | { t: 'log'; level: 'info' | 'warn' | 'debug'; msg: string }
   /** The data path's thread is set up and about to poll (sent once). */
@@ -719,5 +724,9 @@ export class SleeveEngine {
 
   macCount(): number {
     return this.macs.size;
+  }
+
+  macTable(): MacTableEntry[] {
+    return [...this.macs].map(([mac, e]) => [mac, e.peer, e.seen]);
   }
 }

@@ -389,6 +389,6 @@ export class SleeveForwarder implements Forwarder {
   }
 
   attrs(): Record<string, unknown> {
-    return { mtu: this.state.mtu };
+    return { mtu: this.state.mtu, name: SLEEVE_OVERLAY };
   }
 }

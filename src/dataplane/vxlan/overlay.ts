@@ -315,6 +315,6 @@ export class VxlanForwarder implements Forwarder {
   }
 
   attrs(): Record<string, unknown> {
-    return { mtu: this.mtu };
+    return { mtu: this.mtu, name: VXLAN_OVERLAY };
   }
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileGoTemplate, goJsonMarshal, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
 import { isWeaveError } from '../../../src/core/errors.js';
+import { goJsonTime } from '../../../src/core/go-json.js';
 
 const run = (t: string, data: unknown) => compileGoTemplate(t).execute(data);
 const data = {
@@ -55,6 +56,12 @@ test('json is Go encoding/json: bigint digits, HTML escaping', () => {
   assert.equal(run('{{json .Router.Peers}}', data), '[{"NickName":"h1","UID":17594046188109229802},{"NickName":"h2","UID":1}]');
   assert.equal(goJsonMarshal({ s: '<a&b>' }), '{"s":"\\u003ca\\u0026b\\u003e"}');
   assert.equal(goJsonMarshal({ a: [], b: {}, c: null }, '    '), '{\n    "a": [],\n    "b": {},\n    "c": null\n}');
+});
+
+test('times as Go writes a time.Time: RFC 3339, trailing zeros of the fraction dropped', () => {
+  assert.equal(goJsonTime(Date.UTC(2026, 10, 27, 17, 58, 54, 890)), '2026-11-27T17:58:54.89Z');
+  assert.equal(goJsonTime(Date.UTC(2026, 10, 27, 17, 58, 54, 895)), '2026-11-27T17:58:54.895Z');
+  assert.equal(goJsonTime(Date.UTC(2026, 10, 27, 17, 58, 50, 0)), '2026-11-27T17:58:50Z');
 });
 
 test('goJsonMarshal reproduces the original /report JSON byte for byte', () => {

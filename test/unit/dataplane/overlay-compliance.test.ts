@@ -136,7 +136,7 @@ for (const variant of ['sleeve', 'vxlan+sleeve'] as const) {
         const r = row(n, p);
         assert.equal(r?.state, 'established', `${n.i}→${p}`);
         assert.match(r!.info, vxlan ? /^vxlan  7a:/ : /^sleeve 7a:/);
-        assert.deepEqual(r!.attrs, { mtu: vxlan ? 1376 : 1438 });
+        assert.deepEqual(r!.attrs, vxlan ? { mtu: 1376, name: 'vxlan' } : { mtu: 1438, name: 'sleeve' });
         assert.equal(n.best.get(NAME(p)), vxlan ? 'vxlan' : 'sleeve');
         // Sleeve verified the path MTU whatever carries the traffic.
         assert.equal(n.sleeve.forwarder(NAME(p))?.mtu, 1438);
@@ -239,7 +239,7 @@ test('vxlan: an underlay too small for full-MTU heartbeats never uses the fast p
   await net.run(5000);
   assert.equal(row(a!, 2)?.state, 'established');
   assert.match(row(a!, 2)!.info, /^sleeve /);
-  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 1338 });
+  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 1338, name: 'sleeve' });
 });
 
 test('sleeve: an MTU black hole that appears later is found by the periodic re-verification', async () => {
@@ -248,11 +248,11 @@ test('sleeve: an MTU black hole that appears later is found by the periodic re-v
   const [a] = [1, 2].map((i) => u.add(i, { vxlan: false }));
   a!.router.connect([SimNetwork.address(2)], false);
   await net.run(2000);
-  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 1438 });
+  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 1438, name: 'sleeve' });
   u.dropAbove = 700;
   await net.run(5 * 60_000 + 60_000, 1000);
   assert.equal(row(a!, 2)?.state, 'established');
-  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 638 });
+  assert.deepEqual(row(a!, 2)!.attrs, { mtu: 638, name: 'sleeve' });
 });
 
 test('a router that offers "fastdp sleeve" (the original) gets sleeve from us', async () => {
@@ -278,7 +278,7 @@ test('with a password, connections are encrypted sleeve (no ESP here) with the s
   const r = row(a!, 2)!;
   assert.equal(r.state, 'established');
   assert.match(r.info, /^encrypted {3}sleeve 7a:/);
-  assert.deepEqual(r.attrs, { encrypted: true, mtu: 1414 });
+  assert.deepEqual(r.attrs, { encrypted: true, mtu: 1414, name: 'sleeve' });
 });
 
 test('heartbeat frames: full MTU, our ethertype, decodable, heartbeat MACs unicast and distinct', () => {

@@ -178,7 +178,7 @@ export class MeshRouter {
         clock: deps.clock,
         random: deps.random,
         logger: deps.logger.child({ component: 'connection-maker' }),
-        dial: (address) => void this.dial(address),
+        dial: (address, attempt) => void this.dial(address, attempt.direct),
         ...(deps.saveTargets ? { saveTargets: deps.saveTargets } : {}),
       },
       { ourName: opts.name, port: opts.port, discovery: this.opts.discovery },
@@ -225,7 +225,8 @@ export class MeshRouter {
     return ip !== undefined && this.opts.trustedSubnets.some((s) => cidrContains(s, ip));
   }
 
-  private async dial(address: string): Promise<void> {
+  /** `direct`: a peer the user asked for, which may be one we never heard of (see handshake). */
+  private async dial(address: string, direct = true): Promise<void> {
     let transport: MeshTransport;
     try {
       transport = await this.deps.dial(address);
@@ -237,7 +238,7 @@ export class MeshRouter {
       transport.close();
       return;
     }
-    await this.handshake(transport, address, true);
+    await this.handshake(transport, address, true, direct);
   }
 
   /** An inbound stream (the daemon's TCP listener calls this). */
@@ -255,7 +256,7 @@ export class MeshRouter {
     void this.handshake(transport, transport.remoteAddress, false);
   }
 
-  private async handshake(transport: MeshTransport, address: string, outbound: boolean): Promise<void> {
+  private async handshake(transport: MeshTransport, address: string, outbound: boolean, direct = true): Promise<void> {
     this.handshaking.add(transport);
     let result: HandshakeResult;
     let conn: MessageConn;
@@ -292,7 +293,18 @@ export class MeshRouter {
       else this.connectionMaker.connectionFailed(address, err);
     };
     if (remoteName === this.opts.name) {
-      refuse(new WeaveError('INVALID_ARGUMENT', 'cannot connect to ourself'), true);
+      // Same name, another UID: another router was given (or derived) our name (mesh
+      // peerNameCollisionError). Neither is retried.
+      if (result.remote.uid !== this.ourself.uid) {
+        const us = `${formatPeerName(this.opts.name)}(${this.opts.nickName})`;
+        refuse(new WeaveError('CONFLICT', `local "${us}" and remote "${remoteLabel}" peer names collision`), true);
+      } else refuse(new WeaveError('INVALID_ARGUMENT', 'cannot connect to ourself'), true);
+      return;
+    }
+    // A discovered address may only lead to a peer the topology already told us of (mesh
+    // acceptNewPeer): else a stale address that someone else now uses would bring in a stranger.
+    if (outbound && !direct && !this.peers.has(remoteName)) {
+      refuse(new WeaveError('NOT_FOUND', `Found unknown remote name: ${formatPeerName(remoteName)} at ${address}`), false);
       return;
     }
     const candidate = Peer.fromSummary({

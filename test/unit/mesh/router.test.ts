@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SimNetwork } from '../../helpers/mesh-sim.js';
+import { MemoryLogger } from '../../../src/core/logger.js';
 import { bytesGossipData, type GossipData, type Gossiper } from '../../../src/mesh/gossip.js';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import type { MeshRouter } from '../../../src/mesh/router.js';
@@ -172,6 +173,54 @@ test('encryption: same password connects, different or missing password is refus
   assert.match(c.connectionRows().find((r) => r.address === addr(1))!.info, /decrypt/i);
   assert.match(d.connectionRows().find((r) => r.address === addr(1))!.info, /encrypted connection/);
   assert.equal(b.connectionRows()[0]!.info.startsWith('encrypted   '), true);
+});
+
+test('same name: another UID is a name collision, the same UID ourselves; neither is retried', async () => {
+  const net = new SimNetwork(11);
+  const a = net.add(1);
+  // Router 2 was given router 1's name (a cloned host, say); it has a UID of its own.
+  const twin = net.add(2, { name: a.name, nickName: 'twin' });
+  twin.connect([addr(1)], false);
+  // Router 3 dials its own address.
+  const self = net.add(3);
+  self.connect([addr(3)], false);
+  await net.run(10 * 60_000, 1000);
+  assert.deepEqual(established(a), []);
+  const row = twin.connectionRows().find((r) => r.address === addr(1));
+  assert.match(row?.info ?? '', /local "7a:00:00:00:00:01\(twin\)" and remote "7a:00:00:00:00:01\(h1\)" peer names collision/);
+  assert.match(self.connectionRows().find((r) => r.address === addr(3))?.info ?? '', /cannot connect to ourself/);
+  // Refused for good: one attempt in ten minutes, no retry time.
+  assert.equal(a.terminationCount, 0);
+  for (const r of [row, self.connectionRows().find((x) => x.address === addr(3))]) assert.match(r?.info ?? '', /, retry: never$/);
+});
+
+test('a discovered address that leads to a peer the topology never named is refused; a direct one is taken', async () => {
+  const net = new SimNetwork(12);
+  const a = net.add(1);
+  const b = net.add(2);
+  // A topology saying that some peer 9 is connected at router 2's address: a discovered target.
+  a.connectionMaker.refresh({ connections: [{ from: 0x7a0000000009, to: 0x7a000000000a, remoteTcpAddr: addr(2), outbound: true }] });
+  await net.run(1000, 100);
+  assert.deepEqual(established(a), []);
+  assert.match(a.connectionRows().find((r) => r.address === addr(2))?.info ?? '', /Found unknown remote name: 7a:00:00:00:00:02 at 10\.1\.0\.2:6783/);
+  a.connect([addr(2)], false);
+  await net.run(3000, 100);
+  assert.deepEqual(established(a), [b.name]);
+});
+
+test('the connection limit refuses connections beyond it', async () => {
+  const log = new MemoryLogger();
+  const net = new SimNetwork(13, log);
+  const hub = net.add(1, { connLimit: 2 });
+  const others = [2, 3, 4].map((i) => net.add(i, { discovery: false }));
+  for (const r of others) r.connect([addr(1)], false);
+  await net.run(3000, 100);
+  assert.equal(established(hub).length, 2);
+  const refused = others.filter((r) => established(r).length === 0);
+  assert.equal(refused.length, 1);
+  // The hub says why and closes; the dialer sees the close and retries later.
+  assert.ok(log.records.some((r) => r.msg.includes('Connection limit reached (2)')), 'the hub logs the limit');
+  assert.match(refused[0]!.connectionRows().find((r) => r.address === addr(1))?.info ?? '', /retry: /);
 });
 
 test('simultaneous dials settle on one connection and stay settled', async () => {

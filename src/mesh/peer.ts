@@ -253,6 +253,10 @@ export class Peer {
    * connection to was last seen in it.
    */
   targetsPresentAt = -1;
+  /** The table's bookkeeping (Peers): the search generation that last reached this peer... */
+  reachMark = 0;
+  /** ...and the peer whose reported connection it was reached over (-1: none, ourselves). */
+  reachParent = -1;
 
   private constructor(summary: PeerSummary, connections: readonly ConnectionSummary[]) {
     this.name = summary.name;

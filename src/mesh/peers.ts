@@ -104,6 +104,8 @@ export class Peers {
   private generationValue = 0;
   /** Who we reach, kept between collections while connections are only added (see garbageCollect). */
   private reach: Reach | undefined;
+  /** The generation of the last full search (Reach.gen). */
+  private reachGen = 0;
   /** Names added, removed or whose connections changed since the last collection. */
   private readonly reachChanged: Set<PeerName>;
   /** Peers removed so far (Peer.targetsPresentAt compares with it). */
@@ -353,13 +355,12 @@ export class Peers {
       if (shortIdChanged) this.addByShortId(peer, pending);
       improved.add(name);
     }
-    let lost = false;
+    // A lost connection that the last search reached someone over may strand anyone: the next
+    // collection searches the whole table. Any other leaves every path of that search intact.
     for (const [name, before] of connsBefore ?? []) {
-      if (lost) break;
-      lost = lostAny(before, this.byName.get(name) as Peer);
+      if (!this.reach) break;
+      if (this.lostTreeEdge(before, this.byName.get(name) as Peer)) this.reach = undefined;
     }
-    // A lost connection may strand anyone: the next collection searches the whole table.
-    if (lost) this.reach = undefined;
 
     const createdAny = created !== undefined && created.size > 0;
     if (createdAny || improved.size > 0) this.gcPendingFlag = true;
@@ -418,12 +419,15 @@ export class Peers {
   private updateReach(): Reach {
     let reach = this.reach;
     const ourItems = this.ourself.connectionList;
-    if (reach && reach.ourItems !== ourItems && lostAny(reach.ourItems, this.ourself)) reach = undefined;
+    if (reach && reach.ourItems !== ourItems && this.lostTreeEdge(reach.ourItems, this.ourself)) reach = undefined;
     const changed = this.reachChanged;
     if (!reach) {
-      reach = { reached: new Set([this.ourself.name]), unreached: new Set(), dangling: new Set(), ourItems };
+      // A new generation: every mark from before means nothing now.
+      reach = { gen: ++this.reachGen, unreached: new Set(), dangling: new Map(), ourItems };
+      this.ourself.reachMark = reach.gen;
+      this.ourself.reachParent = -1;
       this.spread(reach, [this.ourself]);
-      for (const name of this.byName.keys()) if (!reach.reached.has(name)) reach.unreached.add(name);
+      for (const p of this.byName.values()) if (p.reachMark !== reach.gen) reach.unreached.add(p.name);
       changed.clear();
       this.reach = reach;
       return reach;
@@ -437,9 +441,12 @@ export class Peers {
         reach.unreached.delete(name);
         continue;
       }
-      if (reach.reached.has(name)) frontier.push(p);
-      else if (reach.dangling.delete(name)) {
-        reach.reached.add(name);
+      const referrer = reach.dangling.get(name);
+      if (p.reachMark === reach.gen) frontier.push(p);
+      else if (referrer !== undefined) {
+        reach.dangling.delete(name);
+        p.reachMark = reach.gen;
+        p.reachParent = referrer;
         frontier.push(p);
       } else reach.unreached.add(name);
     }
@@ -450,20 +457,62 @@ export class Peers {
   }
 
   /** Marks everything reachable from `from` (all reached already) as reached. */
+  /**
+   * Whether `peer` lost a connection (since `before`) that the last search reached someone over
+   * and that no other path replaces; a name it reported that may join the table later counts too.
+   * A peer reached over the lost connection keeps its place if another reached peer reports a
+   * connection to it and is not reached through it (its chain of parents shows that): the
+   * search then stands with that peer as its parent, and nobody below it moves.
+   */
+  private lostTreeEdge(before: ConnectionList, peer: Peer): boolean {
+    const reach = this.reach;
+    if (!reach) return false;
+    const now = peer.connectionList;
+    for (let i = 0; i < before.size; i++) {
+      const n = before.nameAt(i);
+      if (now.indexOf(n) >= 0) continue;
+      // A name still dangling may be in the table by now (it joins the search at the next one).
+      if (reach.dangling.get(n) === peer.name) return true;
+      const x = this.byName.get(n);
+      if (x && x.reachMark === reach.gen && x.reachParent === peer.name && !this.reparent(reach, x)) return true;
+    }
+    return false;
+  }
+
+  /** Finds `x` another parent among the reached peers it reports connections to (see lostTreeEdge). */
+  private reparent(reach: Reach, x: Peer): boolean {
+    const conns = x.connectionList;
+    for (let i = 0; i < conns.size; i++) {
+      const y = this.byName.get(conns.nameAt(i));
+      if (!y || y.reachMark !== reach.gen || y.connectionList.indexOf(x.name) < 0) continue;
+      // Is x among y's ancestors? (Chains end at ourselves; the bound only guards the loop.)
+      let above: Peer | undefined = y;
+      let steps = this.byName.size;
+      while (above && above !== x && above !== this.ourself && steps-- > 0) above = this.byName.get(above.reachParent);
+      if (above === this.ourself) {
+        x.reachParent = y.name;
+        return true;
+      }
+    }
+    return false;
+  }
+
   private spread(reach: Reach, from: Peer[]): void {
     const stack = from;
     for (let p = stack.pop(); p; p = stack.pop()) {
       const conns = p.connectionList;
       for (let i = 0; i < conns.size; i++) {
         const n = conns.nameAt(i);
-        if (reach.reached.has(n)) continue;
         const q = this.byName.get(n);
         if (!q) {
-          reach.dangling.add(n);
+          if (!reach.dangling.has(n)) reach.dangling.set(n, p.name);
           continue;
         }
-        reach.reached.add(n);
-        reach.unreached.delete(n);
+        if (q.reachMark === reach.gen) continue;
+        q.reachMark = reach.gen;
+        q.reachParent = p.name;
+        // A full search fills `unreached` after it; an incremental one takes back what it reaches.
+        if (reach.unreached.size) reach.unreached.delete(n);
         stack.push(q);
       }
     }
@@ -578,21 +627,17 @@ export class Peers {
 
 /** Reachability as of the last collection (Peers.updateReach). */
 interface Reach {
-  readonly reached: Set<PeerName>;
+  /** Peers whose reachMark equals this were reached (a peer is reached once, by one search). */
+  readonly gen: number;
   /** Peers in the table not reached (held by a local reference, or about to be collected). */
   readonly unreached: Set<PeerName>;
-  /** Names reached peers report connections to that are not in the table. */
-  readonly dangling: Set<PeerName>;
+  /** Names reached peers report connections to that are not in the table, and who reports them. */
+  readonly dangling: Map<PeerName, PeerName>;
   /** Our connections then (replaced, never changed in place, when they change). */
   ourItems: ConnectionList;
 }
 
-/** Whether some remote in `before` is no longer among `peer`'s connections. */
-function lostAny(before: ConnectionList, peer: Peer): boolean {
-  const now = peer.connectionList;
-  for (let i = 0; i < before.size; i++) if (now.indexOf(before.nameAt(i)) < 0) return true;
-  return false;
-}
+
 
 function register<T>(list: T[], cb: T): () => void {
   list.push(cb);

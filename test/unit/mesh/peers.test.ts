@@ -397,8 +397,10 @@ test('GC keeps reachability between collections: the same result as a search of 
   // Random updates (peers joining, connections coming and going, entries about peers only
   // named so far), our own connections and local references, with a collection after some of
   // them; each collection must leave exactly the reached and the referenced peers, and remove
-  // only peers a search from us (over any reported connection) does not reach.
-  for (let seed = 1; seed <= 40; seed++) {
+  // only peers a search from us (over any reported connection) does not reach. (A lost
+  // connection that no path of the last search used keeps that search: seed 2 caught a name
+  // that joined the table after it, through a connection lost before the next.)
+  for (let seed = 1; seed <= 200; seed++) {
     const random = seeded(seed);
     const rnd = (n: number) => Math.floor(random() * n);
     const p = node(1);

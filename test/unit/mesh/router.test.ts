@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SimNetwork } from '../../helpers/mesh-sim.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
+import { parseCidr } from '../../../src/core/ip.js';
+import { formatPeerName } from '../../../src/core/peer-name.js';
 import { bytesGossipData, type GossipData, type Gossiper } from '../../../src/mesh/gossip.js';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import type { MeshRouter } from '../../../src/mesh/router.js';
@@ -223,6 +225,26 @@ test('the connection limit refuses connections beyond it', async () => {
   assert.match(refused[0]!.connectionRows().find((r) => r.address === addr(1))?.info ?? '', /retry: /);
 });
 
+test('with a password a connection is unencrypted only when both ends trust each other\'s subnet', async () => {
+  const net = new SimNetwork(14);
+  const trusted = { password: 's3cret', trustedSubnets: [parseCidr('10.1.0.0/16')] };
+  const a = net.add(1, trusted);
+  const b = net.add(2, trusted);
+  const c = net.add(3, { password: 's3cret' });
+  b.connect([addr(1)], false);
+  c.connect([addr(1), addr(2)], false);
+  await net.run(3000);
+  const info = (r: MeshRouter, peer: MeshRouter) => r.connectionRows().find((x) => x.info.includes(`${formatPeerName(peer.name)}(`))?.info ?? '';
+  assert.match(info(a, b), /^unencrypted /);
+  assert.match(info(b, a), /^unencrypted /);
+  // a trusts c's subnet but c does not trust a's: encrypted, both ends saying so.
+  assert.match(info(a, c), /^encrypted /);
+  assert.match(info(c, a), /^encrypted /);
+  assert.match(info(c, b), /^encrypted /);
+  assert.equal(a.localConnections().find((x) => x.remote.name === b.name)?.untrusted, false);
+  assert.equal(a.localConnections().find((x) => x.remote.name === c.name)?.untrusted, true);
+});
+
 test('simultaneous dials settle on one connection and stay settled', async () => {
   const net = new SimNetwork(5);
   const a = net.add(1);
@@ -363,10 +385,32 @@ test('simulation: 100 routers, random joins, partitions and leaves; topology and
     }
   };
   await check('joined');
-  // Cut ten random links (never router 1's, so the rest stays connected through it) and
-  // remove five routers; then every router connects to router 1 as well.
-  for (let k = 0; k < 10; k++) net.partition(2 + Math.floor(rnd() * (n - 1)), 2 + Math.floor(rnd() * (n - 1)));
+  // Cut ten random links that exist (never router 1's), then remove five routers; then every
+  // router connects to router 1 as well, so the rest stays connected through it.
+  const index = (name: PeerName) => name - 0x7a0000000000;
+  const cuts: [number, number][] = [];
+  while (cuts.length < 10) {
+    const r = net.routers.get(addr(2 + Math.floor(rnd() * (n - 1))))!;
+    const links = r.localConnections().map((c) => index(c.remote.name)).filter((j) => j !== 1);
+    if (!links.length) continue;
+    const j = links[Math.floor(rnd() * links.length)]!;
+    net.partition(index(r.name), j);
+    cuts.push([index(r.name), j]);
+  }
+  assert.ok(
+    cuts.every(([i, j]) => !net.routers.get(addr(i))!.localConnections().some((c) => index(c.remote.name) === j)),
+    'the cut links are gone',
+  );
   for (let k = 0; k < 5; k++) await net.remove(50 + k);
   for (const r of net.routers.values()) if (r.name !== 0x7a0000000001) r.connect([addr(1)], false);
   await check('after partitions and leaves');
+  // Restore the links: their ends redial (after backoff) and the mesh agrees again.
+  for (const [i, j] of cuts) net.partition(i, j, false);
+  await net.run(60_000, 1000);
+  await check('after the links came back');
+  for (const [i, j] of cuts) {
+    if (!net.routers.has(addr(i)) || !net.routers.has(addr(j))) continue;
+    const ri = net.routers.get(addr(i))!;
+    assert.ok(ri.localConnections().some((c) => index(c.remote.name) === j) || net.routers.get(addr(j))!.localConnections().some((c) => index(c.remote.name) === i), `link ${i}–${j} is back`);
+  }
 });

@@ -35,7 +35,13 @@ test('launch with peers gives a full mesh; status shows peers and connections', 
   if (!requireRoot(t)) return;
   await launch(1);
   await launch(2, [ip(1)]);
-  await launch(3, [ip(1), ip(2)]);
+  // Host 3 the way a user does it: `weave launch <peers>` starts weaver in the background.
+  await h(3).stopWeaver('SIGKILL');
+  const launched = h(3).weave(['launch', '--name', name(3), '--nickname', 'host3', '--ipalloc-default-subnet', '10.35.0.0/16', '--ipalloc-range', '10.32.0.0/12', ip(1), ip(2)]);
+  assert.equal(launched.code, 0, launched.stderr);
+  t.after(() => void h(3).weave(['stop']));
+  await h(3).startProxy();
+  await h(3).client.waitUntilUp(20_000);
   for (const i of [1, 2, 3]) {
     await eventually(async () => establishedTo(await status(i, 'connections')).length === 2, 15_000, `host${i} connected to both others`);
   }
@@ -51,6 +57,7 @@ test('launch with peers gives a full mesh; status shows peers and connections', 
   assert.equal(await status(3, 'targets'), `${ip(1)}\n${ip(2)}\n`);
   const m = await h(1).client.call('GET', '/metrics', 'm');
   assert.match(m, /^weave_connections\{state="established",type="fastdp",encryption=""\} 2$/m);
+  assert.equal(h(3).weave(['stop']).code, 0);
   await stopAll();
 });
 

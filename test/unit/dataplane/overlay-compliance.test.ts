@@ -1,7 +1,8 @@
 // The overlays' control side run by real mesh routers in one process (fake clock, in-memory
 // TCP), over a simulated underlay: sleeve specials and VXLAN heartbeats are delivered between
 // routers unless the test blocks them, with a per-path MTU. The same compliance cases run
-// against both overlay sets: establish, forward choice, heartbeat loss, recovery and stop.
+// against both overlay sets: establish, forward (where a frame for a container behind a peer goes),
+// heartbeat loss, recovery and stop; and an underlay that drops fragments.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../../src/core/logger.js';
@@ -149,6 +150,26 @@ for (const variant of ['sleeve', 'vxlan+sleeve'] as const) {
     }
   });
 
+  test(`${variant}: frames to a container behind a peer go ${vxlan ? 'onto the fast path' : 'through sleeve'}`, async () => {
+    const net = new SimNetwork(19);
+    const u = new Underlay(net);
+    const [a] = [1, 2].map((i) => u.add(i, { vxlan }));
+    a!.router.connect([SimNetwork.address(2)], false);
+    await net.run(2000);
+    assert.equal(row(a!, 2)?.state, 'established');
+    // The data path learns a container MAC behind host 2 (as its engine does from a frame).
+    const mac = 'aa:bb:cc:00:00:02';
+    a!.vxlan?.macLearned(mac, NAME(2));
+    await a!.vxlan?.settled();
+    // Sleeve always knows where host 2 is: it carries whatever the fast path does not.
+    const s = a!.peers.get(NAME(2));
+    assert.equal(s?.ip, ipOf(2));
+    assert.equal(s?.port, 6783);
+    assert.equal(s?.mtu, 1438);
+    if (vxlan) assert.equal(a!.routes.get(mac), `${ipOf(2)}:6784`, 'the kernel forwards it to host 2 over VXLAN');
+    else assert.equal(a!.routes.size, 0, 'nothing on a fast path');
+  });
+
   test(`${variant}: sleeve heartbeats lost for 60 s ${vxlan ? 'leave the fast path carrying' : 'close the connection'}`, async () => {
     const net = new SimNetwork(12);
     const u = new Underlay(net);
@@ -253,6 +274,22 @@ test('sleeve: an MTU black hole that appears later is found by the periodic re-v
   await net.run(5 * 60_000 + 60_000, 1000);
   assert.equal(row(a!, 2)?.state, 'established');
   assert.deepEqual(row(a!, 2)!.attrs, { mtu: 638, name: 'sleeve' });
+});
+
+test('sleeve: an underlay that drops fragments gets frames cut by sleeve itself, at the verified MTU', async () => {
+  const net = new SimNetwork(20);
+  const u = new Underlay(net);
+  u.fragmentsPass = false;
+  const [a, b] = [1, 2].map((i) => u.add(i, { vxlan: false }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(5000);
+  assert.equal(row(a!, 2)?.state, 'established');
+  for (const [n, p] of [[a!, 2], [b!, 1]] as const) {
+    // The fragmentation probe got no answer: no kernel fragments; the PMTU is verified still.
+    assert.equal(n.sleeve.forwarder(NAME(p))?.stackFrag, false, `${n.i}→${p}`);
+    assert.equal(n.peers.get(NAME(p))?.stackFrag, false);
+    assert.equal(n.sleeve.forwarder(NAME(p))?.mtu, 1438);
+  }
 });
 
 test('a router that offers "fastdp sleeve" (the original) gets sleeve from us', async () => {

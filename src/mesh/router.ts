@@ -495,8 +495,10 @@ export class MeshRouter {
   }
 
   /**
-   * Once the updates of a lost connection have spread, our whole table goes to every neighbour
-   * left, and each answers with the entries it holds newer (applyTopology). Broadcasts follow
+   * Once the updates of a lost connection have spread, our whole table goes to the neighbours a
+   * periodic gossip would pick (all of them in a sparse mesh, 2·log2(n) in a dense one, where
+   * trees are shallow and one answer is enough), and each answers with the entries it holds
+   * newer (applyTopology). Broadcasts follow
    * trees that each router computes from its own view, and while views still show the link we
    * lost, routers reached through it miss the updates of the same change: the peer at its other
    * end, or the other neighbours of a router that died. Nothing else would tell them before a
@@ -505,8 +507,7 @@ export class MeshRouter {
   private catchUp(): void {
     this.catchUpTimer ??= this.deps.clock.setTimeout(() => {
       this.catchUpTimer = undefined;
-      const all = new TopologyData(this.peers, new Set(this.peers.names()));
-      for (const n of this.connections.keys()) this.topologyChannel.sendDown(n, all);
+      this.topologyChannel.send(new TopologyData(this.peers, new Set(this.peers.names())));
     }, CATCH_UP_DELAY_MS);
   }
 

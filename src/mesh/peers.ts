@@ -455,7 +455,6 @@ export class Peers {
     return reach;
   }
 
-  /** Marks everything reachable from `from` (all reached already) as reached. */
   /**
    * Whether `peer` lost a connection (since `before`) that the last search reached someone over
    * and that no other path replaces; a name it reported that may join the table later counts too.
@@ -496,6 +495,7 @@ export class Peers {
     return false;
   }
 
+  /** Marks everything reachable from `from` (all reached already) as reached. */
   private spread(reach: Reach, from: Peer[]): void {
     const stack = from;
     for (let p = stack.pop(); p; p = stack.pop()) {
@@ -635,8 +635,6 @@ interface Reach {
   /** Our connections then (replaced, never changed in place, when they change). */
   ourItems: ConnectionList;
 }
-
-
 
 function register<T>(list: T[], cb: T): () => void {
   list.push(cb);

@@ -498,16 +498,17 @@ export class MeshRouter {
    * Once the updates of a lost connection have spread, our whole table goes to the neighbours a
    * periodic gossip would pick (all of them in a sparse mesh, 2·log2(n) in a dense one, where
    * trees are shallow and one answer is enough), and each answers with the entries it holds
-   * newer (applyTopology). Broadcasts follow
-   * trees that each router computes from its own view, and while views still show the link we
-   * lost, routers reached through it miss the updates of the same change: the peer at its other
-   * end, or the other neighbours of a router that died. Nothing else would tell them before a
-   * periodic gossip, up to 30 s later (measured: 27 s for two routers of 300).
+   * newer (applyTopology). Broadcasts follow trees that each router computes from its own view,
+   * and while views still show the link we lost, routers reached through it miss the updates of
+   * the same change: the peer at its other end, or the other neighbours of a router that died.
+   * Nothing else would tell them before a periodic gossip, up to 30 s later (measured: 27 s for
+   * two routers of 300).
    */
   private catchUp(): void {
     this.catchUpTimer ??= this.deps.clock.setTimeout(() => {
       this.catchUpTimer = undefined;
-      this.topologyChannel.send(new TopologyData(this.peers, new Set(this.peers.names())));
+      const all = this.topologyChannel.gossiper.gossip();
+      if (all) this.topologyChannel.send(all);
     }, CATCH_UP_DELAY_MS);
   }
 

@@ -44,10 +44,10 @@ const ETHERNET_OVERHEAD = 14;
 const BROADCAST_BIT = 0x01;
 const STP_MAC = 0x0180c2000000;
 
-/** Messages from the data path to the control side. */
 /** One MAC the data path has seen: the peer behind it (ours for local ones), and when, in ms. */
 export type MacTableEntry = [mac: number, peer: PeerName, seenMs: number];
 
+/** Messages from the data path to the control side. */
 export type DatapathEvent =
   | { t: 'special'; peer: PeerName; ip: string; port: number; frame: Buffer }
   | { t: 'too-big'; peer: PeerName; pmtu: number }

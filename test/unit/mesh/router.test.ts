@@ -225,6 +225,22 @@ test('the connection limit refuses connections beyond it', async () => {
   assert.match(refused[0]!.connectionRows().find((r) => r.address === addr(1))?.info ?? '', /retry: /);
 });
 
+test('inbound connections are rate-limited as the original (a burst of 20, then one per 50 ms); the rest retry', async () => {
+  const log = new MemoryLogger();
+  const net = new SimNetwork(15, log);
+  const hub = net.add(1);
+  const dialers = Array.from({ length: 25 }, (_, k) => net.add(2 + k, { discovery: false }));
+  // All 25 dial in the same instant: the bucket holds 20 tokens.
+  for (const r of dialers) r.connect([addr(1)], false);
+  await net.run(0);
+  const refusals = () => log.records.filter((r) => r.msg.includes('too many connection attempts')).length;
+  assert.equal(refusals(), 5);
+  // The refused ones retry after their backoff (2 s ± half), by when the bucket has refilled.
+  await net.run(10_000, 250);
+  assert.equal(established(hub).length, 25);
+  assert.equal(refusals(), 5);
+});
+
 test('with a password a connection is unencrypted only when both ends trust each other\'s subnet', async () => {
   const net = new SimNetwork(14);
   const trusted = { password: 's3cret', trustedSubnets: [parseCidr('10.1.0.0/16')] };

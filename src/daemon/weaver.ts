@@ -359,7 +359,8 @@ export class Weaver {
     const cfg = this.cfg;
     // The API listens only after the mesh exists (start order), so it is always there here.
     const mesh = this.mesh!;
-    const base = {
+    // Fields in the original's order (its struct's), which /report's JSON keeps.
+    const head = {
       Protocol: 'weave',
       ProtocolMinVersion: 1,
       ProtocolMaxVersion: 2,
@@ -368,8 +369,10 @@ export class Weaver {
       Name: this.name,
       NickName: this.nickname,
       Port: cfg.port,
-      // The original's overlays give no diagnostics (sleeve: null); nor do ours.
-      OverlayDiagnostics: Object.fromEntries(this.datapath?.overlay.names.map((n) => [n, null]) ?? []),
+    };
+    const tail = {
+      // The original's overlays give no diagnostics (sleeve: null); nor do ours. A Go map: keys sorted.
+      OverlayDiagnostics: Object.fromEntries((this.datapath?.overlay.names ?? []).toSorted().map((n) => [n, null])),
       TrustedSubnets: cfg.trustedSubnets.map(formatCidr),
       Interface: cfg.bridge,
       CaptureStats: null,
@@ -379,7 +382,7 @@ export class Weaver {
     const targets = mesh.connectionMaker.targets();
     const names = mesh.peers.names();
     return {
-      ...base,
+      ...head,
       Peers: names.map((n) => {
         const p = mesh.peers.get(n)!;
         return {
@@ -407,6 +410,7 @@ export class Weaver {
       Connections: mesh.connectionRows().map((r) => ({ Address: r.address, Outbound: r.outbound, State: r.state, Info: r.info, Attrs: r.attrs })),
       TerminationCount: mesh.terminationCount,
       Targets: targets.length ? targets : null,
+      ...tail,
     };
   }
 

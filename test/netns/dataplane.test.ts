@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Netns, eventually, hostsOnUnderlay, requireRoot, uniquePrefix } from '../helpers/netns.js';
+import { Netns, eventually, hostsOnUnderlay, repoRoot, requireRoot, uniquePrefix } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
 const containers: Netns[] = [];
@@ -118,8 +118,12 @@ for (const mode of ['fastdp', 'sleeve'] as const) {
     // weave report lists the MACs the data path learnt: host 2's container under host 2's name.
     const mac = (JSON.parse(c[1]!.ns.ip('-j', 'link', 'show', 'ethwe')) as { address: string }[])[0]!.address;
     const report = JSON.parse((await h(1).client.request('GET', '/report', { headers: { accept: 'application/json' } })).body) as {
-      Router: { MACs: { Mac: string; Name: string; NickName: string; LastSeen: string }[] | null };
+      Router: { MACs: { Mac: string; Name: string; NickName: string; LastSeen: string }[] | null; OverlayDiagnostics: object };
     };
+    // The original's fields in the original's order (its /report, captured in the wire vectors).
+    const original = JSON.parse(readFileSync(join(repoRoot, 'test/fixtures/wire-vectors/plain/h1-report.json'), 'utf8')) as { Router: object };
+    assert.deepEqual(Object.keys(report.Router), Object.keys(original.Router));
+    assert.deepEqual(report.Router.OverlayDiagnostics, mode === 'fastdp' ? { sleeve: null, vxlan: null } : { sleeve: null });
     const entry = report.Router.MACs?.find((e) => e.Mac === mac);
     assert.ok(entry, `MACs lists ${mac}: ${JSON.stringify(report.Router.MACs)}`);
     assert.equal(entry.Name, name(2));

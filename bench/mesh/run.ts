@@ -2,8 +2,9 @@
 // each joins through two random earlier routers (discovery off, so the graph stays sparse);
 // reported: fake-clock time until every router holds the same topology (same peers at the same
 // versions) and routes are consistent (every router's next hop towards every peer is a neighbour
-// one hop closer, so next hops lead everywhere by shortest paths), wall and CPU time, and bytes
-// of topology gossip per router; then the same for one topology change (a new router joining).
+// one hop closer, so next hops lead everywhere by shortest paths), wall and CPU time; then the
+// same, and the topology gossip written per router, for four single changes in the converged
+// mesh (a router joins, a router stops, a link is cut, the link comes back).
 // For the join also the messages and bytes the routers wrote to each other, per router (a
 // measure of the protocol's work that, unlike time, load on the machine cannot inflate).
 // Wall and CPU time leave out the route check itself; CPU time counts every thread of the
@@ -39,13 +40,22 @@ function agreed(net: SimNetwork): boolean {
   return true;
 }
 
-/** Fake-clock time until `agreed` and `routesConsistent`; wall time spent verifying routes apart. */
-async function converge(net: SimNetwork, stepMs: number, maxMs: number): Promise<{ fakeMs: number; checkMs: number }> {
+/**
+ * Fake-clock time until `agreed`, `done` (what every router must also see) and
+ * `routesConsistent`; wall time spent verifying routes apart. `eachStep` runs after every step.
+ */
+async function converge(
+  net: SimNetwork,
+  stepMs: number,
+  maxMs: number,
+  opts: { done?: (r: MeshRouter) => boolean; eachStep?: () => void } = {},
+): Promise<{ fakeMs: number; checkMs: number }> {
   const start = net.clock.now();
   let checkMs = 0;
   for (;;) {
     await net.run(stepMs, stepMs);
-    if (agreed(net)) {
+    opts.eachStep?.();
+    if (agreed(net) && (!opts.done || [...net.routers.values()].every(opts.done))) {
       const t = performance.now();
       const bad = routesConsistent(net);
       checkMs += performance.now() - t;
@@ -97,42 +107,7 @@ function routesConsistent(net: SimNetwork): string | undefined {
   return undefined;
 }
 
-/** Undirected graph of the connections the agreed topology reports (either end reporting). */
-function graphOf(net: SimNetwork): Map<number, Set<number>> {
-  const any = [...net.routers.values()][0]!;
-  const g = new Map<number, Set<number>>();
-  const node = (a: number) => g.get(a) ?? g.set(a, new Set()).get(a)!;
-  for (const p of any.peers.values()) {
-    node(p.name);
-    for (const c of p.connections.keys()) {
-      if (!any.peers.has(c)) continue;
-      node(p.name).add(c);
-      node(c).add(p.name);
-    }
-  }
-  return g;
-}
-
-/** Whether the graph stays connected without `node`, or without the edge a–b. */
-function stillConnected(g: Map<number, Set<number>>, node?: number, edge?: [number, number]): boolean {
-  const nodes = [...g.keys()].filter((x) => x !== node);
-  if (!nodes.length) return true;
-  const seen = new Set([nodes[0]!]);
-  const todo = [nodes[0]!];
-  while (todo.length) {
-    const x = todo.pop()!;
-    for (const y of g.get(x) ?? []) {
-      if (y === node || seen.has(y)) continue;
-      if (edge && ((x === edge[0] && y === edge[1]) || (x === edge[1] && y === edge[0]))) continue;
-      seen.add(y);
-      todo.push(y);
-    }
-  }
-  return seen.size === nodes.length;
-}
-
-/** Router number i of a router name (names are 0x7a0000000000 + i). */
-const indexOf = (name: number) => name - 0x7a0000000000;
+const { graph: graphOf, stillConnected, indexOf } = SimNetwork;
 
 interface Change {
   label: string;
@@ -167,23 +142,7 @@ async function measureChange(net: SimNetwork, change: Change): Promise<(string |
   const cpu0 = process.cpuUsage();
   count();
   await change.apply(net);
-  let checkMs = 0;
-  const start = net.clock.now();
-  let fakeMs = NaN;
-  for (;;) {
-    await net.run(250, 250);
-    count();
-    if (agreed(net) && [...net.routers.values()].every(change.seen)) {
-      const c = performance.now();
-      const bad = routesConsistent(net);
-      checkMs += performance.now() - c;
-      if (!bad) {
-        fakeMs = net.clock.now() - start;
-        break;
-      }
-    }
-    if (net.clock.now() - start > 600_000) break;
-  }
+  const { fakeMs, checkMs } = await converge(net, 250, 600_000, { done: change.seen, eachStep: count });
   const wall = performance.now() - t - checkMs;
   const cpu = process.cpuUsage(cpu0);
   return [change.label, fakeMs / 1000, wall / 1000, ((cpu.user + cpu.system) / 1000 - checkMs) / 1000, (sent / net.routers.size / 1024).toFixed(1)];

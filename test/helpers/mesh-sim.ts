@@ -104,6 +104,44 @@ export class SimNetwork {
     await flush(3);
   }
 
+  /** Router number i of a router name (names are 0x7a0000000000 + i). */
+  static indexOf(name: number): number {
+    return name - 0x7a0000000000;
+  }
+
+  /** Undirected graph of the connections `r`'s topology reports (either end reporting). */
+  static graph(net: SimNetwork, r: MeshRouter = [...net.routers.values()][0]!): Map<number, Set<number>> {
+    const g = new Map<number, Set<number>>();
+    const node = (a: number) => g.get(a) ?? g.set(a, new Set()).get(a)!;
+    for (const p of r.peers.values()) {
+      node(p.name);
+      for (const c of p.connections.keys()) {
+        if (!r.peers.has(c)) continue;
+        node(p.name).add(c);
+        node(c).add(p.name);
+      }
+    }
+    return g;
+  }
+
+  /** Whether graph `g` stays connected without `node`, or without the edge a–b. */
+  static stillConnected(g: Map<number, Set<number>>, node?: number, edge?: [number, number]): boolean {
+    const nodes = [...g.keys()].filter((x) => x !== node);
+    if (!nodes.length) return true;
+    const seen = new Set([nodes[0]!]);
+    const todo = [nodes[0]!];
+    while (todo.length) {
+      const x = todo.pop()!;
+      for (const y of g.get(x) ?? []) {
+        if (y === node || seen.has(y)) continue;
+        if (edge && ((x === edge[0] && y === edge[1]) || (x === edge[1] && y === edge[0]))) continue;
+        seen.add(y);
+        todo.push(y);
+      }
+    }
+    return seen.size === nodes.length;
+  }
+
   /** Every router's view as a comparable string: peers with versions and connections. */
   view(r: MeshRouter): string {
     return r.peers

@@ -233,12 +233,12 @@ export class Datapath {
   macTable(): Promise<MacTableEntry[]> {
     if (!this.worker || this.stopped) return Promise.resolve([]);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.deps.clock.setTimeout(() => {
         this.macTableWaiters = this.macTableWaiters.filter((w) => w !== done);
         resolve([]);
       }, 1000);
       const done = (entries: MacTableEntry[]) => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve(entries);
       };
       this.macTableWaiters.push(done);

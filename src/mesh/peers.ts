@@ -28,6 +28,9 @@ import { encodeTopologyEntry, type DecodedTopologyUpdate, type EncodedTopologyEn
 /** mesh: GC runs this long after a topology update marked it pending (coalesces bursts). */
 export const GC_DELAY_MS = 1000;
 
+/** How many peers a search for another way in to a peer that lost its own may visit (Peers.reroute). */
+const REROUTE_LIMIT = 128;
+
 /** Uniform random integer in [0, bound); injected so tests and simulations are reproducible. */
 export type RandomInt = (bound: number) => number;
 
@@ -458,9 +461,8 @@ export class Peers {
   /**
    * Whether `peer` lost a connection (since `before`) that the last search reached someone over
    * and that no other path replaces; a name it reported that may join the table later counts too.
-   * A peer reached over the lost connection keeps its place if another reached peer reports a
-   * connection to it and is not reached through it (its chain of parents shows that): the
-   * search then stands with that peer as its parent, and nobody below it moves.
+   * A peer reached over the lost connection keeps its place if reroute finds it another way in:
+   * the search then stands with that way as its chain of parents.
    */
   private lostTreeEdge(before: ConnectionList, peer: Peer): boolean {
     const reach = this.reach;
@@ -472,33 +474,65 @@ export class Peers {
       // A name still dangling may be in the table by now (it joins the search at the next one).
       if (reach.dangling.get(n) === peer.name) return true;
       const x = this.byName.get(n);
-      if (x && x.reachMark === reach.gen && x.reachParent === peer.name && !this.reparent(reach, x)) return true;
+      if (x && x.reachMark === reach.gen && x.reachParent === peer.name && !this.reroute(reach, x)) return true;
     }
     return false;
   }
 
-  /** Finds `x` another parent among the reached peers it reports connections to (see lostTreeEdge). */
-  private reparent(reach: Reach, x: Peer): boolean {
-    const conns = x.connectionList;
-    for (let i = 0; i < conns.size; i++) {
-      const y = this.byName.get(conns.nameAt(i));
-      if (!y || y.reachMark !== reach.gen || y.connectionList.indexOf(x.name) < 0) continue;
-      // Is x among y's ancestors? (Chains end at ourselves; the bound only guards the loop.)
-      let above: Peer | undefined = y;
-      let steps = this.byName.size;
-      while (above && above !== x && above !== this.ourself && steps-- > 0) above = this.byName.get(above.reachParent);
-      if (above === this.ourself) {
-        x.reachParent = y.name;
-        return true;
+  /**
+   * Finds `x`, which lost the connection it was reached over, another way in: breadth first from
+   * `x`, along connections reported at both ends between reached peers, the nearest peer not
+   * below `x` in the search's tree (its chain of parents does not pass `x`). The peers on the way
+   * there then take each other as parents, reversed, the last one that peer; everyone else keeps
+   * theirs, and every chain still ends at ourselves. A big mesh needs this beyond `x`'s own
+   * neighbours: when a router with many links stops, the neighbours whose updates come last are
+   * often below it, and stopping at them cost a search of the whole table per router (half of
+   * that change's work at 1000 routers). Gives up after REROUTE_LIMIT peers.
+   */
+  private reroute(reach: Reach, x: Peer): boolean {
+    // Each visited peer → the peer it was found from (the one that takes it as parent), -1 for x.
+    const from = new Map<PeerName, PeerName>([[x.name, -1]]);
+    const queue: Peer[] = [x];
+    for (let head = 0; head < queue.length && head < REROUTE_LIMIT; head++) {
+      const cur = queue[head] as Peer;
+      const conns = cur.connectionList;
+      for (let i = 0; i < conns.size; i++) {
+        const y = this.byName.get(conns.nameAt(i));
+        if (!y || from.has(y.name) || y.reachMark !== reach.gen || y.connectionList.indexOf(cur.name) < 0) continue;
+        from.set(y.name, cur.name);
+        if (this.isBelow(y, x)) {
+          queue.push(y);
+          continue;
+        }
+        for (let child = cur, parent = y; ; ) {
+          child.reachParent = parent.name;
+          const next = from.get(child.name) as PeerName;
+          if (next === -1) return true;
+          parent = child;
+          child = this.byName.get(next) as Peer;
+        }
       }
     }
     return false;
   }
 
-  /** Marks everything reachable from `from` (all reached already) as reached. */
+  /** Whether `x` is on `y`'s chain of parents. (Chains end at ourselves; the bound guards the loop.) */
+  private isBelow(y: Peer, x: Peer): boolean {
+    let above: Peer | undefined = y;
+    let steps = this.byName.size;
+    while (above && above !== x && above !== this.ourself && steps-- > 0) above = this.byName.get(above.reachParent);
+    return above !== this.ourself;
+  }
+
+  /**
+   * Marks everything reachable from `from` (all reached already) as reached, breadth first: a
+   * shallow tree keeps reroute's walks up chains of parents short, and puts fewer of a peer's
+   * neighbours below it.
+   */
   private spread(reach: Reach, from: Peer[]): void {
-    const stack = from;
-    for (let p = stack.pop(); p; p = stack.pop()) {
+    const queue = from;
+    for (let head = 0; head < queue.length; head++) {
+      const p = queue[head] as Peer;
       const conns = p.connectionList;
       for (let i = 0; i < conns.size; i++) {
         const n = conns.nameAt(i);
@@ -512,7 +546,7 @@ export class Peers {
         q.reachParent = p.name;
         // A full search fills `unreached` after it; an incremental one takes back what it reaches.
         if (reach.unreached.size) reach.unreached.delete(n);
-        stack.push(q);
+        queue.push(q);
       }
     }
   }

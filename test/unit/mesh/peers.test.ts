@@ -399,7 +399,8 @@ test('GC keeps reachability between collections: the same result as a search of 
   // them; each collection must leave exactly the reached and the referenced peers, and remove
   // only peers a search from us (over any reported connection) does not reach. (A lost
   // connection that no path of the last search used keeps that search: seed 2 caught a name
-  // that joined the table after it, through a connection lost before the next.)
+  // that joined the table after it, through a connection lost before the next. Another way in
+  // found for a peer that lost its own must leave every chain of parents ending at us.)
   for (let seed = 1; seed <= 200; seed++) {
     const random = seeded(seed);
     const rnd = (n: number) => Math.floor(random() * n);
@@ -427,7 +428,19 @@ test('GC keeps reachability between collections: the same result as a search of 
         const v = (versions.get(a) ?? 0n) + BigInt(rnd(3));
         versions.set(a, v);
         const conns = [...new Set(Array.from({ length: rnd(4) }, () => 1 + rnd(15)))].filter((n) => n !== a).map((n) => conn(n));
-        p.applyUpdate([entry(summary(a, v), ...conns)]);
+        const update = [entry(summary(a, v), ...conns)];
+        // Often with the other ends reporting the same connections (a mesh reports both ends),
+        // so that other ways in to a peer whose own is lost exist, several hops long.
+        if (rnd(2)) {
+          for (const { remoteName: b } of conns) {
+            if (b === 1) continue;
+            const vb = (versions.get(b) ?? 0n) + 1n;
+            versions.set(b, vb);
+            const theirs = (p.get(b)?.connectionItems ?? []).map((c) => c.remoteName).filter((n) => n !== a);
+            update.push(entry(summary(b, vb), ...theirs.map((n) => conn(n)), conn(a)));
+          }
+        }
+        p.applyUpdate(update);
       } else if (op === 5) {
         // A connection being set up holds its remote; once added, we report it.
         p.fetchWithDefault(Peer.fromSummary(summary(a, 0n)));

@@ -516,7 +516,7 @@ export class Peers {
     return false;
   }
 
-  /** Whether `x` is on `y`'s chain of parents. (Chains end at ourselves; the bound guards the loop.) */
+  /** Whether `y`'s chain of parents passes `x` (or, which never holds, fails to end at ourselves: the bound guards the loop). */
   private isBelow(y: Peer, x: Peer): boolean {
     let above: Peer | undefined = y;
     let steps = this.byName.size;

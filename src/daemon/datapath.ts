@@ -246,6 +246,24 @@ export class Datapath {
     });
   }
 
+  /**
+   * The capture counters of `weave report`: the original's were pcap's on `vethwe-pcap`; ours
+   * are the TAP's kernel counters. PacketsReceived: frames the TAP handed to the router;
+   * PacketsDropped: frames it dropped because the router did not read them in time (pcap's "no
+   * room in the buffer"); PacketsIfDropped: frames the router wrote that the kernel dropped.
+   * Null when the TAP cannot be read (a report must not fail on it).
+   */
+  async captureStats(): Promise<Record<string, number> | null> {
+    if (!this.tap || this.stopped) return null;
+    try {
+      const s = await this.deps.links.linkStats(TAP_NAME);
+      return s ? { PacketsDropped: s.tx.dropped, PacketsIfDropped: s.rx.dropped, PacketsReceived: s.tx.packets } : null;
+    } catch (e) {
+      this.log.debug({ err: errorMessage(e) }, 'capture counters unavailable');
+      return null;
+    }
+  }
+
   /** A peer left the topology: its MACs are stale. */
   peerGone(peer: PeerName): void {
     this.send({ t: 'forget-peer', peer });

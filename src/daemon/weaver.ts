@@ -12,7 +12,7 @@ import { formatCidr, parseCidr, type Cidr } from '../core/ip.js';
 import { weaveVersion } from '../core/version.js';
 import { goJsonTime } from '../core/go-json.js';
 import { IpRoute } from '../platform/iproute.js';
-import { Datapath } from './datapath.js';
+import { Datapath, TAP_NAME } from './datapath.js';
 import { HOST_VETH_PREFIX, parseAttachAlias } from '../platform/container-link.js';
 import { Iptables } from '../platform/iptables.js';
 import { Sysctl } from '../platform/sysctl.js';
@@ -300,7 +300,7 @@ export class Weaver {
       readOnly,
       services: {
         report: () => this.report(),
-        macs: () => this.macs(),
+        datapathStatus: () => this.datapathStatus(),
         metrics: () => this.metrics!.render(),
         ...(this.allocator ? { ipam: this.ipamService(this.allocator) } : {}),
         expose: {
@@ -343,16 +343,26 @@ export class Weaver {
     return report;
   }
 
-  /** The data path's MAC table as the original's report lists it (local MACs under our name). */
-  private async macs(): Promise<WeaveReport['Router']['MACs']> {
-    const entries = (await this.datapath?.macTable()) ?? [];
+  /**
+   * The data path's part of the report: the interface frames are captured on and its counters
+   * (the original's: `vethwe-pcap (via pcap)` and pcap's), and the MAC table as the original's
+   * report lists it (local MACs under our name).
+   */
+  private async datapathStatus(): Promise<Pick<WeaveReport['Router'], 'Interface' | 'CaptureStats' | 'MACs'>> {
+    const dp = this.datapath;
+    if (!dp) return { Interface: this.cfg.bridge, CaptureStats: null, MACs: [] };
+    const [entries, captureStats] = await Promise.all([dp.macTable(), dp.captureStats()]);
     const mesh = this.mesh!;
-    return entries.map(([mac, peer, seenMs]) => ({
-      Mac: formatPeerName(mac),
-      Name: formatPeerName(peer),
-      NickName: mesh.peers.get(peer)?.nickName ?? '',
-      LastSeen: goJsonTime(seenMs),
-    }));
+    return {
+      Interface: `${TAP_NAME} (via TAP)`,
+      CaptureStats: captureStats,
+      MACs: entries.map(([mac, peer, seenMs]) => ({
+        Mac: formatPeerName(mac),
+        Name: formatPeerName(peer),
+        NickName: mesh.peers.get(peer)?.nickName ?? '',
+        LastSeen: goJsonTime(seenMs),
+      })),
+    };
   }
 
   private routerStatus(): WeaveReport['Router'] {

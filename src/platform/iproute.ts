@@ -67,6 +67,31 @@ export function parseLinkJson(text: string): LinkInfo[] {
   return out;
 }
 
+/** A link's kernel counters in one direction (`ip -j -s link show`, stats64). */
+export interface LinkCounters {
+  packets: number;
+  bytes: number;
+  dropped: number;
+}
+
+/** Decodes the first link's stats64 of `ip -j -s link show` output; undefined when it has none. */
+export function parseLinkStats(text: string): { rx: LinkCounters; tx: LinkCounters } | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text.trim() === '' ? '[]' : text);
+  } catch (e) {
+    throw new WeaveError('DECODE_FAILED', `cannot decode ip -j -s output: ${(e as Error).message}`);
+  }
+  const stats = Array.isArray(raw) ? (raw[0] as { stats64?: Record<string, unknown> } | undefined)?.stats64 : undefined;
+  if (typeof stats !== 'object' || stats === null) return undefined;
+  const dir = (d: unknown): LinkCounters => {
+    const o = (typeof d === 'object' && d !== null ? d : {}) as Record<string, unknown>;
+    const n = (k: string) => (typeof o[k] === 'number' ? o[k] : 0);
+    return { packets: n('packets'), bytes: n('bytes'), dropped: n('dropped') };
+  };
+  return { rx: dir(stats.rx), tx: dir(stats.tx) };
+}
+
 function isNoSuchDevice(stderr: string): boolean {
   return /does not exist|Cannot find device|No such device/i.test(stderr);
 }
@@ -110,6 +135,17 @@ export class IpRoute {
       throw new WeaveError('KERNEL_FAILED', `ip addr show dev ${name}: ${r.stderr.trim()}`);
     }
     return parseLinkJson(r.stdout)[0];
+  }
+
+  /** The link's kernel counters, or undefined if it does not exist. */
+  async linkStats(name: string): Promise<{ rx: LinkCounters; tx: LinkCounters } | undefined> {
+    const [c, a] = this.cmd(['-j', '-s', 'link', 'show', 'dev', name]);
+    const r = await execFile(c, a);
+    if (r.code !== 0) {
+      if (isNoSuchDevice(r.stderr)) return undefined;
+      throw new WeaveError('KERNEL_FAILED', `ip -s link show dev ${name}: ${r.stderr.trim()}`);
+    }
+    return parseLinkStats(r.stdout);
   }
 
   async listLinks(): Promise<LinkInfo[]> {

@@ -54,11 +54,11 @@ function overlayTo(text: string, peer: number): string | undefined {
   return line ? /established\s+(?:encrypted\s+|unencrypted\s+)?(\S+)\s/.exec(line)?.[1] : undefined;
 }
 
-/** Bytes host i has sent through `dev` (the kernel's counter), or -1 if there is no such device. */
-function txBytes(i: number, dev: string): number {
+/** Bytes (or packets) host i has sent through `dev` (the kernel's counter), or -1 if there is no such device. */
+function txBytes(i: number, dev: string, what: 'bytes' | 'packets' = 'bytes'): number {
   const r = h(i).ns.run('ip', ['-s', '-j', 'link', 'show', 'dev', dev]);
   if (r.code !== 0) return -1;
-  return (JSON.parse(r.stdout) as { stats64: { tx: { bytes: number } } }[])[0]!.stats64.tx.bytes;
+  return (JSON.parse(r.stdout) as { stats64: { tx: { bytes: number; packets: number } } }[])[0]!.stats64.tx[what];
 }
 
 function ping(c: Netns, to: string, extra: string[] = []): boolean {
@@ -117,12 +117,27 @@ for (const mode of ['fastdp', 'sleeve'] as const) {
     }
     // weave report lists the MACs the data path learnt: host 2's container under host 2's name.
     const mac = (JSON.parse(c[1]!.ns.ip('-j', 'link', 'show', 'ethwe')) as { address: string }[])[0]!.address;
+    const captured = txBytes(1, 'vethwe-tap', 'packets');
     const report = JSON.parse((await h(1).client.request('GET', '/report', { headers: { accept: 'application/json' } })).body) as {
-      Router: { MACs: { Mac: string; Name: string; NickName: string; LastSeen: string }[] | null; OverlayDiagnostics: object };
+      Router: {
+        MACs: { Mac: string; Name: string; NickName: string; LastSeen: string }[] | null;
+        OverlayDiagnostics: object;
+        Interface: string;
+        CaptureStats: Record<string, number> | null;
+      };
     };
     // The original's fields in the original's order (its /report, captured in the wire vectors).
-    const original = JSON.parse(readFileSync(join(repoRoot, 'test/fixtures/wire-vectors/plain/h1-report.json'), 'utf8')) as { Router: object };
+    const original = JSON.parse(readFileSync(join(repoRoot, 'test/fixtures/wire-vectors/plain/h1-report.json'), 'utf8')) as {
+      Router: { CaptureStats: object };
+    };
     assert.deepEqual(Object.keys(report.Router), Object.keys(original.Router));
+    // Where the original counted pcap's capture on vethwe-pcap, we count the TAP's: the frames
+    // it handed to the router are its kernel's transmit counter, read around the report.
+    assert.equal(report.Router.Interface, 'vethwe-tap (via TAP)');
+    assert.deepEqual(Object.keys(report.Router.CaptureStats ?? {}), Object.keys(original.Router.CaptureStats));
+    const received = report.Router.CaptureStats!.PacketsReceived!;
+    assert.ok(received >= captured && received <= txBytes(1, 'vethwe-tap', 'packets'), `PacketsReceived ${received}, the TAP's count ${captured}`);
+    assert.ok(received >= (mode === 'fastdp' ? 1 : 100), `PacketsReceived ${received}`);
     assert.deepEqual(report.Router.OverlayDiagnostics, mode === 'fastdp' ? { sleeve: null, vxlan: null } : { sleeve: null });
     const entry = report.Router.MACs?.find((e) => e.Mac === mac);
     assert.ok(entry, `MACs lists ${mac}: ${JSON.stringify(report.Router.MACs)}`);

@@ -66,8 +66,8 @@ export interface DnsService {
 
 export interface ApiServices {
   report(): WeaveReport;
-  /** The data path's MAC table, for /report only (it asks the data path's thread). */
-  macs?(): Promise<WeaveReport['Router']['MACs']>;
+  /** The data path's part of the Router section (MAC table, capture counters), for /report only: it asks the data path's thread and the kernel. */
+  datapathStatus?(): Promise<Pick<WeaveReport['Router'], 'Interface' | 'CaptureStats' | 'MACs'>>;
   metrics(): Promise<{ contentType: string; body: string }>;
   ipam?: IpamService;
   expose: ExposeService;
@@ -341,7 +341,8 @@ export class ApiServer {
   private async report(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
     const full = async () => {
       const r = this.svc.report();
-      if (this.svc.macs) r.Router.MACs = await this.svc.macs();
+      // Assigned in place: the Router section keeps the original's field order.
+      if (this.svc.datapathStatus) Object.assign(r.Router, await this.svc.datapathStatus());
       return r;
     };
     if (req.headers.accept === 'application/json') {

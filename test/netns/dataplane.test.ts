@@ -1,10 +1,10 @@
 // Containers on different hosts talk: three hosts (network namespaces on one underlay bridge)
 // run weaver, containers are namespaces attached with `weave attach`. Ping and a TCP transfer
 // across hosts over the fast path and over sleeve (--no-fastdp); UDP 6784 blocked and
-// unblocked (traffic moves to sleeve and back, with the times it took); with a password the
-// underlay carries no plaintext and only sleeve; an underlay that drops UDP over 700 bytes
-// still carries big pings and a 10 MiB transfer; with --no-discovery in a chain traffic relays
-// through the middle host.
+// unblocked, and the underlay's MTU lowered and raised (traffic moves to sleeve and back, with
+// the times it took); with a password the underlay carries no plaintext and only sleeve; an
+// underlay that drops UDP over 700 bytes still carries big pings and a 10 MiB transfer; with
+// --no-discovery in a chain traffic relays through the middle host.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -176,6 +176,41 @@ test('fast path blocked (UDP 6784 dropped) → sleeve carries traffic; unblocked
   t.diagnostic(`fell back to sleeve after ${fallbackMs} ms; back on the fast path after ${backMs} ms`);
   assert.ok(fallbackMs < 10_000 && backMs < 10_000);
   await stopAll();
+});
+
+test('the underlay MTU lowered under the fast path → sleeve carries traffic; raised again → back on the fast path', async (t) => {
+  if (!requireRoot(t)) return;
+  await launch(1);
+  await launch(2, [ip(1)]);
+  await eventually(async () => overlayTo(await connections(1), 2) === 'vxlan' && overlayTo(await connections(2), 1) === 'vxlan', 20_000, 'vxlan both ways');
+  const [c1, c2] = [container(1, 'mc1'), container(2, 'mc2')];
+  assert.ok(ping(c1.ns, c2.addr));
+  // Both hosts' underlay links shrink below what a full-sized frame needs on the fast path
+  // (1376 + 50 bytes of VXLAN): its full-MTU heartbeats stop getting through.
+  const mtu = (m: number) => {
+    for (const i of [1, 2]) h(i).ns.must('ip', ['link', 'set', 'dev', 'eth0', 'mtu', String(m)]);
+  };
+  mtu(1400);
+  try {
+    let t0 = Date.now();
+    await eventually(async () => overlayTo(await connections(1), 2) === 'sleeve' && overlayTo(await connections(2), 1) === 'sleeve', 15_000, 'fallback to sleeve');
+    const fallbackMs = Date.now() - t0;
+    // 1368-byte packets fit the containers' MTU (1376) but no longer sleeve's over a 1400-byte
+    // underlay: sleeve must learn the smaller path and tell the senders (ICMP), then carry them.
+    assert.ok(await eventually(() => ping(c1.ns, c2.addr, ['-s', '1340']), 10_000, 'full-sized ping over sleeve'));
+    assert.match(await connections(1), /established sleeve 7a:00:00:00:00:02\(host2\) mtu=1338/, 'sleeve learnt the smaller path (1400 − 62)');
+    await tcpTransfer(c2.ns, c2.addr, c1.ns, 2);
+    mtu(1500);
+    t0 = Date.now();
+    await eventually(async () => overlayTo(await connections(1), 2) === 'vxlan' && overlayTo(await connections(2), 1) === 'vxlan', 15_000, 'back to vxlan');
+    const backMs = Date.now() - t0;
+    assert.ok(ping(c1.ns, c2.addr, ['-s', '1340']), 'full-sized ping over the fast path again');
+    t.diagnostic(`fell back to sleeve after ${fallbackMs} ms; back on the fast path after ${backMs} ms`);
+    assert.ok(fallbackMs < 10_000 && backMs < 10_000);
+  } finally {
+    mtu(1500);
+    await stopAll();
+  }
 });
 
 test('the bridge deleted under running routers comes back with containers and the fast path plugged in', async (t) => {

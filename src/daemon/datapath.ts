@@ -20,6 +20,8 @@ import { UdpSocket } from '../platform/udp-socket.js';
 import type { SleeveWorkerData, WorkerCommand } from './sleeve-worker.js';
 
 export const TAP_NAME = 'vethwe-tap';
+/** Where frames are captured, as the original named its (`vethwe-pcap (via pcap)`): report and log. */
+export const CAPTURE_INTERFACE = `${TAP_NAME} (via TAP)`;
 /** How long the data path's thread may take to start before the router gives up. */
 const WORKER_READY_TIMEOUT_MS = 10_000;
 export const vxlanName = (port: number) => `vxlan-${port}`;
@@ -152,6 +154,8 @@ export class Datapath {
     this.send({ t: 'hbmac', mac: macNumber(heartbeatMac(this.opts.ourName)) });
     await ready;
     this.log.info({ tap: TAP_NAME, vxlan: this.opts.fastdp ? vx : undefined, overlays: this.overlay.names }, `Data plane on ${bridge}: overlays ${this.overlay.names.join(', ')}`);
+    // The original's line, which its users look for.
+    this.log.info({ interface: CAPTURE_INTERFACE }, `Sniffing traffic on ${CAPTURE_INTERFACE}`);
   }
 
   /** The bridge was deleted and created again: plug our ports back in and reprogram it. */

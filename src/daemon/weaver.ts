@@ -12,7 +12,7 @@ import { formatCidr, parseCidr, type Cidr } from '../core/ip.js';
 import { weaveVersion } from '../core/version.js';
 import { goJsonTime } from '../core/go-json.js';
 import { IpRoute } from '../platform/iproute.js';
-import { Datapath, TAP_NAME } from './datapath.js';
+import { CAPTURE_INTERFACE, Datapath } from './datapath.js';
 import { HOST_VETH_PREFIX, parseAttachAlias } from '../platform/container-link.js';
 import { Iptables } from '../platform/iptables.js';
 import { Sysctl } from '../platform/sysctl.js';
@@ -354,7 +354,7 @@ export class Weaver {
     const [entries, captureStats] = await Promise.all([dp.macTable(), dp.captureStats()]);
     const mesh = this.mesh!;
     return {
-      Interface: `${TAP_NAME} (via TAP)`,
+      Interface: CAPTURE_INTERFACE,
       CaptureStats: captureStats,
       MACs: entries.map(([mac, peer, seenMs]) => ({
         Mac: formatPeerName(mac),

@@ -31,11 +31,16 @@ async function stopAll(): Promise<void> {
 }
 
 let serial = 0;
+interface Container {
+  ns: Netns;
+  addr: string;
+}
+
 /**
  * A container namespace on host i, attached to weave with a claimed address of the shared
  * /12 (until IPAM is distributed, each host's allocator must not hand out another's).
  */
-function container(i: number, label: string): { ns: Netns; addr: string } {
+function container(i: number, label: string): Container {
   const ns = new Netns(`${prefix}-${label}`);
   containers.push(ns);
   const addr = `10.32.${i}.${++serial}`;
@@ -152,26 +157,35 @@ for (const mode of ['fastdp', 'sleeve'] as const) {
   });
 }
 
-test('fast path blocked (UDP 6784 dropped) → sleeve carries traffic; unblocked → back on the fast path', async (t) => {
-  if (!requireRoot(t)) return;
+/** Hosts 1 and 2 on the fast path both ways, with a container on each that pings the other. */
+async function fastPathPair(label: string): Promise<[Container, Container]> {
   await launch(1);
   await launch(2, [ip(1)]);
-  await eventually(async () => overlayTo(await connections(1), 2) === 'vxlan' && overlayTo(await connections(2), 1) === 'vxlan', 20_000, 'vxlan both ways');
-  const [c1, c2] = [container(1, 'bc1'), container(2, 'bc2')];
-  assert.ok(ping(c1.ns, c2.addr));
+  await bothOn('vxlan', 20_000);
+  const cs: [Container, Container] = [container(1, `${label}1`), container(2, `${label}2`)];
+  assert.ok(ping(cs[0].ns, cs[1].addr));
+  return cs;
+}
+
+/** Waits until hosts 1 and 2 use `overlay` to each other; how long that took, in ms. */
+async function bothOn(overlay: 'vxlan' | 'sleeve', ms = 15_000): Promise<number> {
+  const t0 = Date.now();
+  await eventually(async () => overlayTo(await connections(1), 2) === overlay && overlayTo(await connections(2), 1) === overlay, ms, `${overlay} both ways`);
+  return Date.now() - t0;
+}
+
+test('fast path blocked (UDP 6784 dropped) → sleeve carries traffic; unblocked → back on the fast path', async (t) => {
+  if (!requireRoot(t)) return;
+  const [c1, c2] = await fastPathPair('bc');
   const block = (op: '-I' | '-D') => {
     for (const i of [1, 2]) h(i).ns.must('iptables', [op, 'INPUT', '-p', 'udp', '--dport', '6784', '-j', 'DROP']);
   };
   block('-I');
-  let t0 = Date.now();
-  await eventually(async () => overlayTo(await connections(1), 2) === 'sleeve', 15_000, 'fallback to sleeve');
-  const fallbackMs = Date.now() - t0;
+  const fallbackMs = await bothOn('sleeve');
   assert.ok(ping(c1.ns, c2.addr), 'ping over sleeve');
   await tcpTransfer(c2.ns, c2.addr, c1.ns, 2);
   block('-D');
-  t0 = Date.now();
-  await eventually(async () => overlayTo(await connections(1), 2) === 'vxlan', 15_000, 'back to vxlan');
-  const backMs = Date.now() - t0;
+  const backMs = await bothOn('vxlan');
   assert.ok(ping(c1.ns, c2.addr), 'ping over the fast path again');
   t.diagnostic(`fell back to sleeve after ${fallbackMs} ms; back on the fast path after ${backMs} ms`);
   assert.ok(fallbackMs < 10_000 && backMs < 10_000);
@@ -180,11 +194,7 @@ test('fast path blocked (UDP 6784 dropped) → sleeve carries traffic; unblocked
 
 test('the underlay MTU lowered under the fast path → sleeve carries traffic; raised again → back on the fast path', async (t) => {
   if (!requireRoot(t)) return;
-  await launch(1);
-  await launch(2, [ip(1)]);
-  await eventually(async () => overlayTo(await connections(1), 2) === 'vxlan' && overlayTo(await connections(2), 1) === 'vxlan', 20_000, 'vxlan both ways');
-  const [c1, c2] = [container(1, 'mc1'), container(2, 'mc2')];
-  assert.ok(ping(c1.ns, c2.addr));
+  const [c1, c2] = await fastPathPair('mc');
   // Both hosts' underlay links shrink below what a full-sized frame needs on the fast path
   // (1376 + 50 bytes of VXLAN): its full-MTU heartbeats stop getting through.
   const mtu = (m: number) => {
@@ -192,18 +202,14 @@ test('the underlay MTU lowered under the fast path → sleeve carries traffic; r
   };
   mtu(1400);
   try {
-    let t0 = Date.now();
-    await eventually(async () => overlayTo(await connections(1), 2) === 'sleeve' && overlayTo(await connections(2), 1) === 'sleeve', 15_000, 'fallback to sleeve');
-    const fallbackMs = Date.now() - t0;
+    const fallbackMs = await bothOn('sleeve');
     // 1368-byte packets fit the containers' MTU (1376) but no longer sleeve's over a 1400-byte
     // underlay: sleeve must learn the smaller path and tell the senders (ICMP), then carry them.
     assert.ok(await eventually(() => ping(c1.ns, c2.addr, ['-s', '1340']), 10_000, 'full-sized ping over sleeve'));
     assert.match(await connections(1), /established sleeve 7a:00:00:00:00:02\(host2\) mtu=1338/, 'sleeve learnt the smaller path (1400 − 62)');
     await tcpTransfer(c2.ns, c2.addr, c1.ns, 2);
     mtu(1500);
-    t0 = Date.now();
-    await eventually(async () => overlayTo(await connections(1), 2) === 'vxlan' && overlayTo(await connections(2), 1) === 'vxlan', 15_000, 'back to vxlan');
-    const backMs = Date.now() - t0;
+    const backMs = await bothOn('vxlan');
     assert.ok(ping(c1.ns, c2.addr, ['-s', '1340']), 'full-sized ping over the fast path again');
     t.diagnostic(`fell back to sleeve after ${fallbackMs} ms; back on the fast path after ${backMs} ms`);
     assert.ok(fallbackMs < 10_000 && backMs < 10_000);

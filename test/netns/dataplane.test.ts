@@ -2,9 +2,10 @@
 // run weaver, containers are namespaces attached with `weave attach`. Ping and a TCP transfer
 // across hosts over the fast path and over sleeve (--no-fastdp); UDP 6784 blocked and
 // unblocked, and the underlay's MTU lowered and raised (traffic moves to sleeve and back, with
-// the times it took); with a password the underlay carries no plaintext and only sleeve; an
-// underlay that drops UDP over 700 bytes still carries big pings and a 10 MiB transfer; with
-// --no-discovery in a chain traffic relays through the middle host.
+// the times it took); --mtu reaches the bridge, the fast path and containers; with a password
+// the underlay carries no plaintext and only sleeve; an underlay that drops UDP over 700 bytes
+// still carries big pings and a 10 MiB transfer; with --no-discovery in a chain traffic relays
+// through the middle host.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -217,6 +218,22 @@ test('the underlay MTU lowered under the fast path → sleeve carries traffic; r
     mtu(1500);
     await stopAll();
   }
+});
+
+test('--mtu 1300: the fast path, the bridge and containers use it, and status shows it', async (t) => {
+  if (!requireRoot(t)) return;
+  await launch(1, ['--mtu', '1300']);
+  await launch(2, ['--mtu', '1300', ip(1)]);
+  await bothOn('vxlan', 20_000);
+  assert.match(await connections(1), /established vxlan +7a:00:00:00:00:02\(host2\) mtu=1300/);
+  const [c1, c2] = [container(1, 'uc1'), container(2, 'uc2')];
+  const mtuOf = (ns: Netns, dev: string) => (JSON.parse(ns.ip('-j', 'link', 'show', 'dev', dev)) as { mtu: number }[])[0]!.mtu;
+  assert.deepEqual([mtuOf(h(1).ns, 'weave'), mtuOf(h(1).ns, 'vxlan-6784'), mtuOf(c1.ns, 'ethwe')], [1300, 1300, 1300]);
+  // 1300-byte packets cross; one byte more does not leave the container with DF set.
+  assert.ok(ping(c1.ns, c2.addr, ['-s', '1272', '-M', 'do']), 'ping of 1300 bytes');
+  assert.equal(ping(c1.ns, c2.addr, ['-s', '1273', '-M', 'do']), false, 'ping of 1301 bytes with DF');
+  await tcpTransfer(c2.ns, c2.addr, c1.ns, 2);
+  await stopAll();
 });
 
 test('the bridge deleted under running routers comes back with containers and the fast path plugged in', async (t) => {

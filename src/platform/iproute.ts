@@ -38,13 +38,17 @@ interface RawLink {
 }
 
 /** Decodes `ip -j [-d] link|addr show` output; tolerant of fields iproute2 versions omit. */
-export function parseLinkJson(text: string): LinkInfo[] {
-  let raw: unknown;
+/** `ip -j` output as JSON (empty output is an empty list); DECODE_FAILED when it is not JSON. */
+function parseIpJson(text: string): unknown {
   try {
-    raw = JSON.parse(text.trim() === '' ? '[]' : text);
+    return JSON.parse(text.trim() === '' ? '[]' : text);
   } catch (e) {
     throw new WeaveError('DECODE_FAILED', `cannot decode ip -j output: ${(e as Error).message}`);
   }
+}
+
+export function parseLinkJson(text: string): LinkInfo[] {
+  const raw = parseIpJson(text);
   if (!Array.isArray(raw)) throw new WeaveError('DECODE_FAILED', 'ip -j output is not a list');
   const out: LinkInfo[] = [];
   for (const r of raw as RawLink[]) {
@@ -76,12 +80,7 @@ export interface LinkCounters {
 
 /** Decodes the first link's stats64 of `ip -j -s link show` output; undefined when it has none. */
 export function parseLinkStats(text: string): { rx: LinkCounters; tx: LinkCounters } | undefined {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text.trim() === '' ? '[]' : text);
-  } catch (e) {
-    throw new WeaveError('DECODE_FAILED', `cannot decode ip -j -s output: ${(e as Error).message}`);
-  }
+  const raw = parseIpJson(text);
   const stats = Array.isArray(raw) ? (raw[0] as { stats64?: Record<string, unknown> } | undefined)?.stats64 : undefined;
   if (typeof stats !== 'object' || stats === null) return undefined;
   const dir = (d: unknown): LinkCounters => {
@@ -128,24 +127,23 @@ export class IpRoute {
 
   /** The link with its addresses, or undefined if it does not exist. */
   async getLink(name: string): Promise<LinkInfo | undefined> {
-    const [c, a] = this.cmd(['-j', '-d', 'addr', 'show', 'dev', name]);
-    const r = await execFile(c, a);
-    if (r.code !== 0) {
-      if (isNoSuchDevice(r.stderr)) return undefined;
-      throw new WeaveError('KERNEL_FAILED', `ip addr show dev ${name}: ${r.stderr.trim()}`);
-    }
-    return parseLinkJson(r.stdout)[0];
+    const out = await this.showDev(['-j', '-d', 'addr', 'show'], name);
+    return out === undefined ? undefined : parseLinkJson(out)[0];
   }
 
   /** The link's kernel counters, or undefined if it does not exist. */
   async linkStats(name: string): Promise<{ rx: LinkCounters; tx: LinkCounters } | undefined> {
-    const [c, a] = this.cmd(['-j', '-s', 'link', 'show', 'dev', name]);
+    const out = await this.showDev(['-j', '-s', 'link', 'show'], name);
+    return out === undefined ? undefined : parseLinkStats(out);
+  }
+
+  /** `ip <show> dev <name>`'s output, or undefined if there is no such link. */
+  private async showDev(show: string[], name: string): Promise<string | undefined> {
+    const [c, a] = this.cmd([...show, 'dev', name]);
     const r = await execFile(c, a);
-    if (r.code !== 0) {
-      if (isNoSuchDevice(r.stderr)) return undefined;
-      throw new WeaveError('KERNEL_FAILED', `ip -s link show dev ${name}: ${r.stderr.trim()}`);
-    }
-    return parseLinkStats(r.stdout);
+    if (r.code === 0) return r.stdout;
+    if (isNoSuchDevice(r.stderr)) return undefined;
+    throw new WeaveError('KERNEL_FAILED', `ip ${show.filter((x) => x !== '-j').join(' ')} dev ${name}: ${r.stderr.trim()}`);
   }
 
   async listLinks(): Promise<LinkInfo[]> {

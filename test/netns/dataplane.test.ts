@@ -204,11 +204,13 @@ test('the underlay MTU lowered under the fast path → sleeve carries traffic; r
   mtu(1400);
   try {
     const fallbackMs = await bothOn('sleeve');
-    // 1368-byte packets fit the containers' MTU (1376) but no longer sleeve's over a 1400-byte
-    // underlay: sleeve must learn the smaller path and tell the senders (ICMP), then carry them.
-    assert.ok(await eventually(() => ping(c1.ns, c2.addr, ['-s', '1340']), 10_000, 'full-sized ping over sleeve'));
-    assert.match(await connections(1), /established sleeve 7a:00:00:00:00:02\(host2\) mtu=1338/, 'sleeve learnt the smaller path (1400 − 62)');
+    // Full-sized TCP segments (DF, 1376 bytes, the containers' MTU) no longer fit sleeve over a
+    // 1400-byte underlay: sleeve must learn the smaller path (from the kernel's EMSGSIZE) and
+    // tell the senders (ICMP). A ping alone need not teach it: without DF, sleeve sends the
+    // frame as the kernel's fragments, which cross.
     await tcpTransfer(c2.ns, c2.addr, c1.ns, 2);
+    await eventually(async () => /established sleeve 7a:00:00:00:00:02\(host2\) mtu=1338/.test(await connections(1)), 10_000, 'sleeve learnt the smaller path (1400 − 62)');
+    assert.ok(await eventually(() => ping(c1.ns, c2.addr, ['-s', '1340']), 10_000, 'full-sized ping over sleeve'));
     mtu(1500);
     const backMs = await bothOn('vxlan');
     assert.ok(ping(c1.ns, c2.addr, ['-s', '1340']), 'full-sized ping over the fast path again');

@@ -196,6 +196,11 @@ export class MeshRouter {
     return !!this.opts.password;
   }
 
+  /** A route recalculation is scheduled: the routing tables do not yet reflect the topology held. */
+  get routesPending(): boolean {
+    return this.routesTimer !== undefined;
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;

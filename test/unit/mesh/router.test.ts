@@ -37,6 +37,27 @@ test('two routers connect, both see an established connection and the same topol
   assert.equal(row.address, addr(1));
 });
 
+test('routes are recalculated 100 ms after a topology change, and routesPending says when one is due', async () => {
+  const net = new SimNetwork(1);
+  const a = net.add(1);
+  const b = net.add(2);
+  assert.equal(a.routesPending, false);
+  b.connect([addr(1)], false);
+  let due: number | undefined;
+  for (let t = 0; t < 3000 && due === undefined; t += 5) {
+    await net.run(5, 5);
+    if (a.routesPending) due = net.clock.now();
+  }
+  assert.ok(due !== undefined, 'a recalculation became due once the connection came up');
+  // Not yet applied: the table still knows only ourselves.
+  assert.equal(a.routes.unicast(b.name), undefined);
+  await net.run(90, 5);
+  assert.equal(a.routesPending, true);
+  await net.run(15, 5);
+  assert.equal(a.routesPending, false);
+  assert.equal(a.routes.unicast(b.name), b.name);
+});
+
 test('discovery turns a chain into a full mesh; without it, routes go through the middle', async () => {
   for (const discovery of [true, false]) {
     const net = new SimNetwork(2);

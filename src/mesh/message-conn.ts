@@ -19,7 +19,7 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import type { TcpCryptoPair } from './crypto.js';
 import { FRAME_PREFIX_BYTES, MAX_TCP_MSG_BYTES, encodeFrame, ByteQueue, OutboundMessage } from './framing.js';
 import { GobReader } from './gob/gob-bytes.js';
-import { decodeGobStream } from './gob/gob-decoder.js';
+import { decodeGobDefinition, decodeGobStream } from './gob/gob-decoder.js';
 import { encodeGobValue } from './gob/gob-encoder.js';
 import { expectBytes, expectCount } from './gob/gob-expect.js';
 import { GOB_BYTES } from './gob/gob-type.js';
@@ -110,13 +110,19 @@ export class LengthPrefixReceiver implements FrameReceiver {
 }
 
 /**
- * v1: cuts a gob stream into its values. Each value comes out as a standalone gob stream (the
- * type definitions seen so far, then the value message), so decodeGobStream reads it alone.
+ * v1: cuts a gob stream into its values, each a standalone gob stream that decodeGobStream reads
+ * alone. The first value (the feature map, a user type) comes with the type definitions seen so
+ * far; every later one must be a []byte (mesh `gobTCPReceiver` decodes into one, and Go's
+ * decoder refuses any other wire type for it), which needs no definitions and comes out alone.
+ * So each byte is decoded once: prepending every definition to every value cost time and memory
+ * in proportion to definitions × values (81 KB of input made 262 MiB of streams). Definitions
+ * are checked as they arrive, as Go's decoder does.
  */
 export class GobStreamSplitter {
   private readonly queue = new ByteQueue();
   private readonly definitions: Buffer[] = [];
   private definitionBytes = 0;
+  private values = 0;
   private failure: WeaveError | undefined;
   private readonly maxMessageBytes: number;
 
@@ -151,11 +157,14 @@ export class GobStreamSplitter {
         const message = q.take(prefix + len);
         const typeId = new GobReader(message, prefix, message.length).intSmall('type id');
         if (typeId >= 0) {
-          out.push(Buffer.concat([...this.definitions, message]));
+          if (this.values++ === 0) out.push(this.definitions.length ? Buffer.concat([...this.definitions, message]) : message);
+          else if (typeId === GOB_BYTES.id) out.push(message);
+          else throw new WeaveError('DECODE_FAILED', `gob: v1 message of type id ${typeId}, not []byte`);
           continue;
         }
         this.definitionBytes += message.length;
         if (this.definitionBytes > MAX_GOB_DEFINITION_BYTES) throw new WeaveError('DECODE_FAILED', 'gob: too many type definitions');
+        decodeGobDefinition(message);
         this.definitions.push(message);
       }
     } catch (e) {

@@ -12,7 +12,9 @@ import { decodeGobStream } from '../../../src/mesh/gob/gob-decoder.js';
 import {
   ERR_EXPECTED_CRYPTO, ERR_EXPECTED_NO_CRYPTO, PROTOCOL_V1_FEATURES, runHandshake, type HandshakeOptions, type HandshakeOutcome,
 } from '../../../src/mesh/handshake.js';
-import { MessageConn } from '../../../src/mesh/message-conn.js';
+import { GobBytesReceiver, GobStreamSplitter, MessageConn } from '../../../src/mesh/message-conn.js';
+import { GobEncoder, encodeGobValue } from '../../../src/mesh/gob/gob-encoder.js';
+import { GOB_BYTES, GOB_STRING } from '../../../src/mesh/gob/gob-type.js';
 import type { ProtocolMsg } from '../../../src/mesh/protocol.js';
 import { encodeProtocolHeader } from '../../../src/mesh/protocol.js';
 import { createDuplexPipe, flush, type PipeEnd } from '../../helpers/duplex-pipe.js';
@@ -233,6 +235,49 @@ test('v1 plain: gob stream on the wire, features cut to the v1 set, messages rou
   assert.deepEqual(values.slice(1).map((v) => v.type.kind), ['bytes', 'bytes']);
   assert.deepEqual(values[1]?.value, Buffer.from('\x04v1 gossip', 'latin1'));
   assert.ok(t1.writtenBytes.includes(Buffer.from('peer-1')), 'v1 features travel in the clear');
+});
+
+test('v1 stream: later values are []byte alone; other types and bad definitions are refused; definitions are read once', () => {
+  const features = encodeFeatures({ PeerNameFlavour: 'mac', Name: 'peer-1' });
+  // Definitions only (each encode of an empty slice writes its type's definition, then the value).
+  const definition = (id: number): Buffer => {
+    const enc = new GobEncoder();
+    enc.encode({ kind: 'slice', name: '', elem: GOB_STRING, id }, []);
+    const b = enc.toBuffer();
+    return b.subarray(0, 1 + (b[0] as number));
+  };
+  const defs: Buffer[] = [];
+  for (let id = 70, n = 0; n < 60_000; id++) {
+    defs.push(definition(id));
+    n += (defs.at(-1) as Buffer).length;
+  }
+  const value = encodeGobValue(GOB_BYTES, Buffer.from([4, 1, 2, 3]));
+  const input = Buffer.concat([features, ...defs, ...Array<Buffer>(3000).fill(value)]);
+  const split = new GobStreamSplitter().push(input);
+  assert.equal(split.error, undefined);
+  assert.equal(split.frames.length, 3001);
+  assert.deepEqual(decodeFeatures(split.frames[0] as Buffer).get('Name'), 'peer-1');
+  // Each []byte value comes out as itself: before, each carried the 60 KB of definitions ahead
+  // of it (180 MB here), decoded again for every value.
+  for (const f of split.frames.slice(1)) assert.deepEqual(f, value);
+  const msgs = new GobBytesReceiver(new GobStreamSplitter()).decode({ frames: split.frames.slice(1) });
+  assert.equal(msgs.error, undefined);
+  assert.deepEqual(msgs.frames[2999], Buffer.from([4, 1, 2, 3]));
+
+  // After the feature map, a value of any other type: Go's decoder refuses it for a []byte.
+  // (The feature map's value message again: the last message of its stream; lengths < 128 here.)
+  let last = 0;
+  for (let at = 0; at < features.length; at += 1 + (features[at] as number)) last = at;
+  const other = new GobStreamSplitter().push(Buffer.concat([features, value, features.subarray(last)]));
+  assert.equal(other.frames.length, 2);
+  assert.ok(isWeaveError(other.error) && other.error.code === 'DECODE_FAILED' && /not \[\]byte/.test(other.error.message), String(other.error));
+
+  // A malformed definition is refused when it arrives, not when a value needs it.
+  const bad = Buffer.from(definition(70));
+  bad[bad.length - 2] = 0x7f;
+  const early = new GobStreamSplitter().push(Buffer.concat([features, bad]));
+  assert.equal(early.frames.length, 1);
+  assert.ok(isWeaveError(early.error) && early.error.code === 'DECODE_FAILED', String(early.error));
 });
 
 test('v1 encrypted: the key travels as PublicKey hex; messages are sealed []byte values', async () => {

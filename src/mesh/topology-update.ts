@@ -487,6 +487,11 @@ function inOrder(fields: readonly number[]): boolean {
   return fields.every((f, i) => f === i);
 }
 
+/** In Go's order and every field there: the definition encodeTopologyEntry's bytes are written for. */
+function whole(fields: readonly number[], all: ReadonlyMap<string, unknown>): boolean {
+  return fields.length === all.size && inOrder(fields);
+}
+
 /** A bool as encodeTopologyEntry writes it is 1 (and false is never sent). */
 function flag(r: Cursor): boolean {
   const v = r.uint();
@@ -573,12 +578,10 @@ function readConnection(r: Cursor, fields: readonly number[]): ConnectionSummary
 /** The update read directly, or undefined when the general decoder must have the last word. */
 function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: KnownEntries): DecodedTopologyUpdate | undefined {
   const b = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  // This stream's definitions (a handful): by id.
-  const defs: CachedDefinition[] = [];
-  const defOf = (id: number): CachedDefinition | undefined => {
-    for (const d of defs) if (d.id === id) return d;
-    return undefined;
-  };
+  // This stream's definitions by id: a handful from a router, but a peer may send thousands
+  // (a scan of a list per lookup made 1 MB of them take 8 s).
+  const defs = new Map<number, CachedDefinition>();
+  const defOf = (id: number): CachedDefinition | undefined => defs.get(id);
   const summaryLayout = (id: number): number[] | undefined => defOf(id)?.summary;
   const listLayout = (id: number): number[] | undefined => {
     const d = defOf(id);
@@ -608,8 +611,8 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
       const id = r.int();
       if (id < 0) {
         const d = cache.definition(b, start, end);
-        if (d.id !== -id || defOf(d.id)) throw FALLBACK;
-        defs.push(d);
+        if (d.id !== -id || defs.has(d.id)) throw FALLBACK;
+        defs.set(d.id, d);
         r.pos = end;
         continue;
       }
@@ -617,8 +620,10 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
       if (summary === undefined) {
         const fields = summaryLayout(id);
         if (!fields) throw FALLBACK;
-        // The entry we hold, byte for byte (canonical layout, NameByte first)? Then skip it.
-        if (known && inOrder(fields) && b[bodyStart] === 1 && b[bodyStart + 1] === PEER_NAME_BYTES && end - bodyStart >= 2 + PEER_NAME_BYTES) {
+        // The entry we hold, byte for byte (canonical layout, NameByte first)? Then skip it. Only
+        // under the whole struct: the same bytes under a definition with fewer fields name fields
+        // it does not have, which the general decoder refuses.
+        if (known && whole(fields, SUMMARY_FIELDS) && b[bodyStart] === 1 && b[bodyStart + 1] === PEER_NAME_BYTES && end - bodyStart >= 2 + PEER_NAME_BYTES) {
           const name = peerNameFromBytes(b, bodyStart + 2);
           const mine = known(name);
           if (mine && sameBytes(b, bodyStart, end, mine.summary)) {
@@ -630,7 +635,7 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
               c.end = cend;
               const cid = c.int();
               const cfields = cid >= 0 ? listLayout(cid) : undefined;
-              if (cfields && inOrder(cfields) && sameBytes(b, c.pos, cend, mine.connections)) {
+              if (cfields && whole(cfields, CONNECTION_FIELDS) && sameBytes(b, c.pos, cend, mine.connections)) {
                 (held ??= new Map()).set(entries.length, mine);
                 entries.push(undefined);
                 names.push(name);

@@ -69,7 +69,13 @@ export function parseJsonBigInt(text: string): unknown {
     while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
     if (i >= text.length) fail('unterminated string');
     i++;
-    return JSON.parse(text.slice(start, i)) as string;
+    try {
+      return JSON.parse(text.slice(start, i)) as string;
+    } catch {
+      // A bad escape or a raw control character: JSON.parse's SyntaxError, as ours.
+      i = start;
+      return fail('invalid string');
+    }
   };
   const val = (depth: number): unknown => {
     if (depth > 512) fail('nested too deeply');
@@ -89,7 +95,8 @@ export function parseJsonBigInt(text: string): unknown {
         const k = str();
         ws();
         if (text[i++] !== ':') fail('expected ":"');
-        o[k] = val(depth + 1);
+        // A plain assignment to "__proto__" would set the prototype and drop the key.
+        Object.defineProperty(o, k, { value: val(depth + 1), enumerable: true, writable: true, configurable: true });
         ws();
         const d = text[i++];
         if (d === '}') return o;

@@ -74,6 +74,18 @@ test('goJsonMarshal reproduces the original /report JSON byte for byte', () => {
   }
 });
 
+test('parseJsonBigInt: bad JSON is DECODE_FAILED, a "__proto__" key is kept as a key, big integers stay exact', () => {
+  for (const bad of ['"\\q"', '"\\u00zz"', '"a\u0001b"', '{"a":1,}', '[1 2]', '{"a"}', '"open', '01', '{"a":1}x']) {
+    assert.throws(() => parseJsonBigInt(bad), (e) => isWeaveError(e, 'DECODE_FAILED'), bad);
+  }
+  const o = parseJsonBigInt('{"__proto__":{"x":1},"n":18446744073709551615,"s":"a\\u00e9\\n"}') as Record<string, unknown>;
+  assert.deepEqual(Object.keys(o), ['__proto__', 'n', 's']);
+  assert.equal(Object.getPrototypeOf(o), Object.prototype);
+  assert.deepEqual(Object.getOwnPropertyDescriptor(o, '__proto__')?.value, { x: 1 });
+  assert.equal(o.n, 18446744073709551615n);
+  assert.equal(o.s, 'a\u00e9\n');
+});
+
 test('bad templates are INVALID_ARGUMENT errors', () => {
   for (const t of ['{{', '{{.A', '{{if .A}}x', '{{end}}', '{{else}}', '{{nosuchfn 1}}', '{{template "x"}}', '{{"unterminated}}', '{{(1}}', '{{|}}']) {
     assert.throws(() => run(t, data), (e) => isWeaveError(e, 'INVALID_ARGUMENT'), t);

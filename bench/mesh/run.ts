@@ -8,14 +8,16 @@
 // comes back).
 // For the join also the messages and bytes the routers wrote to each other, per router (a
 // measure of the protocol's work that, unlike time, load on the machine cannot inflate).
-// Wall and CPU time leave out the route check itself; CPU time counts every thread of the
-// process (the garbage collector's too), and unlike wall time is not inflated by other work on
-// the machine.
+// Each single change starts after a full garbage collection (see collectGarbage). Wall and CPU
+// time leave out the route check itself; CPU time counts every thread of the process (the
+// garbage collector's too), and unlike wall time is not inflated by other work on the machine.
 // (2) with --netns (root): POST /connect → both sides established, between two weaver hosts in
 // network namespaces, median of several runs, right after the routers started and 1.5 s later.
 //   node dist/bench/mesh/run.js [N ...]        default 10 100
 //   node dist/bench/mesh/run.js --netns [runs]
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { SimNetwork } from '../../test/helpers/mesh-sim.js';
 import type { MeshRouter } from '../../src/mesh/router.js';
 import { FRAME_PREFIX_BYTES, type OutboundMessage } from '../../src/mesh/framing.js';
@@ -24,6 +26,12 @@ import { ROUTES_RECALC_DELAY_MS } from '../../src/mesh/routes.js';
 import { summarize, table } from '../lib/stats.js';
 
 const addr = SimNetwork.address;
+
+// A full garbage collection before each single change: the heap of 1000 routers (over 1 GB)
+// still holds the garbage of the change before, and its collection, which lands in whichever
+// change comes next, is not that change's work (a real router holds one table, not a thousand).
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 /** True when every router holds the same peers at the same versions (the same entries). */
 function agreed(net: SimNetwork): boolean {
@@ -149,6 +157,7 @@ async function measureChange(net: SimNetwork, change: Change): Promise<(string |
       }
     }
   };
+  collectGarbage();
   const t = performance.now();
   const cpu0 = process.cpuUsage();
   count();

@@ -47,6 +47,8 @@ export const DEFAULT_DNS_LISTEN_ADDRESS = '0.0.0.0:53';
 export { MIN_UDP_SIZE, UDP_BUFFER_SIZE };
 /** miekg/dns server idle timeout for TCP connections. */
 const TCP_IDLE_TIMEOUT_MS = 8000;
+/** Queries of one TCP connection waiting on an upstream answer before we stop reading more. */
+const TCP_MAX_FORWARDING = 16;
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4 } as const;
 const FLAG_QR = 0x8000;
@@ -272,6 +274,12 @@ export class DnsServer implements DnsServerInfo {
     c.setNoDelay(true);
     let buf: Buffer = Buffer.alloc(0);
     let idle: TimerHandle | undefined;
+    // Backpressure: a client that sends queries and never reads the answers (each up to ~70
+    // times its query) must not make us buffer them without end. Queries are taken only while
+    // the socket takes our writes and few forwards are outstanding; otherwise reading pauses
+    // and the client's sends block. A client that reads nothing is closed by the idle timer.
+    let blocked = false;
+    let forwarding = 0;
     const touch = () => {
       idle?.cancel();
       idle = this.clock.setTimeout(() => c.destroy(), TCP_IDLE_TIMEOUT_MS);
@@ -280,21 +288,38 @@ export class DnsServer implements DnsServerInfo {
       if (!reply || c.destroyed) return;
       const len = Buffer.alloc(2);
       len.writeUInt16BE(reply.length);
-      c.write(Buffer.concat([len, reply]));
+      if (!c.write(Buffer.concat([len, reply])) && !blocked) {
+        blocked = true;
+        c.once('drain', () => {
+          blocked = false;
+          pump();
+        });
+      }
     };
-    touch();
-    c.on('data', (chunk: Buffer) => {
-      touch();
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      while (buf.length >= 2) {
+    const pump = () => {
+      while (!blocked && forwarding < TCP_MAX_FORWARDING && buf.length >= 2 && !c.destroyed) {
         const n = buf.readUInt16BE(0);
         if (buf.length < 2 + n) break;
         const msg = Buffer.from(buf.subarray(2, 2 + n));
         buf = buf.subarray(2 + n);
         const r = this.answer(msg, 'tcp');
-        if (r instanceof Promise) void this.track(r).then(write);
-        else write(r);
+        if (r instanceof Promise) {
+          forwarding++;
+          void this.track(r).then((reply) => {
+            forwarding--;
+            write(reply);
+            pump();
+          });
+        } else write(r);
       }
+      if (blocked || forwarding >= TCP_MAX_FORWARDING) c.pause();
+      else c.resume();
+    };
+    touch();
+    c.on('data', (chunk: Buffer) => {
+      touch();
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      pump();
     });
     c.on('error', () => c.destroy());
     c.on('close', () => {

@@ -219,6 +219,50 @@ socketTest('negative answers: NXDOMAIN for unknown names, NOERROR-empty for othe
   });
 });
 
+test('TCP: a client that sends queries and never reads the answers is not answered without end', async () => {
+  await withServer('node:dgram', {}, async ({ port, ns, server }) => {
+    const name = 'many.weave.local';
+    for (let i = 1; i <= 50; i++) ns.addEntryFqdn(name, 'c0', 0x0a020100 + i);
+    let answered = 0;
+    const answer = server.answer.bind(server);
+    server.answer = (msg, transport) => {
+      answered++;
+      return answer(msg, transport);
+    };
+    const q = query(name);
+    const frame = Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]);
+    const c = connect(port, '127.0.0.1');
+    c.pause(); // never reads
+    c.on('error', () => undefined);
+    await new Promise((r) => c.once('connect', r));
+    // 40 000 queries (1.4 MB) whose answers are about 70 times as big (100 MB before, all of it
+    // queued in the server).
+    for (let round = 0; round < 40; round++) {
+      c.write(Buffer.concat(Array.from({ length: 1000 }, () => frame)));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(answered < 20_000, `${answered} of 40000 queries answered into a socket nobody reads`);
+    // Others are still served meanwhile.
+    assert.equal(new Set(addrs((await tcpAsk(port, query(name))).packet)).size, 50);
+    // Once the client reads, the rest is answered.
+    let got = 0;
+    let pending = Buffer.alloc(0);
+    c.on('data', (d: Buffer) => {
+      pending = Buffer.concat([pending, d]);
+      while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+        got++;
+        pending = pending.subarray(2 + pending.readUInt16BE(0));
+      }
+    });
+    c.resume();
+    const t0 = Date.now();
+    while (got < 40_000 && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 50));
+    c.destroy();
+    assert.equal(got, 40_000);
+  });
+});
+
 socketTest('50 A records: cut with TC over UDP (512 bytes, or the EDNS size), complete over TCP', async (via) => {
   await withServer(via, {}, async ({ port, ns }) => {
     const name = 'seetwo.weave.local';

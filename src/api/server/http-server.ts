@@ -116,6 +116,24 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   return body;
 }
 
+/**
+ * Go's path.Clean as gorilla/mux applies it (a trailing slash kept) when the path has empty,
+ * "." or ".." segments (also percent-encoded), else undefined: the path is clean.
+ */
+export function cleanPath(raw: string): string | undefined {
+  const segs = raw.split('/').slice(1);
+  const dot = (s: string) => /^(?:\.|%2e){1,2}$/i.test(s);
+  if (!segs.some((s, i) => dot(s) || (s === '' && i < segs.length - 1))) return undefined;
+  const out: string[] = [];
+  for (const s of segs) {
+    if (s === '' || /^(?:\.|%2e)$/i.test(s)) continue;
+    if (dot(s)) out.pop();
+    else out.push(s);
+  }
+  const trailing = raw.endsWith('/') && out.length > 0 ? '/' : '';
+  return '/' + out.join('/') + trailing;
+}
+
 function cidrFromParts(ip: string | undefined, len: string | undefined): Cidr {
   return parseCidr(`${ip ?? ''}/${len ?? ''}`);
 }
@@ -294,7 +312,16 @@ export class ApiServer {
     let query: URLSearchParams;
     try {
       const url = new URL(req.url ?? '/', 'http://weave');
-      parts = url.pathname.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
+      const raw = req.url?.startsWith('/') ? (req.url.split(/[?#]/, 1)[0] as string) : url.pathname;
+      const clean = cleanPath(raw);
+      if (clean !== undefined) {
+        // As the original's router (gorilla/mux): a path with empty, "." or ".." segments is
+        // redirected to its clean form, not served: DELETE /ip/x/../../peer must not leave the network.
+        res.setHeader('location', clean + url.search);
+        send(res, 301, 'Moved Permanently\n');
+        return;
+      }
+      parts = raw.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
       query = url.searchParams;
     } catch {
       send(res, 400, 'invalid request path\n');
@@ -308,6 +335,12 @@ export class ApiServer {
         await h(req, res, parts, query);
       }
     } catch (e) {
+      if (req.destroyed && !req.complete) {
+        // The client went away while sending its body: nobody is left to answer.
+        this.log.debug({ method: req.method, url: req.url, err: errorMessage(e) }, 'request aborted by the client');
+        res.destroy();
+        return;
+      }
       const w = toWeaveError(e);
       const status = e instanceof HttpStatusError ? e.status : httpStatusFor(w.code);
       if (status >= 500) this.log.error({ method: req.method, url: req.url, err: errorMessage(e), code: w.code }, 'request failed');
@@ -322,14 +355,16 @@ export class ApiServer {
   }
 
   private status(res: ServerResponse, sub: string | undefined): void {
-    const render = {
+    const views: Record<string, (r: WeaveReport) => string> = {
       '': renderStatus,
       targets: renderTargets,
       connections: renderConnections,
       peers: renderPeers,
       dns: renderDns,
       ipam: renderIpam,
-    }[sub ?? ''];
+    };
+    // Own keys only: /status/constructor is no view.
+    const render = Object.hasOwn(views, sub ?? '') ? views[sub ?? ''] : undefined;
     if (!render) {
       send(res, 404, '404 page not found\n');
       return;

@@ -35,6 +35,19 @@ export function fqdn(name: string): string {
   return name.endsWith('.') ? name : `${name}.`;
 }
 
+/** A name DNS can carry: labels of 1..63 bytes, 255 bytes in all on the wire ("" and "." are the root). */
+export function encodableName(name: string): boolean {
+  const n = name === '.' ? '' : name.replace(/\.$/, '');
+  if (n === '') return true;
+  let total = 1;
+  for (const label of n.split('.')) {
+    const len = Buffer.byteLength(label);
+    if (len === 0 || len > 63) return false;
+    total += len + 1;
+  }
+  return total <= 255;
+}
+
 /** `dns.IsSubDomain(parent, child)`: child equals parent or ends in ".parent", any case. */
 export function isSubDomain(parent: string, child: string): boolean {
   const p = fqdn(parent).toLowerCase();
@@ -306,9 +319,15 @@ export class Nameserver implements Gossiper {
   /**
    * `PUT /name/{container}/{ip}` with form value `fqdn`: INVALID_ARGUMENT (400, the original's
    * text) for a bad address; a name outside the domain is ignored, as the original (204 all the same).
+   * Also INVALID_ARGUMENT for a name no DNS message can carry (an empty label, a label over 63
+   * bytes, over 255 in all), which the original stored and gossiped though nobody could look it up.
    */
   httpPutName(container: string, ip: string, fqdnValue: string): void {
-    this.addEntryFqdn(fqdnValue, container, parseEntryAddress(ip));
+    const addr = parseEntryAddress(ip);
+    if (!encodableName(fqdn(fqdnValue))) {
+      throw new WeaveError('INVALID_ARGUMENT', `Invalid hostname "${fqdnValue}": DNS names have labels of 1 to 63 bytes, 255 in all`);
+    }
+    this.addEntryFqdn(fqdnValue, container, addr);
   }
 
   /**

@@ -34,7 +34,7 @@ import { WeaveError, errorMessage } from '../core/errors.js';
 import { formatIPv4, tryParseIPv4, type IPv4 } from '../core/ip.js';
 import type { Logger } from '../core/logger.js';
 import { MAX_TCP_MESSAGE, MIN_UDP_SIZE, REVERSE_ZONE, UDP_BUFFER_SIZE, answerLocal, countDots, inZone, parseSimpleQuery, shuffle, type LocalZone } from './fast-reply.js';
-import { DEFAULT_DOMAIN, fqdn, type DnsServerInfo } from './nameserver.js';
+import { DEFAULT_DOMAIN, encodableName, fqdn, type DnsServerInfo } from './nameserver.js';
 import { NodeUdpListener, type DnsUdpBinding, type DnsUdpListener, type UdpPeer } from './udp-listener.js';
 import { NodeUpstreamExchange, type DnsTransport, type Upstream, type UpstreamExchange } from './upstream.js';
 
@@ -105,18 +105,6 @@ export function parseListenAddress(s: string): { host: string; port: number } {
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
-/** A name dns-packet can write: labels of 1..63 bytes, 255 bytes in all. */
-function encodableName(name: string): boolean {
-  const n = name.replace(/^\.|\.$/g, '');
-  if (n === '') return true;
-  let total = 1;
-  for (const label of n.split('.')) {
-    const len = Buffer.byteLength(label);
-    if (len === 0 || len > 63) return false;
-    total += len + 1;
-  }
-  return total <= 255;
-}
 
 /** A header-only answer to a query we cannot or will not parse. */
 function headerReply(msg: Buffer, rcode: number): Buffer {

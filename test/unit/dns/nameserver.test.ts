@@ -73,6 +73,15 @@ test('delete tombstones only our matching entries and broadcasts them; re-add re
   assert.equal(ns.allEntries().find((e) => e.addr === 1)!.version, 2);
   assert.throws(() => ns.httpPutName('c1', '10.0.0.256', 'x.weave.local.'), (e) => isWeaveError(e, 'INVALID_ARGUMENT') && e.message === 'invalid IP Address: 10.0.0.256');
   assert.throws(() => ns.httpDeleteName('c1', 'nope', undefined), (e) => isWeaveError(e, 'INVALID_ARGUMENT'));
+  // Names no DNS message can carry are refused, not stored and gossiped for nobody to find.
+  const before = ns.entryCount();
+  for (const bad of ['a..b.weave.local', `${'x'.repeat(64)}.weave.local`, `${'abcdefghi.'.repeat(25)}weave.local`, '.weave.local']) {
+    assert.throws(() => ns.httpPutName('c1', '0.0.0.3', bad), (e) => isWeaveError(e, 'INVALID_ARGUMENT') && /Invalid hostname/.test(e.message), bad);
+  }
+  assert.equal(ns.entryCount(), before);
+  ns.httpPutName('c1', '0.0.0.3', `${'x'.repeat(63)}.weave.local`);
+  ns.httpPutName('c1', '0.0.0.3', ''); // no name: outside the domain, ignored as by the original
+  assert.equal(ns.entryCount(), before + 1);
 });
 
 test('containerDied tombstones all entries of that container', () => {

@@ -1,0 +1,66 @@
+// The mesh's TCP transport over real loopback sockets: a peer that stops reading gets its
+// connection closed once what we queued for it passes the limit, instead of our keeping every
+// message sent to it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, connect, type Socket } from 'node:net';
+import { SocketTransport } from '../../../src/platform/tcp-transport.js';
+
+test('a peer that stops reading is closed with a clear error once 1 MiB is queued for it', { timeout: 20_000 }, async () => {
+  let peer: Socket | undefined;
+  const server = createServer((s) => {
+    peer = s;
+    s.pause(); // never reads
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const s = connect(port, '127.0.0.1');
+  try {
+    await new Promise((r) => s.once('connect', r));
+    const t = new SocketTransport(s, { maxQueuedBytes: 1 << 20 });
+    const closed = new Promise<Error | undefined>((r) => t.onClose(r));
+    let written = 0;
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    // Far more than the kernel's buffers hold (a few MB on loopback): the queue in our process grows.
+    for (let i = 0; i < 2000 && !s.destroyed; i++) {
+      t.write(chunk);
+      written += chunk.length;
+      if (i % 16 === 15) await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(s.destroyed, `still open after ${written} bytes`);
+    const err = await closed;
+    assert.ok(err && /peer is not reading: \d+ bytes queued for it/.test(err.message), String(err));
+    assert.ok(s.writableLength <= 1 << 20);
+    t.write(chunk); // after the close: ignored, no throw
+  } finally {
+    s.destroy();
+    peer?.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
+
+test('a peer that reads gets everything, in order', { timeout: 20_000 }, async () => {
+  const got: Buffer[] = [];
+  const server = createServer((s) => s.on('data', (c: Buffer) => got.push(c)));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const s = connect(port, '127.0.0.1');
+  try {
+    await new Promise((r) => s.once('connect', r));
+    const t = new SocketTransport(s, { maxQueuedBytes: 1 << 20 });
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      const b = Buffer.alloc(50_000, i & 0xff);
+      sent.push(b);
+      t.write(b);
+      await new Promise((r) => setImmediate(r));
+    }
+    const total = sent.reduce((n, b) => n + b.length, 0);
+    const t0 = Date.now();
+    while (got.reduce((n, b) => n + b.length, 0) < total && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(Buffer.concat(got).equals(Buffer.concat(sent)));
+  } finally {
+    s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});

@@ -3,20 +3,25 @@
 // message sent to it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type Socket } from 'node:net';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { SocketTransport } from '../../../src/platform/tcp-transport.js';
+
+/** A loopback server whose connections go to `accept`, and a socket connected to it. */
+async function pair(accept: (s: Socket) => void): Promise<{ server: Server; s: Socket }> {
+  const server = createServer(accept);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const s = connect((server.address() as { port: number }).port, '127.0.0.1');
+  await new Promise((r) => s.once('connect', r));
+  return { server, s };
+}
 
 test('a peer that stops reading is closed with a clear error once 1 MiB is queued for it', { timeout: 20_000 }, async () => {
   let peer: Socket | undefined;
-  const server = createServer((s) => {
-    peer = s;
-    s.pause(); // never reads
+  const { server, s } = await pair((c) => {
+    peer = c;
+    c.pause(); // never reads
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  const s = connect(port, '127.0.0.1');
   try {
-    await new Promise((r) => s.once('connect', r));
     const t = new SocketTransport(s, { maxQueuedBytes: 1 << 20 });
     const closed = new Promise<Error | undefined>((r) => t.onClose(r));
     let written = 0;
@@ -41,12 +46,8 @@ test('a peer that stops reading is closed with a clear error once 1 MiB is queue
 
 test('a peer that reads gets everything, in order', { timeout: 20_000 }, async () => {
   const got: Buffer[] = [];
-  const server = createServer((s) => s.on('data', (c: Buffer) => got.push(c)));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  const s = connect(port, '127.0.0.1');
+  const { server, s } = await pair((c) => c.on('data', (d: Buffer) => got.push(d)));
   try {
-    await new Promise((r) => s.once('connect', r));
     const t = new SocketTransport(s, { maxQueuedBytes: 1 << 20 });
     const sent: Buffer[] = [];
     for (let i = 0; i < 200; i++) {

@@ -75,6 +75,7 @@ export class SurrogateGossiper implements Gossiper {
   private readonly seen = new Map<string, number>();
   private readonly clock: Clock;
   private static readonly KEEP_MS = 2 * 60_000;
+  private static readonly KEEP_MAX = 4096;
 
   constructor(deps: { clock: Clock }) {
     this.clock = deps.clock;
@@ -92,7 +93,12 @@ export class SurrogateGossiper implements Gossiper {
 
   onGossip(msg: Buffer): GossipData | undefined {
     const now = this.clock.now();
-    for (const [k, t] of this.seen) if (now - t > SurrogateGossiper.KEEP_MS) this.seen.delete(k);
+    // Oldest first (a hash is inserted once, when first seen): stop at the first one still kept.
+    // A sweep of the whole memory per message made 40 000 distinct payloads block for 8 s.
+    for (const [k, t] of this.seen) {
+      if (now - t > SurrogateGossiper.KEEP_MS || this.seen.size >= SurrogateGossiper.KEEP_MAX) this.seen.delete(k);
+      else break;
+    }
     const h = createHash('sha256').update(msg).digest('base64');
     if (this.seen.has(h)) return undefined;
     this.seen.set(h, now);
@@ -256,9 +262,18 @@ export class GossipChannel {
   }
 }
 
+/**
+ * Surrogate channels kept at most: any peer may name any channel, and each name cost a channel
+ * kept for good (20 000 names: 26 MB, and every periodic gossip walks them all). The least
+ * recently used surrogate goes first; it holds nothing but its memory of payloads relayed.
+ */
+export const MAX_SURROGATE_CHANNELS = 64;
+
 /** The channels of one router, by name; unknown names get a surrogate on first use. */
 export class GossipChannels {
   private readonly channels = new Map<string, GossipChannel>();
+  /** The surrogates among them, least recently used first. */
+  private readonly surrogates = new Map<string, GossipChannel>();
   private readonly deps: { net: GossipNetwork; clock: Clock; logger: Logger };
 
   constructor(deps: { net: GossipNetwork; clock: Clock; logger: Logger }) {
@@ -269,15 +284,24 @@ export class GossipChannels {
   add(name: string, gossiper: Gossiper): GossipChannel {
     const c = new GossipChannel(this.deps, name, gossiper);
     this.channels.set(name, c);
+    this.surrogates.delete(name);
     return c;
   }
 
   get(name: string): GossipChannel {
     let c = this.channels.get(name);
-    if (!c) {
-      c = new GossipChannel(this.deps, name, new SurrogateGossiper({ clock: this.deps.clock }));
-      this.channels.set(name, c);
+    if (c) {
+      if (this.surrogates.delete(name)) this.surrogates.set(name, c);
+      return c;
     }
+    for (const old of this.surrogates.keys()) {
+      if (this.surrogates.size < MAX_SURROGATE_CHANNELS) break;
+      this.surrogates.delete(old);
+      this.channels.delete(old);
+    }
+    c = new GossipChannel(this.deps, name, new SurrogateGossiper({ clock: this.deps.clock }));
+    this.channels.set(name, c);
+    this.surrogates.set(name, c);
     return c;
   }
 

@@ -1,14 +1,15 @@
 // Gossip channels relaying unicasts: a unicast is never passed back to the neighbour it came
 // from (routes that disagree would otherwise bounce it between two routers, as the wire format
 // has no hop limit), first with channels over a hand-wired network whose routes are set by the
-// test, then through real routers.
+// test, then through real routers. Also the bounds on what peers can make us keep: the
+// surrogate's memory of payloads, and how many surrogate channels there are.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/core/clock.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import { decodeGossipMessage } from '../../../src/mesh/gossip-message.js';
-import { GossipChannel, type GossipData, type Gossiper } from '../../../src/mesh/gossip.js';
+import { GossipChannel, GossipChannels, MAX_SURROGATE_CHANNELS, SurrogateGossiper, type GossipData, type Gossiper } from '../../../src/mesh/gossip.js';
 import { SimNetwork } from '../../helpers/mesh-sim.js';
 
 const addr = SimNetwork.address;
@@ -123,4 +124,45 @@ test('routers: a unicast is not passed back to the router it came from while the
   c1.unicast(r3.name, Buffer.from('again'));
   await net.run(1000);
   assert.deepEqual(inbox.unicasts, [[r1.name, 'again']]);
+});
+
+test('the surrogate relays each payload once, remembers at most 4096 for up to 2 min, and is quick about it', () => {
+  const clock = new FakeClock();
+  const s = new SurrogateGossiper({ clock });
+  const payload = (i: number) => Buffer.from(`payload ${i}`);
+  assert.ok(s.onGossip(payload(0)));
+  assert.equal(s.onGossip(payload(0)), undefined, 'a repeat is not relayed');
+  const t0 = performance.now();
+  for (let i = 1; i <= 40_000; i++) assert.ok(s.onGossip(payload(i)));
+  // A sweep of the whole memory per message took 8 s for this many.
+  assert.ok(performance.now() - t0 < 3000, `${Math.round(performance.now() - t0)} ms`);
+  assert.equal(s.onGossip(payload(40_000)), undefined, 'the latest are remembered');
+  assert.ok(s.onGossip(payload(1)), 'one 40 000 payloads ago is forgotten: at most 4096 are kept');
+  clock.advance(2 * 60_000 + 1);
+  assert.ok(s.onGossip(payload(40_000)), 'and none past 2 min');
+});
+
+test('channels nobody here runs: at most 64 surrogates, the least recently used going first', () => {
+  const clock = new FakeClock();
+  const channels = new GossipChannels({
+    clock,
+    logger: new MemoryLogger(),
+    net: { ourName: 1, nextHop: () => undefined, broadcastHops: () => [], gossipTargets: () => [], sendTo: () => true },
+  });
+  const ours = channels.add('topology', new Inbox());
+  const kept = channels.get('busy');
+  for (let i = 0; i < 20_000; i++) {
+    channels.get(`name ${i}`);
+    if (i % 50 === 0) assert.equal(channels.get('busy'), kept);
+  }
+  assert.equal(channels.all().length, 1 + MAX_SURROGATE_CHANNELS);
+  assert.equal(channels.get('topology'), ours, 'our own channels are never evicted');
+  assert.equal(channels.get('busy'), kept, 'a channel in use stays');
+  assert.ok(channels.all().includes(channels.get('name 19999')));
+  // A channel we start later replaces its surrogate and is not counted among them.
+  const late = channels.add('name 19999', new Inbox());
+  assert.equal(channels.get('name 19999'), late);
+  for (let i = 0; i < 200; i++) channels.get(`other ${i}`);
+  assert.equal(channels.get('name 19999'), late);
+  assert.equal(channels.all().length, 2 + MAX_SURROGATE_CHANNELS);
 });

@@ -20,7 +20,7 @@ import { formatIPv4, tryParseIPv4, type IPv4 } from '../core/ip.js';
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
 import type { GossipData, Gossiper } from '../mesh/gossip.js';
-import { checkClockSkew, decodeNameserverGossip, encodeNameserverGossip } from './codec.js';
+import { GOSSIP_WINDOW_S, checkClockSkew, decodeNameserverGossip, encodeNameserverGossip } from './codec.js';
 import { Entries, type Entry } from './entries.js';
 
 /** The gossip channel name (prog/weaver `router.NewGossip("nameserver", ns)`). */
@@ -244,11 +244,15 @@ export class Nameserver implements Gossiper {
     this.log.info({ peer: formatPeerName(peer), removed: n }, `peer ${formatPeerName(peer)} gone`);
   }
 
-  /** Drops tombstones older than the tombstone life; returns how many. */
+  /**
+   * Drops tombstones older than the tombstone life; returns how many. Also those dated further
+   * ahead than the clock skew gossip may have: a peer sets the time, and one far in the future
+   * was never old enough to go (the original kept it for good).
+   */
   deleteTombstones(): number {
     const now = this.nowSec();
     const limit = TOMBSTONE_TIMEOUT_MS / 1000;
-    return this.entries.filter((e) => e.tombstone === 0 || now - e.tombstone <= limit);
+    return this.entries.filter((e) => e.tombstone === 0 || (now - e.tombstone <= limit && e.tombstone - now <= GOSSIP_WINDOW_S));
   }
 
   // --- reads ----------------------------------------------------------------------------------

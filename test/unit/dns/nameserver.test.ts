@@ -164,6 +164,14 @@ test('tombstones are purged 30 min after deletion, by the timer', () => {
   assert.equal(clock.pendingCount, 0);
 });
 
+test('tombstones dated beyond the gossip clock skew are purged at once; others after 30 min', () => {
+  const { ns } = setup();
+  ns.onGossip(payload([entry({ addr: 1, version: 1, tombstone: T0 + 10 * 365 * 86_400 }), entry({ addr: 2, version: 1, tombstone: T0 + 600 })]));
+  assert.equal(ns.allEntries().length, 2);
+  assert.equal(ns.deleteTombstones(), 1);
+  assert.deepEqual(ns.allEntries().map((e) => e.addr), [2]);
+});
+
 test('gossip() is the whole table, even when empty (as the captured routers sent it)', () => {
   const { ns } = setup();
   assert.deepEqual(ns.gossip().encode().map((b) => decodeNameserverGossip(b)), [{ timestamp: T0, entries: [] }]);

@@ -501,6 +501,9 @@ function matches(id: number, shape: string, defs: ReadonlyMap<number, WireDef>, 
  * Decodes gossipState payloads, directly when they have the usual shape, else with the
  * general decoder. Keeps what it learnt of definitions (bounded): one per peer is plenty.
  */
+/** Definitions (all of a payload's) the direct decoder keeps what it learnt of, at most. */
+const MAX_CACHED_DEFINITIONS_BYTES = 4096;
+
 export class IpamDecoder {
   private readonly defs = new Map<string, { id: number; def: WireDef }>();
   private readonly plans = new Map<string, number | null>();
@@ -555,6 +558,9 @@ export class IpamDecoder {
       c.pos = end;
     }
     if (valueStart < 0 || valueEnd !== b.length) throw FALLBACK; // one value, last
+    // The definitions are a few hundred bytes from any router; what is learnt is kept by their
+    // bytes, so bigger ones (a peer may send megabytes) go to the general decoder, uncached.
+    if (valueStart > MAX_CACHED_DEFINITIONS_BYTES) throw FALLBACK;
     const key = b.toString('latin1', 0, valueStart);
     let top = this.plans.get(key);
     if (top === undefined) {

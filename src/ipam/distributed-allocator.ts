@@ -119,6 +119,8 @@ export const UNREACHABLE_OWNER_GRACE_MS = 10_000;
 export const INHERIT_HOLD_MS = 60_000;
 /** A peer showing us an older copy of the ring gets ours at most this often. */
 const STALE_REPLY_MS = 5_000;
+/** Bytes of received gossip kept decoded (decodeCached); a payload over a quarter of it is not kept. */
+const DECODED_CACHE_BYTES = 4 * 1024 * 1024;
 /** A peer asked for its ring (note 2) that has not answered is asked again after this. */
 const SOLICIT_REPEAT_MS = 10_000;
 /** Repeated conflict and unreachable-space logs at most this often. */
@@ -346,6 +348,7 @@ export class DistributedAllocator implements Gossiper {
   private encoded: { ring: Ring; ringGen: number; stateGen: number; now: bigint; bytes: Buffer } | undefined;
   /** Recently decoded payloads: a broadcast or a gossip round often brings the same bytes again. */
   private readonly decoded = new Map<string, IpamGossipState>();
+  private decodedBytes = 0;
   private readonly decoder = new IpamDecoder();
 
   constructor(deps: DistributedAllocatorDeps, opts: DistributedAllocatorOptions) {
@@ -1361,14 +1364,23 @@ export class DistributedAllocator implements Gossiper {
     return changed;
   }
 
-  /** DECODE_FAILED for bytes that are not a gossipState. */
+  /**
+   * DECODE_FAILED for bytes that are not a gossipState. The same state arrives from every
+   * neighbour, so the last few are kept decoded, by their bytes; within a byte budget, since a
+   * peer may send 10 MiB payloads (16 of them were 160 MB kept).
+   */
   private decodeCached(payload: Buffer): IpamGossipState {
+    if (payload.length > DECODED_CACHE_BYTES / 4) return this.decoder.decode(payload);
     const key = payload.toString('latin1');
     let state = this.decoded.get(key);
     if (!state) {
       state = this.decoder.decode(payload);
-      if (this.decoded.size >= 16) this.decoded.clear();
+      if (this.decoded.size >= 16 || this.decodedBytes + payload.length > DECODED_CACHE_BYTES) {
+        this.decoded.clear();
+        this.decodedBytes = 0;
+      }
       this.decoded.set(key, state);
+      this.decodedBytes += payload.length;
     }
     return state;
   }

@@ -21,7 +21,7 @@ import { BOX_KEY_BYTES, formSessionKey, generateBoxKeyPair, tcpCryptoPair, type 
 import { checkRequiredFeatures, decodeFeatures, encodeFeatures } from './features.js';
 import { MAX_TCP_MSG_BYTES } from './framing.js';
 import {
-  GobBytesReceiver, GobBytesSender, GobStreamSplitter, InboundBacklog, LengthPrefixReceiver, LengthPrefixSender, MessageConn,
+  GobBytesReceiver, GobBytesSender, GobStreamSplitter, InboundBacklog, LengthPrefixReceiver, LengthPrefixSender, MAX_FEATURES_MSG_BYTES, MessageConn,
   TCP_HEARTBEAT_MS, TCP_READ_TIMEOUT_MS, type FrameBatch, type FrameReceiver, type FrameSender,
 } from './message-conn.js';
 import {
@@ -319,7 +319,7 @@ class Handshake {
       const rest = this.pending.subarray(flag.bytes);
       this.pending = Buffer.alloc(0);
       this.sender = new LengthPrefixSender(this.maxMessageBytes);
-      this.receiver = new LengthPrefixReceiver(this.maxMessageBytes);
+      this.receiver = new LengthPrefixReceiver(this.maxMessageBytes, Math.min(this.maxMessageBytes, MAX_FEATURES_MSG_BYTES));
       const featureMsg = encodeFeatures(this.features);
       this.deps.transport.write(this.sender.encode(this.crypto ? this.crypto.sender.seal(featureMsg) : featureMsg));
       this.phase = 'features';
@@ -353,7 +353,7 @@ class Handshake {
     if (this.keyPair) ours.set('PublicKey', this.keyPair.publicKey.toString('hex'));
     this.deps.transport.write(encodeFeatures(ours));
     this.sender = new GobBytesSender(this.maxMessageBytes);
-    this.v1Splitter = new GobStreamSplitter(this.maxMessageBytes);
+    this.v1Splitter = new GobStreamSplitter(this.maxMessageBytes, Math.min(this.maxMessageBytes, MAX_FEATURES_MSG_BYTES));
     this.receiver = new GobBytesReceiver(this.v1Splitter);
     this.phase = 'v1-features';
     const rest = this.pending;

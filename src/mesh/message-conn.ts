@@ -82,12 +82,26 @@ export class GobBytesSender implements FrameSender {
 }
 
 
-/** v2: mesh `lengthPrefixTCPReceiver`; refuses a length over the limit before buffering it. */
+/**
+ * The feature map, the first message of a connection, at most: it comes before anything
+ * authenticates the peer, and at the general limit (10 MiB) every connection in a handshake
+ * could make us hold that much. A real one is a few hundred bytes.
+ */
+export const MAX_FEATURES_MSG_BYTES = 64 * 1024;
+
+/**
+ * v2: mesh `lengthPrefixTCPReceiver`; refuses a length over the limit before buffering it.
+ * `firstMaxBytes` limits the first message (the feature map) alone.
+ */
 export class LengthPrefixReceiver implements FrameReceiver {
   private readonly queue = new ByteQueue();
   private failure: WeaveError | undefined;
+  private received = 0;
 
-  constructor(private readonly maxBytes = MAX_TCP_MSG_BYTES) {}
+  constructor(
+    private readonly maxBytes = MAX_TCP_MSG_BYTES,
+    private readonly firstMaxBytes = maxBytes,
+  ) {}
 
   push(chunk: Uint8Array): FrameBatch {
     if (this.failure) return { frames: [], error: this.failure };
@@ -96,14 +110,16 @@ export class LengthPrefixReceiver implements FrameReceiver {
     const frames: Buffer[] = [];
     while (q.length >= FRAME_PREFIX_BYTES) {
       const len = ((q.byteAt(0) << 24) | (q.byteAt(1) << 16) | (q.byteAt(2) << 8) | q.byteAt(3)) >>> 0;
-      if (len > this.maxBytes) {
-        this.failure = new WeaveError('DECODE_FAILED', `incoming message exceeds maximum size: ${len} > ${this.maxBytes}`);
+      const max = this.received === 0 ? this.firstMaxBytes : this.maxBytes;
+      if (len > max) {
+        this.failure = new WeaveError('DECODE_FAILED', `incoming message exceeds maximum size: ${len} > ${max}`);
         q.clear();
         return { frames, error: this.failure };
       }
       if (q.length < FRAME_PREFIX_BYTES + len) break;
       q.skip(FRAME_PREFIX_BYTES);
       frames.push(q.take(len));
+      this.received++;
     }
     return { frames };
   }
@@ -126,8 +142,12 @@ export class GobStreamSplitter {
   private failure: WeaveError | undefined;
   private readonly maxMessageBytes: number;
 
-  constructor(maxValueBytes = MAX_TCP_MSG_BYTES) {
+  private readonly firstMaxMessageBytes: number;
+
+  /** `firstMaxValueBytes` limits the first value (the feature map) alone. */
+  constructor(maxValueBytes = MAX_TCP_MSG_BYTES, firstMaxValueBytes = maxValueBytes) {
     this.maxMessageBytes = maxValueBytes + GOB_VALUE_OVERHEAD_BYTES;
+    this.firstMaxMessageBytes = firstMaxValueBytes + GOB_VALUE_OVERHEAD_BYTES;
   }
 
   push(chunk: Uint8Array): FrameBatch {
@@ -150,9 +170,8 @@ export class GobStreamSplitter {
           for (let i = 1; i < prefix; i++) len = len * 256 + q.byteAt(i);
         }
         if (len === 0) throw new WeaveError('DECODE_FAILED', 'gob: empty message');
-        if (len > this.maxMessageBytes) {
-          throw new WeaveError('DECODE_FAILED', `incoming message exceeds maximum size: ${len} > ${this.maxMessageBytes}`);
-        }
+        const max = this.values === 0 ? this.firstMaxMessageBytes : this.maxMessageBytes;
+        if (len > max) throw new WeaveError('DECODE_FAILED', `incoming message exceeds maximum size: ${len} > ${max}`);
         if (q.length < prefix + len) break;
         const message = q.take(prefix + len);
         const typeId = new GobReader(message, prefix, message.length).intSmall('type id');

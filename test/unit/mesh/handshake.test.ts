@@ -12,7 +12,7 @@ import { decodeGobStream } from '../../../src/mesh/gob/gob-decoder.js';
 import {
   ERR_EXPECTED_CRYPTO, ERR_EXPECTED_NO_CRYPTO, PROTOCOL_V1_FEATURES, runHandshake, type HandshakeOptions, type HandshakeOutcome,
 } from '../../../src/mesh/handshake.js';
-import { GobBytesReceiver, GobStreamSplitter, MessageConn } from '../../../src/mesh/message-conn.js';
+import { GobBytesReceiver, GobStreamSplitter, LengthPrefixReceiver, MAX_FEATURES_MSG_BYTES, MessageConn } from '../../../src/mesh/message-conn.js';
 import { GobEncoder, encodeGobValue } from '../../../src/mesh/gob/gob-encoder.js';
 import { GOB_BYTES, GOB_STRING } from '../../../src/mesh/gob/gob-type.js';
 import type { ProtocolMsg } from '../../../src/mesh/protocol.js';
@@ -278,6 +278,19 @@ test('v1 stream: later values are []byte alone; other types and bad definitions 
   const early = new GobStreamSplitter().push(Buffer.concat([features, bad]));
   assert.equal(early.frames.length, 1);
   assert.ok(isWeaveError(early.error) && early.error.code === 'DECODE_FAILED', String(early.error));
+});
+
+test('the first message (the feature map) may be 64 KiB, those after it 10 MiB: checked before buffering', () => {
+  const frame = (n: number) => Buffer.concat([Buffer.from([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]), Buffer.alloc(n, 1)]);
+  // Only the prefix of an oversized first message: refused at once, not after 10 MiB arrive.
+  const big = new LengthPrefixReceiver(10 << 20, MAX_FEATURES_MSG_BYTES).push(frame(MAX_FEATURES_MSG_BYTES + 1).subarray(0, 4));
+  assert.ok(isWeaveError(big.error) && big.error.code === 'DECODE_FAILED' && /65537 > 65536/.test(big.error.message), String(big.error));
+  const ok = new LengthPrefixReceiver(10 << 20, MAX_FEATURES_MSG_BYTES).push(Buffer.concat([frame(MAX_FEATURES_MSG_BYTES), frame(1 << 20)]));
+  assert.equal(ok.error, undefined);
+  assert.deepEqual(ok.frames.map((f) => f.length), [MAX_FEATURES_MSG_BYTES, 1 << 20]);
+  // v1: the same for the first gob value.
+  const v1 = new GobStreamSplitter(10 << 20, MAX_FEATURES_MSG_BYTES).push(Buffer.from([0xfc, 0x00, 0x02, 0x00, 0x00]));
+  assert.ok(isWeaveError(v1.error) && v1.error.code === 'DECODE_FAILED' && /exceeds maximum size/.test(v1.error.message), String(v1.error));
 });
 
 test('v1 encrypted: the key travels as PublicKey hex; messages are sealed []byte values', async () => {

@@ -28,6 +28,7 @@
 import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Question } from 'dns-packet';
 import { randomInt } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { createServer, isIP, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError, errorMessage } from '../core/errors.js';
@@ -49,6 +50,8 @@ export { MIN_UDP_SIZE, UDP_BUFFER_SIZE };
 const TCP_IDLE_TIMEOUT_MS = 8000;
 /** Queries of one TCP connection waiting on an upstream answer before we stop reading more. */
 const TCP_MAX_FORWARDING = 16;
+/** Queries waiting on an upstream answer at once, at most (see handleRecursive). */
+export const MAX_FORWARDING = 256;
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4 } as const;
 const FLAG_QR = 0x8000;
@@ -146,6 +149,7 @@ export class DnsServer implements DnsServerInfo {
   private udp: DnsUdpBinding | undefined;
   private tcp: Server | undefined;
   private readonly tcpConns = new Set<TcpSocket>();
+  private forwarding = 0;
   private readonly inflight = new Set<Promise<unknown>>();
   private abort = new AbortController();
   private boundPort = 0;
@@ -187,6 +191,9 @@ export class DnsServer implements DnsServerInfo {
   async start(): Promise<void> {
     if (this.udp) return;
     this.abort = new AbortController();
+    // Every forward waiting on an upstream listens on it (at most MAX_FORWARDING at once), which
+    // is no leak for Node to warn about.
+    setMaxListeners(MAX_FORWARDING + 1, this.abort.signal);
     const tries = this.bind.port === 0 ? 10 : 1;
     let lastErr: unknown;
     for (let i = 0; i < tries; i++) {
@@ -435,7 +442,12 @@ export class DnsServer implements DnsServerInfo {
   private handleRecursive(msg: Buffer, req: DecodedPacket, q: Question, transport: DnsTransport): Reply | Promise<Reply> {
     // Unqualified names are ours ("broken resolvers" that do not apply the search path).
     if (countDots(fqdn(q.name)) === 1) return this.handleLocal(req, q, transport);
-    return this.forward(msg, req, q, transport);
+    // Each forward holds a socket until its answer or timeout (5 s per server): with a slow or
+    // dead upstream, queries at any rate would have us hold sockets until the process has no
+    // more descriptors, the mesh's included. Past the cap the client hears SERVFAIL at once.
+    if (this.forwarding >= MAX_FORWARDING) return this.errorReply(req, q, RCODE.SERVFAIL);
+    this.forwarding++;
+    return this.forward(msg, req, q, transport).finally(() => this.forwarding--);
   }
 
   private async forward(msg: Buffer, req: DecodedPacket, q: Question, transport: DnsTransport): Promise<Reply> {

@@ -22,7 +22,7 @@ import { systemClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { Nameserver } from '../../../src/dns/nameserver.js';
 import { parseSimpleQuery } from '../../../src/dns/fast-reply.js';
-import { DnsServer, parseListenAddress } from '../../../src/dns/server.js';
+import { DnsServer, MAX_FORWARDING, parseListenAddress } from '../../../src/dns/server.js';
 import { WorkerUdpListener } from '../../../src/daemon/dns-worker-udp.js';
 import { ResolvConfUpstream, parseResolvConf, staticUpstream } from '../../../src/dns/upstream.js';
 import { seeded } from '../../helpers/prng.js';
@@ -261,6 +261,33 @@ test('TCP: a client that sends queries and never reads the answers is not answer
     c.destroy();
     assert.equal(got, 40_000);
   });
+});
+
+test('at most 256 queries wait on the upstream at once; past that, SERVFAIL at once', async () => {
+  // An upstream that never answers.
+  const silent = createSocket('udp4');
+  await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
+  try {
+    await withServer('node:dgram', { servers: ['127.0.0.1'], upstreamPort: silent.address().port, timeoutMs: 4000 }, async ({ port }) => {
+      const client = createSocket('udp4');
+      const replies: Buffer[] = [];
+      client.on('message', (m) => replies.push(m));
+      await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+      for (let i = 0; i < MAX_FORWARDING + 44; i++) {
+        client.send(query(`host${i}.example.com`), port, '127.0.0.1');
+        // In small bursts: a few hundred datagrams at once overflow the server socket's buffer.
+        if (i % 16 === 15) await new Promise((r) => setTimeout(r, 5));
+      }
+      const t0 = Date.now();
+      while (replies.length < 44 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 100));
+      client.close();
+      assert.equal(replies.length, 44, 'only those past the cap are answered before the upstream times out');
+      for (const r of replies) assert.equal((dnsPacket.decode(r) as DecodedPacket).rcode, 'SERVFAIL');
+    });
+  } finally {
+    silent.close();
+  }
 });
 
 socketTest('50 A records: cut with TC over UDP (512 bytes, or the EDNS size), complete over TCP', async (via) => {

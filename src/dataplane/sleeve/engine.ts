@@ -36,6 +36,13 @@ import {
 import type { SleevePeerState } from './overlay.js';
 
 export const MAC_MAX_AGE_MS = 10 * 60_000;
+/**
+ * MACs kept at most. Frames from any source MAC teach us one (and an unencrypted sleeve takes
+ * frames from whoever names a connected peer), and MACs the fast path carries never age here:
+ * past this, the MAC learnt longest ago goes, as if it had aged (the fast path then forgets it
+ * too, and it is learnt again from its next frame).
+ */
+export const MAX_MACS = 65_536;
 const MAX_UDP_PAYLOAD = 65535 - 28;
 /** Datagrams in one UDP GSO send: the kernel's UDP_MAX_SEGMENTS (64 before Linux 6.x raised it). */
 const MAX_GSO_SEGMENTS = 64;
@@ -124,6 +131,7 @@ export class SleeveEngine {
   private unicast = new Map<PeerName, PeerName>();
   private broadcast = new Map<PeerName, PeerName[]>();
   private readonly macs = new Map<number, MacEntry>();
+  private readonly maxMacs: number;
   private readonly pinned = new Set<number>();
   private learned: [number, PeerName][] = [];
   private forgotten: number[] = [];
@@ -172,9 +180,10 @@ export class SleeveEngine {
   constructor(
     private readonly io: EngineIo,
     private readonly ourName: PeerName,
-    opts: { vnetHdr?: boolean; bridgeMtu?: number; udpGso?: boolean } = {},
+    opts: { vnetHdr?: boolean; bridgeMtu?: number; udpGso?: boolean; maxMacs?: number } = {},
   ) {
     this.vnetHdr = opts.vnetHdr ?? false;
+    this.maxMacs = opts.maxMacs ?? MAX_MACS;
     this.bridgeMtu = opts.bridgeMtu ?? 1376;
     this.udpGso = opts.udpGso ?? false;
     // Only frames from trusted peers pass the coalescer; single ones may carry a partial TCP
@@ -293,9 +302,7 @@ export class SleeveEngine {
     const now = this.clock;
     const known = this.macEntry(src);
     if (!known) {
-      this.macCacheClear();
-      this.macs.set(src, { peer: this.ourName, seen: now });
-      this.learned.push([src, this.ourName]);
+      this.learn(src, this.ourName, now);
     } else if (known.peer !== this.ourName) {
       // Probably a frame we injected coming back; the original drops it too.
       if (now - this.lastConflictLog > 10_000) {
@@ -422,11 +429,8 @@ export class SleeveEngine {
     }
     const srcMac = macOf(buf, start + 6);
     const known = this.macEntry(srcMac);
-    if (!known || known.peer !== src) {
-      this.macCacheClear();
-      this.macs.set(srcMac, { peer: src, seen: this.clock });
-      this.learned.push([srcMac, src]);
-    } else known.seen = this.clock;
+    if (!known || known.peer !== src) this.learn(srcMac, src, this.clock);
+    else known.seen = this.clock;
     if (!this.vnetHdr) this.io.writeTap(buf.subarray(start, end));
     else if (end - start > this.bridgeMtu + ETHERNET_OVERHEAD) {
       // A super-frame sent whole goes to our bridge as one GSO packet.
@@ -691,6 +695,24 @@ export class SleeveEngine {
       this.learned = [];
       this.forgotten = [];
     }
+  }
+
+  /** Learns `mac` at `peer` (new, or moved); at MAX_MACS the one learnt longest ago goes first. */
+  private learn(mac: number, peer: PeerName, now: number): void {
+    this.macCacheClear();
+    if (!this.macs.delete(mac) && this.macs.size >= this.maxMacs) {
+      for (const [old, e] of this.macs) {
+        this.macs.delete(old);
+        if (e.peer !== this.ourName) this.forgotten.push(old);
+        break;
+      }
+    }
+    this.macs.set(mac, { peer, seen: now });
+    // Forgotten and learnt again before the control side heard: it applies learnt, then
+    // forgotten, so the forgetting must not be reported.
+    const k = this.forgotten.lastIndexOf(mac);
+    if (k >= 0) this.forgotten.splice(k, 1);
+    this.learned.push([mac, peer]);
   }
 
   /** Drops MACs not seen for `maxAgeMs` (the original's 10 min), except pinned ones. */

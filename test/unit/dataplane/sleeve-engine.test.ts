@@ -38,7 +38,7 @@ class FakeNet {
   /** Receivers take UDP GSO trains whole (GRO); false: as separate datagrams. */
   gro = true;
 
-  add(i: number, opts: { vnetHdr?: boolean; udpGso?: boolean } = {}): Host {
+  add(i: number, opts: { vnetHdr?: boolean; udpGso?: boolean; maxMacs?: number } = {}): Host {
     const h = { i, tap: [], events: [], sent: [] } as unknown as Host;
     let pending: { buf: Buffer; len: number; ip: number; port: number; df: boolean; seg: number; sealed: boolean }[] = [];
     const io: EngineIo = {
@@ -68,7 +68,7 @@ class FakeNet {
       pathMtu: () => this.pmtu,
       now: () => 0,
     };
-    h.engine = new SleeveEngine(io, NAME(i), { vnetHdr: opts.vnetHdr ?? false, bridgeMtu: 1376, udpGso: opts.udpGso ?? false });
+    h.engine = new SleeveEngine(io, NAME(i), { vnetHdr: opts.vnetHdr ?? false, bridgeMtu: 1376, udpGso: opts.udpGso ?? false, ...(opts.maxMacs ? { maxMacs: opts.maxMacs } : {}) });
     this.hosts.set(i, h);
     return h;
   }
@@ -158,6 +158,43 @@ for (const key of [false, true]) {
     assert.equal(h2.tap.length, 1);
   });
 }
+
+test('the MAC table keeps at most maxMacs: the one learnt longest ago goes, pinned or not, and is reported forgotten', () => {
+  const net = new FakeNet();
+  const h1 = net.add(1);
+  const h2 = net.add(2, { maxMacs: 4 });
+  h1.engine.setPeer(peer(2));
+  h2.engine.setPeer(peer(1, { outbound: false }));
+  h1.engine.setRoutes([[NAME(2), NAME(2)]], [[NAME(1), [NAME(2)]], [NAME(2), []]]);
+  h2.engine.setRoutes([[NAME(1), NAME(1)]], [[NAME(2), [NAME(1)]], [NAME(1), []]]);
+  h2.engine.pin(0x020000000011, true); // as the fast path pins what it carries
+  for (const n of [0x11, 0x12, 0x13, 0x14, 0x15, 0x16]) {
+    h1.engine.onCaptured(ipv4Frame(BCAST, mac(n)));
+    h1.engine.flush();
+    net.run();
+  }
+  assert.equal(h2.engine.macCount(), 4);
+  assert.deepEqual(h2.engine.macTable().map(([m]) => m), [0x020000000013, 0x020000000014, 0x020000000015, 0x020000000016]);
+  const forgotten = h2.events.flatMap((e) => (e.t === 'macs' ? e.forgotten : []));
+  assert.deepEqual(forgotten, [0x020000000011, 0x020000000012]);
+  // Our own MACs count too, and are not reported (nobody else programmed them).
+  h2.engine.onCaptured(ipv4Frame(BCAST, mac(0x21)));
+  h2.engine.flush();
+  net.run();
+  assert.equal(h2.engine.macCount(), 4);
+  assert.deepEqual(h2.events.flatMap((e) => (e.t === 'macs' ? e.forgotten : [])), [0x020000000011, 0x020000000012, 0x020000000013]);
+  // Evicted and learnt again before the control side heard: reported learnt only (it applies
+  // what was learnt before what was forgotten).
+  h2.events.length = 0;
+  h1.engine.onCaptured(ipv4Frame(BCAST, mac(0x14)));
+  h1.engine.flush(); // on its way to h2
+  h2.engine.onCaptured(ipv4Frame(BCAST, mac(0x31))); // evicts mac(0x14); h2 does not flush yet
+  net.run(); // mac(0x14) arrives from h1 and is learnt again; then h2 flushes
+  const ev = h2.events.filter((e) => e.t === 'macs');
+  assert.equal(ev.length, 1);
+  assert.ok(ev.every((e) => e.t === 'macs' && !e.forgotten.includes(0x020000000014) && e.learned.some(([m]) => m === 0x020000000014)), JSON.stringify(ev));
+  assert.ok(h2.engine.macTable().some(([m, p]) => m === 0x020000000014 && p === NAME(1)));
+});
 
 test('frames to local MACs and STP are dropped; a captured frame from a remote MAC is refused', () => {
   const net = new FakeNet();

@@ -1048,6 +1048,7 @@ export class DistributedAllocator implements Gossiper {
     this.removeDeadContainers();
     if (this.releaseHolds()) this.tryPendingOps();
     this.expireConflicts();
+    this.pruneNicknames();
     this.logUnreachable();
     this.afterChange();
   }
@@ -1212,6 +1213,8 @@ export class DistributedAllocator implements Gossiper {
       }
     }
     this.verified = true;
+    this.heardFrom.clear();
+    this.solicited.clear();
     this.log.info({ inherited: this.inherited ?? false }, 'IP allocation ready: the addresses in use here are known');
   }
 
@@ -1387,11 +1390,14 @@ export class DistributedAllocator implements Gossiper {
 
   /** allocator.go update(): the heart of message handling. True when our ring changed. */
   private handleState(sender: PeerName | undefined, state: IpamGossipState): boolean {
+    // Only for peers the mesh knows or that own space: any peer may name any others, and a
+    // nickname is passed on in every gossip, mesh-wide (the original kept them all).
+    let inRing: Set<PeerName> | undefined;
     for (const [peer, nick] of state.nicknames) {
-      if (peer !== this.ourName && this.nicknames.get(peer) !== nick) {
-        this.nicknames.set(peer, nick);
-        this.stateGen++;
-      }
+      if (peer === this.ourName || this.nicknames.get(peer) === nick) continue;
+      if (!this.deps.isKnownPeer(peer) && !(inRing ??= this.ring.peerNames()).has(peer)) continue;
+      this.nicknames.set(peer, nick);
+      this.stateGen++;
     }
     if (state.ring) return this.mergeRing(sender, state.ring);
     if (!this.ring.empty()) {
@@ -1420,7 +1426,8 @@ export class DistributedAllocator implements Gossiper {
   private hasAllocations = (ranges: AddressRange[]): boolean => this.space.hasAllocationsIn(ranges);
 
   private mergeRing(sender: PeerName | undefined, incoming: RingState): boolean {
-    if (sender !== undefined) this.heardFrom.add(sender);
+    // Only the proof of our free space needs who we heard from (one entry per peer ever seen).
+    if (sender !== undefined && !this.verified) this.heardFrom.add(sender);
     const before = this.ring.state();
     // Until our space is proven (note 2) our own entries are only others' copies of them.
     const res = this.ring.merge(incoming, this.hasAllocations, { authoritative: this.verified });

@@ -12,6 +12,7 @@ import { ipamStatusLine, renderIpam } from '../../../src/api/server/status-text.
 import type { WeaveReport } from '../../../src/api/types.js';
 import { MemoryStore } from '../../../src/platform/sqlite-store.js';
 import { IpamNet, peer } from './ipam-net.js';
+import { decodeGossipState, encodeGossipState } from '../../../src/ipam/codec.js';
 import { seeded } from '../../helpers/prng.js';
 
 const fixtures = join(process.env.WEAVE_REPO_ROOT ?? process.cwd(), 'test/fixtures/wire-vectors/plain');
@@ -175,11 +176,17 @@ test('restart without a store: addresses on the bridge are claimed before anythi
   net.stop();
 });
 
-test('a claim of an address owned by a peer that cannot vouch for its ranges yet waits for it, and is not refused', async () => {
-  const net = new IpamNet(8, { range: '10.0.0.0/24' });
+/** Peers 1 and 2 agreeing on a ring over 10.0.0.0/24, and peer 2 having allocated for `ident`. */
+async function twoPeers(seed: number, ident: string): Promise<IpamNet> {
+  const net = new IpamNet(seed, { range: '10.0.0.0/24' });
   net.add(1, { quorum: 2 });
   net.add(2, { quorum: 2 });
-  await net.value(net.alloc(2).allocate('b0'));
+  await net.value(net.alloc(2).allocate(ident));
+  return net;
+}
+
+test('a claim of an address owned by a peer that cannot vouch for its ranges yet waits for it, and is not refused', async () => {
+  const net = await twoPeers(8, 'b0');
   await net.run(2000);
   const theirs = net.alloc(1).ringState().entries.find((e) => e.peer === peer(2));
   assert.ok(theirs);
@@ -511,5 +518,17 @@ test('a peer sending damaged IPAM messages cannot crash the allocator or take it
   assert.deepEqual(b.lookup('keep').map(fmt), [fmt(mine)]);
   const next = await net.value(b.allocate('after'), 30_000);
   assert.notEqual(fmt(next), fmt(mine));
+  net.stop();
+});
+
+test('nicknames are kept only for peers the mesh knows or that own space: others are not passed on', async () => {
+  const net = await twoPeers(13, 'x');
+  await net.run(1000);
+  const b = net.alloc(2);
+  const stranger = peer(99);
+  b.onGossip(encodeGossipState({ now: 0n, nicknames: [[peer(1), 'h1-renamed'], [stranger, 'nobody']] }));
+  const nicks = new Map(decodeGossipState(b.encodeState()!).state.nicknames);
+  assert.equal(nicks.get(peer(1)), 'h1-renamed');
+  assert.equal(nicks.has(stranger), false);
   net.stop();
 });

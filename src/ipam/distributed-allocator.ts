@@ -102,6 +102,8 @@ export const NO_CONTAINER_ID = '_';
  * a foreign ring logs it and sends its own ring back (at most once a minute per conflict).
  */
 const CONFLICT_MEMORY_MS = 150_000;
+/** Conflicts remembered at once, at most (the status shows them; each is a line of text). */
+const MAX_CONFLICT_RECORDS = 64;
 /**
  * After learning a ring without a store, how long we wait for owners we cannot reach (the mesh
  * may not have told us of them yet) before trusting the copies of our entries we have (note
@@ -1541,6 +1543,8 @@ export class DistributedAllocator implements Gossiper {
     const key = `${kind}/${peer ?? '?'}/${message}`;
     let c = this.conflictRecords.get(key);
     if (!c) {
+      // Keyed by text from peers' data: at most MAX_CONFLICT_RECORDS, the first recorded going first.
+      if (this.conflictRecords.size >= MAX_CONFLICT_RECORDS) this.conflictRecords.delete(this.conflictRecords.keys().next().value as string);
       c = { kind, peer, message, firstSeenMs: now, lastSeenMs: now, count: 0, lastLoggedMs: -Infinity };
       this.conflictRecords.set(key, c);
     }

@@ -532,3 +532,19 @@ test('nicknames are kept only for peers the mesh knows or that own space: others
   assert.equal(nicks.has(stranger), false);
   net.stop();
 });
+
+test('conflicts remembered at once are bounded: rings of 200 other ranges leave at most 64 records', async () => {
+  const net = await twoPeers(14, 'x');
+  await net.run(1000);
+  const b = net.alloc(2);
+  for (let i = 0; i < 200; i++) {
+    const start = parseIPv4(`10.1.${i}.0`);
+    b.onGossip(encodeGossipState({ now: 0n, nicknames: [], ring: { start, end: start + 256, peer: peer(1), entries: [], seeds: [peer(1)] } }));
+  }
+  const seen = b.conflicts();
+  assert.equal(seen.length, 64);
+  assert.ok(seen.every((c) => /Incompatible IP allocation ranges/.test(c.message)));
+  const kept = seen.map((c) => Number(/10\.1\.(\d+)\.0/.exec(c.message)?.[1])).sort((x, y) => x - y);
+  assert.deepEqual(kept, Array.from({ length: 64 }, (_, k) => 136 + k), 'the latest 64 kept');
+  net.stop();
+});

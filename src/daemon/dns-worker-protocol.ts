@@ -14,6 +14,8 @@ export interface DnsWorkerData {
   control: SharedArrayBuffer;
   /** Datagrams per batch. */
   slots: number;
+  /** Queries handed to the main thread and not yet taken by it, at most; past that, dropped. */
+  maxQueued: number;
 }
 
 /** control[CTL_STOP] = 1: exit at the next wake-up. */
@@ -24,7 +26,14 @@ export const CTL_GEN = 1;
 export const CTL_ANSWERED = 2;
 /** Datagrams handed to the main thread. */
 export const CTL_PASSED = 3;
-export const CTL_WORDS = 4;
+/** Of those, taken by the main thread (PASSED − TAKEN wait in its message queue). */
+export const CTL_TAKEN = 4;
+/** Datagrams dropped because that queue was full. */
+export const CTL_DROPPED = 5;
+export const CTL_WORDS = 6;
+
+/** Default for DnsWorkerData.maxQueued. */
+export const MAX_QUEUED_QUERIES = 1024;
 
 /** Main thread → worker. */
 export type DnsWorkerCommand =

@@ -28,7 +28,7 @@ import { NodeUdpListener, adoptDgram, type DnsUdpBinding, type DnsUdpListenOptio
 import { ErrnoError } from '../platform/ffi/libc.js';
 import { wakeUdpReaders } from '../platform/udp-batch.js';
 import { UdpSocket } from '../platform/udp-socket.js';
-import { CTL_ANSWERED, CTL_GEN, CTL_PASSED, CTL_STOP, CTL_WORDS, type DnsWorkerCommand, type DnsWorkerData, type DnsWorkerEvent } from './dns-worker-protocol.js';
+import { CTL_ANSWERED, CTL_DROPPED, CTL_GEN, CTL_PASSED, CTL_STOP, CTL_TAKEN, CTL_WORDS, MAX_QUEUED_QUERIES, type DnsWorkerCommand, type DnsWorkerData, type DnsWorkerEvent } from './dns-worker-protocol.js';
 
 /** What the listener needs from the nameserver. */
 export interface DnsNameSource {
@@ -45,6 +45,8 @@ export interface WorkerUdpListenerDeps {
 export interface WorkerUdpListenerOptions {
   /** Datagrams the worker takes per wake-up (default 64). */
   batch?: number;
+  /** Queries waiting for this thread at most; past that the worker drops them (default 1024). */
+  maxQueued?: number;
 }
 
 /** Who answers the current binding's UDP queries, and how many each took. */
@@ -54,6 +56,8 @@ export interface DnsUdpThreadStats {
   answered: number;
   /** Passed by the worker to the main thread. */
   passed: number;
+  /** Dropped by the worker because the main thread had that many waiting already. */
+  dropped: number;
 }
 
 const STOP_GRACE_MS = 3000;
@@ -62,12 +66,14 @@ export class WorkerUdpListener implements DnsUdpListener {
   private readonly names: DnsNameSource;
   private readonly log: Logger;
   private readonly batch: number;
+  private readonly maxQueued: number;
   private current: WorkerBinding | undefined;
 
   constructor(deps: WorkerUdpListenerDeps, opts: WorkerUdpListenerOptions = {}) {
     this.names = deps.names;
     this.log = deps.logger;
     this.batch = opts.batch ?? 64;
+    this.maxQueued = opts.maxQueued ?? MAX_QUEUED_QUERIES;
   }
 
   async listen(opts: DnsUdpListenOptions, onQuery: (msg: Buffer, from: UdpPeer) => void): Promise<DnsUdpBinding> {
@@ -82,7 +88,7 @@ export class WorkerUdpListener implements DnsUdpListener {
     }
     const b = new WorkerBinding(sock, this.names, this.log, onQuery);
     try {
-      await b.start(opts, this.batch);
+      await b.start(opts, this.batch, this.maxQueued);
     } catch (e) {
       await b.close();
       throw e;
@@ -93,7 +99,7 @@ export class WorkerUdpListener implements DnsUdpListener {
 
   /** The current binding's thread and counts (tests, diagnostics). */
   stats(): DnsUdpThreadStats {
-    return this.current?.stats() ?? { thread: 'none', answered: 0, passed: 0 };
+    return this.current?.stats() ?? { thread: 'none', answered: 0, passed: 0, dropped: 0 };
   }
 
   /** Fault injection for tests: the current worker dies at its next wake-up. */
@@ -124,7 +130,7 @@ class WorkerBinding implements DnsUdpBinding {
     this.port = sock.localAddress().port;
   }
 
-  async start(opts: DnsUdpListenOptions, slots: number): Promise<void> {
+  async start(opts: DnsUdpListenOptions, slots: number, maxQueued: number): Promise<void> {
     // Subscribed before the snapshot is taken, both on this thread: no change falls between.
     this.unsubscribe = this.names.onNamesChanged((changed) => {
       const set: [string, IPv4[]][] = [];
@@ -138,6 +144,7 @@ class WorkerBinding implements DnsUdpBinding {
       names: [...this.names.liveNames()],
       control: this.control,
       slots,
+      maxQueued,
     };
     let w: Worker;
     try {
@@ -159,6 +166,7 @@ class WorkerBinding implements DnsUdpBinding {
           settle?.();
           break;
         case 'query':
+          Atomics.add(this.ctl, CTL_TAKEN, 1);
           this.onQuery(Buffer.from(ev.msg.buffer, ev.msg.byteOffset, ev.msg.byteLength), { address: formatIPv4(ev.ip), port: ev.port });
           break;
         case 'log':
@@ -231,6 +239,7 @@ class WorkerBinding implements DnsUdpBinding {
       thread: this.closing ? 'none' : this.onMain ? 'main' : 'worker',
       answered: Atomics.load(this.ctl, CTL_ANSWERED),
       passed: Atomics.load(this.ctl, CTL_PASSED),
+      dropped: Atomics.load(this.ctl, CTL_DROPPED),
     };
   }
 

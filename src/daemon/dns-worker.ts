@@ -19,7 +19,7 @@ import { errorMessage } from '../core/errors.js';
 import type { IPv4 } from '../core/ip.js';
 import { MAX_SIMPLE_REPLY, answerLocalInto, parseSimpleQuery, type LocalZone } from '../dns/fast-reply.js';
 import { MAX_UDP_PAYLOAD, UdpBatchIo } from '../platform/udp-batch.js';
-import { CTL_ANSWERED, CTL_GEN, CTL_PASSED, CTL_STOP, RECV_TIMEOUT_MS, type DnsWorkerCommand, type DnsWorkerData, type DnsWorkerEvent } from './dns-worker-protocol.js';
+import { CTL_ANSWERED, CTL_DROPPED, CTL_GEN, CTL_PASSED, CTL_STOP, CTL_TAKEN, RECV_TIMEOUT_MS, type DnsWorkerCommand, type DnsWorkerData, type DnsWorkerEvent } from './dns-worker-protocol.js';
 
 const NONE: readonly IPv4[] = [];
 
@@ -51,6 +51,12 @@ function run(data: DnsWorkerData): void {
   const onSendError = (e: Error) => post({ t: 'log', level: 'warn', msg: `DNS reply not sent: ${errorMessage(e)}` });
 
   const pass = (i: number) => {
+    // The main thread forwards these upstream; reading at kernel speed, this thread would
+    // otherwise queue a flood there without end, where a full socket buffer used to drop it.
+    if (Atomics.load(control, CTL_PASSED) - Atomics.load(control, CTL_TAKEN) >= data.maxQueued) {
+      Atomics.add(control, CTL_DROPPED, 1);
+      return;
+    }
     const len = io.lens[i]!;
     const copy = new Uint8Array(len);
     copy.set(io.bufs[i]!.subarray(0, len));

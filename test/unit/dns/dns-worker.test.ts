@@ -7,12 +7,14 @@
 //   - every kind of change of the entry set reaches it before the next query, with no wait,
 //     also while the thread is starting;
 //   - many queries in flight are all answered, each under its own id;
+//   - what waits for the main thread is bounded: past maxQueued the worker drops queries;
 //   - a worker that dies hands the socket to the main thread, which keeps answering;
 //   - stop is prompt and frees the port; IPv6 addresses use node:dgram.
 // server.test.ts runs the server's whole socket suite with this listener as well.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
+import { Worker } from 'node:worker_threads';
 import dnsPacket from 'dns-packet';
 import type { Answer, Packet } from 'dns-packet';
 import { systemClock } from '../../../src/core/clock.js';
@@ -251,6 +253,36 @@ test('many queries in flight: all answered, each under its own id', async () => 
       assert.deepEqual(addrs(r), [`10.0.0.${i % 200}`]);
     });
     assert.equal(listener.stats().answered, 2000);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('queries for the main thread wait there at most maxQueued at once; past that the worker drops them', async () => {
+  const ns = newNameserver();
+  const listener = new WorkerUdpListener({ names: ns, logger: silentLogger }, { maxQueued: 8 });
+  const server = await startServer(ns, listener);
+  try {
+    // Another thread sends 200 queries the worker does not answer while this one is blocked,
+    // so nothing is taken from the queue meanwhile.
+    const done = new Int32Array(new SharedArrayBuffer(4));
+    const sender = new Worker(
+      `const { workerData } = require('node:worker_threads');
+       const s = require('node:dgram').createSocket('udp4');
+       let left = workerData.queries.length;
+       for (const q of workerData.queries) s.send(Buffer.from(q), workerData.port, '127.0.0.1', () => {
+         if (--left === 0) { s.close(); Atomics.store(workerData.done, 0, 1); Atomics.notify(workerData.done, 0); }
+       });`,
+      { eval: true, workerData: { port: server.address.port, done, queries: Array.from({ length: 200 }, (_, i) => query(`host${i}.example.com`)) } },
+    );
+    Atomics.wait(done, 0, 0, 10_000);
+    // Still blocked, until the worker has read them all.
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let t = 0; t < 100 && listener.stats().passed + listener.stats().dropped < 200; t++) Atomics.wait(pause, 0, 0, 50);
+    const s = listener.stats();
+    assert.equal(s.passed, 8);
+    assert.equal(s.dropped, 192);
+    await sender.terminate();
   } finally {
     await server.stop();
   }

@@ -108,7 +108,6 @@ export function parseListenAddress(s: string): { host: string; port: number } {
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
-
 /** A header-only answer to a query we cannot or will not parse. */
 function headerReply(msg: Buffer, rcode: number): Buffer {
   const out = Buffer.alloc(12);

@@ -40,7 +40,9 @@ export const MAC_MAX_AGE_MS = 10 * 60_000;
  * MACs kept at most. Frames from any source MAC teach us one (and an unencrypted sleeve takes
  * frames from whoever names a connected peer), and MACs the fast path carries never age here:
  * past this, the MAC learnt longest ago goes, as if it had aged (the fast path then forgets it
- * too, and it is learnt again from its next frame).
+ * too). It is learnt again from the next frame of it that crosses the sleeve; one that arrives
+ * over VXLAN teaches nobody, so a MAC the fast path carried waits for a broadcast from it (ARP),
+ * and frames to it flood over the sleeve until then.
  */
 export const MAX_MACS = 65_536;
 const MAX_UDP_PAYLOAD = 65535 - 28;

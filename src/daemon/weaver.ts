@@ -230,10 +230,7 @@ export class Weaver {
         store: this.store!,
         random: Math.random,
         isKnownPeer: (p) => mesh.peers.has(p),
-        // A peer the topology no longer holds is not reachable, whatever the routes (recalculated
-        // 100 ms after a change) still say: `weave status ipam` showed a killed owner unreachable
-        // while rmpeer, asked within those 100 ms, refused it as reachable.
-        isReachable: (p) => p === mesh.name || (mesh.peers.has(p) && mesh.routes.unicastAll(p) !== undefined),
+        isReachable: (p) => mesh.reachable(p),
         knownPeers: () => mesh.peers.names(),
         quorum: () => determineQuorum(init.mode === 'consensus' ? init.count : undefined, mesh.connectionMaker.targets().length),
       },

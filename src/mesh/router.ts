@@ -201,6 +201,16 @@ export class MeshRouter {
     return this.routesTimer !== undefined;
   }
 
+  /**
+   * Whether `name` is ourselves, or a peer the topology holds and gossip has a route to. The
+   * topology is asked too: routes are recalculated only 100 ms after a change, and until then
+   * they still lead to a peer the topology has just dropped (`weave rmpeer` asked within those
+   * 100 ms refused a killed owner as reachable while `weave status ipam` showed it unreachable).
+   */
+  reachable(name: PeerName): boolean {
+    return name === this.name || (this.peers.has(name) && this.routes.unicastAll(name) !== undefined);
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;

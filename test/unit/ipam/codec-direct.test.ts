@@ -8,6 +8,9 @@ import { IpamDecoder, encodeGossipStateDirect } from '../../../src/ipam/codec-di
 import { IPAM_CHANNEL, decodeGossipState, encodeGossipState, type IpamGossipState } from '../../../src/ipam/codec.js';
 import { isWeaveError } from '../../../src/core/errors.js';
 import { seeded } from '../../helpers/prng.js';
+import { decodeGobStream } from '../../../src/mesh/gob/gob-decoder.js';
+import { encodeGobStream } from '../../../src/mesh/gob/gob-encoder.js';
+import type { GobStructType } from '../../../src/mesh/gob/gob-type.js';
 
 const fixtures = join(process.env.WEAVE_REPO_ROOT ?? process.cwd(), 'test/fixtures/wire-vectors/plain');
 
@@ -97,4 +100,23 @@ test('damaged payloads: the direct decoder answers exactly as the general one', 
     same++;
   }
   assert.equal(same, 4000);
+});
+
+test('definitions over 4 KiB are decoded, by the general decoder, and not kept', () => {
+  const dec = new IpamDecoder();
+  const plans = (dec as unknown as { plans: Map<string, unknown> }).plans;
+  const defs = (dec as unknown as { defs: Map<string, unknown> }).defs;
+  const payload = encodeGossipState(randomState(seeded(11)));
+  const state = decodeGossipState(payload).state;
+  assert.deepEqual(dec.decode(payload), state);
+  const [kept, keptDefs] = [plans.size, defs.size];
+  assert.ok(kept > 0, 'usual definitions are kept');
+  // The same state, its top type named with 5000 bytes (Go matches types by shape, not by name).
+  const [top] = decodeGobStream(payload);
+  (top!.type as GobStructType).name = 'g'.repeat(5000);
+  const big = encodeGobStream([{ type: top!.type, value: top!.value }]);
+  assert.ok(big.length > 5000);
+  for (let i = 0; i < 3; i++) assert.deepEqual(dec.decode(big), state);
+  assert.equal(plans.size, kept, 'no plan kept for the big definitions');
+  assert.equal(defs.size, keptDefs, 'no definition kept from them');
 });

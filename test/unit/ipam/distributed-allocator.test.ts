@@ -548,3 +548,50 @@ test('conflicts remembered at once are bounded: rings of 200 other ranges leave 
   assert.deepEqual(kept, Array.from({ length: 64 }, (_, k) => 136 + k), 'the latest 64 kept');
   net.stop();
 });
+
+test('received payloads kept decoded stay within 4 MiB; one over 1 MiB is not kept at all', async () => {
+  const net = await twoPeers(15, 'x');
+  await net.run(1000);
+  const b = net.alloc(2);
+  const cache = b as unknown as { decoded: Map<string, unknown>; decodedBytes: number };
+  const stranger = peer(99);
+  let most = 0;
+  for (let i = 0; i < 16; i++) {
+    b.onGossip(encodeGossipState({ now: BigInt(i), nicknames: [[stranger, String.fromCharCode(97 + i).repeat(800_000)]] }));
+    const held = [...cache.decoded.keys()].reduce((n, k) => n + k.length, 0);
+    assert.equal(held, cache.decodedBytes);
+    most = Math.max(most, held);
+  }
+  assert.ok(most <= 4 * 1024 * 1024 && most >= 3 * 800_000, `kept ${most} bytes`);
+  const before = cache.decoded.size;
+  b.onGossip(encodeGossipState({ now: 99n, nicknames: [[stranger, 'z'.repeat(2_000_000)]] }));
+  assert.equal(cache.decoded.size, before, 'a 2 MB payload is decoded, not kept');
+  // The allocator still works, and its own nicknames were not touched by the stranger's.
+  assert.equal(new Map(decodeGossipState(b.encodeState()!).state.nicknames).has(stranger), false);
+  net.stop();
+});
+
+test('who we heard from and whom we asked are kept only until our space is proven', async () => {
+  const net = await twoPeers(16, 'b0');
+  await net.run(2000);
+  net.crash(2, true);
+  net.add(2, { reclaim: null, quorum: 2 });
+  const b = net.alloc(2);
+  const sets = b as unknown as { heardFrom: Set<number>; solicited: Map<number, number> };
+  const pending = b.allocate('wants-space');
+  await net.run(3000);
+  assert.equal(b.isVerified(), false);
+  assert.ok(sets.heardFrom.has(peer(1)), 'peer 1\'s ring was heard while unproven');
+  b.reclaim([]);
+  await net.value(pending, 10_000);
+  assert.equal(b.isVerified(), true);
+  assert.equal(sets.heardFrom.size, 0);
+  assert.equal(sets.solicited.size, 0);
+  // Rings keep arriving from everyone for as long as the router runs: none is remembered now.
+  const ring = encodeGossipState({ now: 0n, nicknames: [], ring: b.ringState() });
+  for (let i = 1; i <= 50; i++) b.onGossipBroadcast(peer(i), ring);
+  await net.run(35_000, 500);
+  assert.equal(sets.heardFrom.size, 0);
+  assert.equal(sets.solicited.size, 0);
+  net.stop();
+});

@@ -58,6 +58,32 @@ test('routes are recalculated 100 ms after a topology change, and routesPending 
   assert.equal(a.routes.unicast(b.name), b.name);
 });
 
+test('a peer the topology has dropped is unreachable at once, though the routes still lead to it until they are recalculated', async () => {
+  // Chain 1 – 2 – 3 without discovery: 1 reaches 3 only through 2.
+  const net = new SimNetwork(7);
+  const a = net.add(1, { discovery: false });
+  net.add(2, { discovery: false }).connect([addr(1)], false);
+  const c = net.add(3, { discovery: false });
+  c.connect([addr(2)], false);
+  await net.run(5000);
+  assert.equal(a.reachable(c.name), true);
+  assert.equal(a.reachable(a.name), true);
+  await net.remove(3);
+  // Step until router 1 has collected router 3: then its routes are due, not yet recalculated.
+  let window = false;
+  for (let t = 0; t < 10_000 && a.peers.has(c.name); t += 5) await net.run(5, 5);
+  assert.equal(a.peers.has(c.name), false, 'router 1 collected router 3');
+  if (a.routes.unicastAll(c.name) !== undefined) {
+    window = true;
+    assert.equal(a.routesPending, true);
+    assert.equal(a.reachable(c.name), false, 'dropped from the topology: unreachable, whatever the stale routes say');
+  }
+  assert.ok(window, 'the collection came before the route recalculation (the window this test is about)');
+  await net.run(200, 5);
+  assert.equal(a.routes.unicastAll(c.name), undefined);
+  assert.equal(a.reachable(c.name), false);
+});
+
 test('discovery turns a chain into a full mesh; without it, routes go through the middle', async () => {
   for (const discovery of [true, false]) {
     const net = new SimNetwork(2);

@@ -16,6 +16,7 @@ import type { Peers } from '../mesh/peers.js';
 import { BridgeTool } from '../platform/bridge-fdb.js';
 import type { IpRoute } from '../platform/iproute.js';
 import { openTap, type TapDevice } from '../platform/tap.js';
+import { EventFd } from '../platform/event-fd.js';
 import { UdpSocket } from '../platform/udp-socket.js';
 import type { SleeveWorkerData, WorkerCommand } from './sleeve-worker.js';
 
@@ -44,6 +45,8 @@ export class Datapath {
   private worker: Worker | undefined;
   private tap: TapDevice | undefined;
   private udp: UdpSocket | undefined;
+  /** Wakes the worker from its poll() when a command is posted (else it sees it up to 50 ms late). */
+  private wake: EventFd | undefined;
   private readonly fdb = new BridgeTool();
   private stopped = false;
   private workerReady: () => void = () => {};
@@ -128,7 +131,8 @@ export class Datapath {
     // namespaces, computes them); the worker turns them off for encrypted datagrams only. GRO
     // hands us a peer's GSO trains whole.
     this.udp = UdpSocket.bind(this.opts.host || '0.0.0.0', port, { reuseAddr: true, rcvBuf: 4 << 20, sndBuf: 4 << 20, gro: true });
-    const data: SleeveWorkerData = { tapFd: this.tap.fd, udpFd: this.udp.fd, ourName: this.opts.ourName, bridgeMtu: mtu };
+    this.wake = EventFd.create();
+    const data: SleeveWorkerData = { tapFd: this.tap.fd, udpFd: this.udp.fd, wakeFd: this.wake.fd, ourName: this.opts.ourName, bridgeMtu: mtu };
     const worker = new Worker(new URL('./sleeve-worker.js', import.meta.url), { workerData: data });
     this.worker = worker;
     // Started means able to carry frames: wait for the thread to be set up (tens of ms of module
@@ -175,7 +179,9 @@ export class Datapath {
   }
 
   private send(cmd: WorkerCommand): void {
-    if (!this.stopped) this.worker?.postMessage(cmd);
+    if (this.stopped || !this.worker) return;
+    this.worker.postMessage(cmd);
+    this.wake?.wake();
   }
 
   private onEvent(ev: DatapathEvent): void {
@@ -276,6 +282,7 @@ export class Datapath {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.worker?.postMessage({ t: 'stop' } satisfies WorkerCommand);
+    this.wake?.wake();
     this.stopped = true;
     const w = this.worker;
     if (w) {
@@ -286,6 +293,7 @@ export class Datapath {
     }
     this.udp?.close();
     this.tap?.close();
+    this.wake?.close();
     if (this.opts.fastdp) {
       try {
         await this.deps.links.deleteLink(vxlanName(this.opts.port + 1));

@@ -1,6 +1,7 @@
 // The sleeve data path's thread: frames from the TAP and datagrams from UDP go through the
-// SleeveEngine here, off the main event loop. The loop blocks in poll() on both fds (50 ms at
-// most, so control messages are never late), reads everything ready in bursts, and sends each
+// SleeveEngine here, off the main event loop. The loop blocks in poll() on both fds and on an
+// eventfd that the main thread writes to after each command (so a command is taken at once, not
+// when poll next returns), reads everything ready in bursts, and sends each
 // burst's datagrams with sendmmsg, in the order the engine queued them, in runs that share the
 // socket's DF and checksum settings; UDP GSO trains go as one message each, and a train the
 // kernel refuses goes again datagram by datagram. GRO trains are handed to the engine whole,
@@ -14,11 +15,14 @@ import type { SleevePeerState } from '../dataplane/sleeve/overlay.js';
 import { NO_VNET_HDR, VNET_HDR_BYTES, encodeVnetHdr } from '../dataplane/sleeve/vnet-hdr.js';
 import { POLLIN, libc } from '../platform/ffi/libc.js';
 import { TapDevice, TAP_READ_BUFFER_BYTES } from '../platform/tap.js';
+import { EventFd } from '../platform/event-fd.js';
 import { UdpSocket, pathMtu, type Datagram, type OutgoingDatagram } from '../platform/udp-socket.js';
 
 export interface SleeveWorkerData {
   tapFd: number;
   udpFd: number;
+  /** An eventfd the main thread writes to after posting a command (see platform/event-fd.ts). */
+  wakeFd: number;
   ourName: PeerName;
   bridgeMtu: number;
 }
@@ -167,12 +171,15 @@ function run(data: SleeveWorkerData): void {
     return true;
   };
 
-  const pfd = Buffer.alloc(2 * c.layout.pollfdBytes);
+  const pfd = Buffer.alloc(3 * c.layout.pollfdBytes);
   const l = c.layout;
   pfd.writeInt32LE(data.tapFd, l.pollFd);
   pfd.writeInt16LE(POLLIN, l.pollEvents);
   pfd.writeInt32LE(data.udpFd, l.pollfdBytes + l.pollFd);
   pfd.writeInt16LE(POLLIN, l.pollfdBytes + l.pollEvents);
+  pfd.writeInt32LE(data.wakeFd, 2 * l.pollfdBytes + l.pollFd);
+  pfd.writeInt16LE(POLLIN, 2 * l.pollfdBytes + l.pollEvents);
+  const wake = EventFd.fromFd(data.wakeFd);
   const tapBuf = Buffer.allocUnsafe(TAP_READ_BUFFER_BYTES);
   const udpBufs = Array.from({ length: UDP_BURST }, () => Buffer.allocUnsafe(65536));
   const got: Datagram[] = [];
@@ -184,7 +191,9 @@ function run(data: SleeveWorkerData): void {
       if (!command(m.message as WorkerCommand)) return;
     }
     // Idle, this loop costs one poll per POLL_MS; busy, only the reads that poll said will work.
-    const ready = c.poll(pfd, 2, POLL_MS) > 0;
+    const ready = c.poll(pfd, 3, POLL_MS) > 0;
+    // Commands posted meanwhile are taken at the top of the next turn.
+    if (ready && pfd.readInt16LE(2 * l.pollfdBytes + l.pollRevents) !== 0) wake.drain();
     try {
       if (ready && pfd.readInt16LE(l.pollRevents) !== 0) {
         for (let i = 0; i < TAP_BURST; i++) {

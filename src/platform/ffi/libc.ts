@@ -195,6 +195,7 @@ export interface Libc {
   recvmmsg(fd: number, msgvec: Uint8Array, vlen: number, flags: number, timeout: null): number;
   poll(fds: Uint8Array, nfds: number, timeoutMs: number): number;
   shutdown(fd: number, how: number): number;
+  eventfd(initval: number, flags: number): number;
 }
 
 let loaded: Libc | undefined;
@@ -309,6 +310,7 @@ function load(): Libc {
     recvmmsg: lib.func('int recvmmsg(int fd, void *msgvec, unsigned int vlen, int flags, void *timeout)'),
     poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
     shutdown: lib.func('int shutdown(int fd, int how)'),
+    eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
   };
 }
 

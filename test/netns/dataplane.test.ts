@@ -265,17 +265,24 @@ test('with a password only encrypted sleeve crosses the underlay, and no plainte
   assert.match(await h(1).client.call('GET', '/metrics', 'm'), /^weave_connections\{state="established",type="sleeve",encryption="yes"\} 1$/m);
   const [c1, c2] = [container(1, 'ec1'), container(2, 'ec2')];
   const file = join(h(1).dir, 'underlay.pcap');
-  const cap = spawn('ip', ['netns', 'exec', h(1).ns.name, 'tcpdump', '-i', 'eth0', '-s', '0', '-U', '-w', file, 'udp'], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 800));
+  // Traffic only once tcpdump says it listens (a fixed wait can be too short on a slow machine),
+  // and in immediate mode: otherwise the packets of a block the kernel has not handed over yet
+  // (up to a second's) are lost when tcpdump is stopped, which left the capture short of the
+  // 4 MiB sent.
+  const cap = spawn('ip', ['netns', 'exec', h(1).ns.name, 'tcpdump', '-i', 'eth0', '--immediate-mode', '-B', '32768', '-s', '0', '-U', '-w', file, 'udp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let capLog = '';
+  cap.stderr.on('data', (d: Buffer) => (capLog += d.toString()));
+  const capExited = new Promise((r) => cap.once('exit', r));
+  await eventually(() => /listening on/.test(capLog), 10_000, 'tcpdump listening');
   const marker = 'PLAINTEXT-MARKER-0123456789';
   assert.ok(ping(c1.ns, c2.addr, ['-p', Buffer.from(marker.slice(0, 16)).toString('hex')]));
   // TCP: super-frames sealed one box each, crossing in chunks (SleeveGSO 4), not IP fragments.
   await tcpTransfer(c2.ns, c2.addr, c1.ns, 4);
   await new Promise((r) => setTimeout(r, 500));
-  cap.kill();
-  await new Promise((r) => setTimeout(r, 200));
+  cap.kill('SIGINT');
+  await capExited;
   const pcap = readFileSync(file);
-  assert.ok(pcap.length > 4 << 20, 'captured traffic');
+  assert.ok(pcap.length > 4 << 20, `captured traffic (${pcap.length} bytes; tcpdump: ${capLog.trim().replace(/\s+/g, ' ')})`);
   assert.equal(pcap.includes(Buffer.from(marker.slice(0, 16))), false, 'no plaintext on the wire');
   assert.equal(pcap.includes(Buffer.alloc(64, 'x')), false, 'no plaintext of the transfer on the wire');
   const count = (filter: string) => h(1).ns.must('tcpdump', ['-r', file, '-n', filter]).split('\n').filter((l) => l.trim()).length;

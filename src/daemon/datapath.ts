@@ -43,6 +43,8 @@ export class Datapath {
   readonly vxlan: VxlanOverlay | undefined;
   private readonly log: Logger;
   private worker: Worker | undefined;
+  /** Settles when the worker thread has exited, whenever that was (stop may come later). */
+  private workerExited: Promise<void> = Promise.resolve();
   private tap: TapDevice | undefined;
   private udp: UdpSocket | undefined;
   /** Wakes the worker from its poll() when a command is posted (else it sees it up to 50 ms late). */
@@ -135,6 +137,7 @@ export class Datapath {
     const data: SleeveWorkerData = { tapFd: this.tap.fd, udpFd: this.udp.fd, wakeFd: this.wake.fd, ourName: this.opts.ourName, bridgeMtu: mtu };
     const worker = new Worker(new URL('./sleeve-worker.js', import.meta.url), { workerData: data });
     this.worker = worker;
+    this.workerExited = new Promise((resolve) => worker.once('exit', () => resolve()));
     // Started means able to carry frames: wait for the thread to be set up (tens of ms of module
     // loading), or a peer connecting right after start waits for heartbeats nobody reads yet.
     const ready = new Promise<void>((resolve, reject) => {
@@ -286,9 +289,9 @@ export class Datapath {
     this.stopped = true;
     const w = this.worker;
     if (w) {
-      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      // Listening for 'exit' only now would wait forever for a thread that died before.
       const timer = setTimeout(() => void w.terminate(), 1000);
-      await exited;
+      await this.workerExited;
       clearTimeout(timer);
     }
     this.udp?.close();

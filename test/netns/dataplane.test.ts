@@ -273,14 +273,20 @@ test('with a password only encrypted sleeve crosses the underlay, and no plainte
   let capLog = '';
   cap.stderr.on('data', (d: Buffer) => (capLog += d.toString()));
   const capExited = new Promise((r) => cap.once('exit', r));
-  await eventually(() => /listening on/.test(capLog), 10_000, 'tcpdump listening');
+  t.after(() => {
+    if (cap.exitCode === null && cap.signalCode === null) cap.kill('SIGKILL');
+  });
+  await eventually(() => {
+    if (cap.exitCode !== null) throw new Error(`tcpdump exited: ${capLog.trim()}`);
+    return /listening on/.test(capLog);
+  }, 10_000, 'tcpdump listening');
   const marker = 'PLAINTEXT-MARKER-0123456789';
   assert.ok(ping(c1.ns, c2.addr, ['-p', Buffer.from(marker.slice(0, 16)).toString('hex')]));
   // TCP: super-frames sealed one box each, crossing in chunks (SleeveGSO 4), not IP fragments.
   await tcpTransfer(c2.ns, c2.addr, c1.ns, 4);
   await new Promise((r) => setTimeout(r, 500));
   cap.kill('SIGINT');
-  await capExited;
+  await Promise.race([capExited, new Promise((r) => setTimeout(r, 10_000))]);
   const pcap = readFileSync(file);
   assert.ok(pcap.length > 4 << 20, `captured traffic (${pcap.length} bytes; tcpdump: ${capLog.trim().replace(/\s+/g, ' ')})`);
   assert.equal(pcap.includes(Buffer.from(marker.slice(0, 16))), false, 'no plaintext on the wire');

@@ -9,6 +9,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Netns, requireRoot, uniquePrefix } from '../helpers/netns.js';
 import { ErrnoError, errnoName, isErrno, libc } from '../../src/platform/ffi/libc.js';
@@ -659,4 +662,37 @@ test('TAP <-> UDP <-> TAP between namespaces in worker threads: ping, TSO super-
     const under = await iperf(3, h1, h2, '192.0.2.2');
     console.log(`# underlay h1->h2: ${rate(under)}; vnet forwarder = ${overlayBps && under ? (overlayBps / under).toFixed(2) : '?'}x underlay`);
   });
+});
+
+test('the data path stops even when its worker thread has died before', async (t) => {
+  if (!requireRoot(t)) return;
+  const n = ns('dp');
+  n.ip('link', 'add', 'weave', 'type', 'bridge');
+  n.ip('link', 'set', 'weave', 'up');
+  // A script file, not \`-e\`: the worker thread inherits the process's execArgv, and
+  // \`--input-type\` would stop it from loading.
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-dp-`));
+  const file = join(dir, 'stop.mjs');
+  writeFileSync(file, `
+    const lib = ${JSON.stringify(platformUrl)};
+    const { Datapath } = await import(lib + '../daemon/datapath.js');
+    const { IpRoute } = await import(lib + 'iproute.js');
+    const { systemClock } = await import(lib + '../core/clock.js');
+    const { silentLogger } = await import(lib + '../core/logger.js');
+    const d = await Datapath.start({ links: new IpRoute(), clock: systemClock, logger: silentLogger },
+      { bridge: 'weave', ourName: 0x7a0000000001, port: 6783, host: '', mtu: 1376, fastdp: false });
+    await d.worker.terminate(); // the thread is gone before anyone asks the data path to stop
+    const t0 = Date.now();
+    const stopped = await Promise.race([d.stop().then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
+    console.log(JSON.stringify({ stopped, ms: Date.now() - t0 }));
+    process.exit(0);
+  `);
+  try {
+    const r = n.run(process.execPath, [file], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const m = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { stopped?: boolean; ms?: number };
+    assert.equal(m.stopped, true, `stop() returned within 5 s (${r.stdout.trim()})`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -50,6 +50,7 @@ test('a thread blocked in poll() on the eventfd wakes when another thread calls 
         else resolve(m as { waitedMs: number; readable: boolean; drained: boolean });
       });
       worker.on('error', reject);
+      worker.on('exit', (code) => reject(new Error(`worker exited (${code}) without a result`)));
     });
     const r = await result;
     assert.equal(r.readable, true);

@@ -187,8 +187,16 @@ function run(data: SleeveWorkerData): void {
 
   post({ t: 'ready' });
   for (;;) {
+    // A command or the expiry that throws is logged like a failed burst: an exception out of
+    // this loop would end the thread, and with it the data path, while the router runs on.
     for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
-      if (!command(m.message as WorkerCommand)) return;
+      let more = true;
+      try {
+        more = command(m.message as WorkerCommand);
+      } catch (e) {
+        post({ t: 'log', level: 'warn', msg: `sleeve data path: command ${(m.message as WorkerCommand).t}: ${errorMessage(e)}` });
+      }
+      if (!more) return;
     }
     // Idle, this loop costs one poll per POLL_MS; busy, only the reads that poll said will work.
     const ready = c.poll(pfd, 3, POLL_MS) > 0;
@@ -219,7 +227,11 @@ function run(data: SleeveWorkerData): void {
     const now = Date.now();
     if (now - lastExpire > EXPIRE_EVERY_MS) {
       lastExpire = now;
-      engine.expire();
+      try {
+        engine.expire();
+      } catch (e) {
+        post({ t: 'log', level: 'warn', msg: `sleeve data path: expiry: ${errorMessage(e)}` });
+      }
     }
   }
 }

@@ -664,7 +664,7 @@ test('TAP <-> UDP <-> TAP between namespaces in worker threads: ping, TSO super-
   });
 });
 
-test('the data path stops even when its worker thread has died before', async (t) => {
+test('the data path\'s thread survives a command that throws, and stops even when the thread died before', async (t) => {
   if (!requireRoot(t)) return;
   const n = ns('dp');
   n.ip('link', 'add', 'weave', 'type', 'bridge');
@@ -678,19 +678,32 @@ test('the data path stops even when its worker thread has died before', async (t
     const { Datapath } = await import(lib + '../daemon/datapath.js');
     const { IpRoute } = await import(lib + 'iproute.js');
     const { systemClock } = await import(lib + '../core/clock.js');
-    const { silentLogger } = await import(lib + '../core/logger.js');
-    const d = await Datapath.start({ links: new IpRoute(), clock: systemClock, logger: silentLogger },
+    const { MemoryLogger } = await import(lib + '../core/logger.js');
+    const log = new MemoryLogger();
+    const d = await Datapath.start({ links: new IpRoute(), clock: systemClock, logger: log },
       { bridge: 'weave', ourName: 0x7a0000000001, port: 6783, host: '', mtu: 1376, fastdp: false });
+    let exited = false;
+    d.worker.once('exit', () => (exited = true));
+    d.worker.postMessage({ t: 'special', peer: 1, df: true, frame: null }); // throws in the thread
+    d.wake.wake();
+    const t1 = Date.now();
+    await d.macTable(); // answered by the thread (1 s: nobody answered)
+    const answeredMs = Date.now() - t1;
+    const warned = log.records.some((r) => r.level === 'warn' && /command special/.test(r.msg));
+    const survived = !exited;
     await d.worker.terminate(); // the thread is gone before anyone asks the data path to stop
     const t0 = Date.now();
     const stopped = await Promise.race([d.stop().then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
-    console.log(JSON.stringify({ stopped, ms: Date.now() - t0 }));
+    console.log(JSON.stringify({ survived, answeredMs, warned, stopped, ms: Date.now() - t0 }));
     process.exit(0);
   `);
   try {
     const r = n.run(process.execPath, [file], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);
-    const m = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { stopped?: boolean; ms?: number };
+    const m = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+    assert.equal(m.survived, true, `the thread outlived the bad command (${r.stdout.trim()})`);
+    assert.ok((m.answeredMs as number) < 900, `and answered afterwards (${r.stdout.trim()})`);
+    assert.equal(m.warned, true, 'the failure was logged');
     assert.equal(m.stopped, true, `stop() returned within 5 s (${r.stdout.trim()})`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -1,13 +1,14 @@
 // A whole mesh in one process: routers over in-memory pipes, one FakeClock, seeded randomness.
 // Convergence is reached by advancing the clock in steps and flushing the microtask/immediate
 // queues between them, never by sleeping.
-import { FakeClock } from '../../src/core/clock.js';
+import { performance } from 'node:perf_hooks';
+import { FakeClock, type Clock } from '../../src/core/clock.js';
 import { silentLogger, type Logger } from '../../src/core/logger.js';
 import { formatPeerName } from '../../src/core/peer-name.js';
 import { WeaveError } from '../../src/core/errors.js';
 import { MeshRouter, type MeshRouterOptions } from '../../src/mesh/router.js';
 import type { MeshTransport } from '../../src/mesh/transport.js';
-import { connectedPipe, flush, type PipeTraffic } from './duplex-pipe.js';
+import { connectedPipe, flush, type PipeEnd, type PipeTraffic } from './duplex-pipe.js';
 import { seeded } from './prng.js';
 
 export { seeded };
@@ -22,10 +23,51 @@ export class SimNetwork {
   private readonly cut = new Set<string>();
   private port = 40000;
   private readonly log: Logger;
+  /**
+   * With `account`: milliseconds each router (by address) spent handling what reached it (bytes
+   * from its connections, its own timers). All routers share one thread here; this is the work
+   * one host would do alone. Promise continuations are not attributed (handshakes mostly).
+   */
+  readonly busyMs: Map<string, number> | undefined;
 
-  constructor(seed: number, logger: Logger = silentLogger) {
+  constructor(seed: number, logger: Logger = silentLogger, opts: { account?: boolean } = {}) {
     this.random = seeded(seed);
     this.log = logger;
+    if (opts.account) this.busyMs = new Map();
+  }
+
+  /** `fn`, timed into `address`'s account (when accounting). */
+  private timed<A extends unknown[]>(address: string, fn: (...a: A) => void): (...a: A) => void {
+    const busy = this.busyMs;
+    if (!busy) return fn;
+    return (...a: A) => {
+      const t = performance.now();
+      try {
+        fn(...a);
+      } finally {
+        busy.set(address, (busy.get(address) ?? 0) + performance.now() - t);
+      }
+    };
+  }
+
+  /** The shared clock, with `address`'s timers timed into its account. */
+  private clockFor(address: string): Clock {
+    if (!this.busyMs) return this.clock;
+    const c = this.clock;
+    return {
+      now: () => c.now(),
+      setTimeout: (fn, ms) => c.setTimeout(this.timed(address, fn), ms),
+      setInterval: (fn, ms) => c.setInterval(this.timed(address, fn), ms),
+      sleep: (ms, signal) => c.sleep(ms, signal),
+    };
+  }
+
+  /** An end of a pipe whose received bytes are handled in `address`'s account. */
+  private owned(address: string, end: PipeEnd): PipeEnd {
+    if (!this.busyMs) return end;
+    const onData = end.onData.bind(end);
+    end.onData = (handler) => onData(this.timed(address, handler));
+    return end;
   }
 
   private randomBytes = (n: number): Buffer => {
@@ -43,7 +85,7 @@ export class SimNetwork {
     const address = SimNetwork.address(i);
     const r = new MeshRouter(
       {
-        clock: this.clock,
+        clock: this.clockFor(address),
         logger: this.log,
         randomBytes: this.randomBytes,
         random: this.random,
@@ -69,8 +111,8 @@ export class SimNetwork {
     }
     // No recording: a 1000-router simulation moves gigabytes.
     const [a, b] = connectedPipe(`${from.split(':')[0]}:${this.port++}`, to, { traffic: this.traffic });
-    target.accept(b);
-    return a;
+    target.accept(this.owned(to, b));
+    return this.owned(from, a);
   }
 
   /** Cuts (or restores) the link between two routers: live connections between them die. */

@@ -76,6 +76,7 @@ async function addInterface(ctx: PluginContext, ipam: IpamBackend): Promise<Reco
       // Our own allocations are recorded on the link for the router's reclaim after data loss.
       ...(ipam.delegated ? {} : { ident: env.containerId }),
     });
+    for (const d of attached.existingRoutes) ctx.log(`ADD ${env.containerId}: the container has a route to ${formatCidr(d)} already; kept it`);
     const prev = conf.prevResult;
     const base = prev?.interfaces.length ?? 0;
     const gw = plan.gateway !== undefined ? formatIPv4(plan.gateway) : undefined;
@@ -89,8 +90,10 @@ async function addInterface(ctx: PluginContext, ipam: IpamBackend): Promise<Reco
         ...(prev?.ips ?? []),
         ...plan.addresses.map((a) => ({ address: formatCidr(a), ...(gw ? { gateway: gw } : {}), interface: base + 1 })),
       ],
-      routes: [...(prev?.routes ?? []), ...plan.reported],
-      dns: Object.keys(conf.dns).length > 0 ? conf.dns : allocated.dns,
+      // A route the container had already (another network's default route) stays theirs.
+      routes: [...(prev?.routes ?? []), ...plan.reported.filter((r) => !attached.existingRoutes.some((d) => formatCidr(d) === r.dst))],
+      // Ours (the config's, else the IPAM's), else what a plugin before us in the chain set.
+      dns: [conf.dns, allocated.dns].find((d) => Object.keys(d).length > 0) ?? prev?.dns ?? {},
     };
     return formatResult(result, conf.cniVersion);
   } catch (e) {

@@ -149,7 +149,9 @@ function parseIpam(o: Record<string, unknown>, ipamPlugin: boolean): IpamConf {
 function parseAttachments(o: Record<string, unknown>): Attachment[] | undefined {
   const key = o['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments';
   const v = o[key];
-  if (v === undefined || v === null) return undefined;
+  if (v === undefined) return undefined;
+  // libcni sends a runtime's empty list (a nil Go slice) as null: nothing is valid any more.
+  if (v === null) return [];
   if (!Array.isArray(v)) throw invalid(`invalid ${key} ${show(v)}: expected a list`);
   return v.map((a: unknown, i) => {
     if (!isObject(a) || typeof a.containerID !== 'string') {

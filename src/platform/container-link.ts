@@ -86,6 +86,8 @@ export interface AttachResult {
   ifName: string;
   containerMac: string;
   mtu: number;
+  /** Routes the container had already (kept as they were, not added). */
+  existingRoutes: Cidr[];
 }
 
 /**
@@ -172,6 +174,10 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
   } catch (e) {
     const msg = (e as Error).message;
     if (/^ip link add/.test(msg) && /File exists/.test(msg)) {
+      const owner = await host.getLink(hostIf).then((l) => (l?.alias !== undefined ? parseAttachAlias(l.alias)?.ident : undefined), () => undefined);
+      if (owner !== undefined && owner !== spec.containerId) {
+        throw new WeaveError('ALREADY_EXISTS', `host interface ${hostIf} belongs to container ${owner}, whose ID starts with the same 7 characters as ${spec.containerId}`, { cause: e });
+      }
       throw new WeaveError('ALREADY_EXISTS', `interface ${hostIf} or ${ifn} already exists: container ${spec.containerId} is already attached (${msg})`, { cause: e });
     }
     // Created but not finished: take it down again (deleting one end removes both).
@@ -187,14 +193,20 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
   lines.push(`link set dev ${ifn} gso_max_size ${GSO_MAX_SIZE}`);
   lines.push(`link set dev ${ifn} up`);
   if (spec.multicastRoute) lines.push(`route add 224.0.0.0/4 dev ${ifn}`);
+  // Route lines (by index) and the destination each adds: a route the container has already
+  // (another network set its default route: podman with two networks, Multus) is kept, as the
+  // original squashed "File exists" for routes.
+  const routeDst = new Map<number, Cidr>();
   const onLink = new Set<number>();
   for (const r of spec.routes) {
     const gw = r.gw ?? spec.gateway;
     if (gw !== undefined && !spec.addresses.some((a) => cidrContains(a, gw)) && !onLink.has(gw)) {
       // A gateway outside the container's subnet is reachable only by a link-scope route.
+      routeDst.set(lines.length, { ip: gw, prefix: 32 });
       lines.push(`route add ${formatIPv4(gw)}/32 dev ${ifn} scope link`);
       onLink.add(gw);
     }
+    routeDst.set(lines.length, r.dst);
     lines.push(`route add ${formatCidr(r.dst)}${gw !== undefined ? ` via ${formatIPv4(gw)}` : ''} dev ${ifn}`);
   }
   lines.push(`link show dev ${ifn}`);
@@ -211,11 +223,23 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
     'i=$1; shift; for a in "$@"; do (arping -q -U -c 1 -I "$i" "$a" </dev/null >/dev/null 2>&1 &); done; fi; ' +
     'exit $rc';
   const ips = spec.addresses.map((a) => formatIPv4(a.ip));
-  const r = await execFile('nsenter', [`--net=${spec.netns}`, '--', 'sh', '-c', script, 'sh', ifn, ...ips], { input: lines.join('\n') + '\n' });
-  if (r.code !== 0) {
-    await host.deleteLink(hostIf).catch(() => undefined);
+  const existingRoutes: Cidr[] = [];
+  let r;
+  // `ip -batch` stops at the first failure, everything before it done: after a route that
+  // exists already, go on from the line after it.
+  for (let from = 0; ; ) {
+    r = await execFile('nsenter', [`--net=${spec.netns}`, '--', 'sh', '-c', script, 'sh', ifn, ...ips], { input: lines.slice(from).join('\n') + '\n' });
+    if (r.code === 0) break;
     const m = /Command failed -:(\d+)/.exec(r.stderr);
-    const line = m ? lines[Number(m[1]) - 1] : undefined;
+    const at = m ? from + Number(m[1]) - 1 : -1;
+    const dst = routeDst.get(at);
+    if (dst !== undefined && /File exists/.test(r.stderr)) {
+      existingRoutes.push(dst);
+      from = at + 1;
+      continue;
+    }
+    await host.deleteLink(hostIf).catch(() => undefined);
+    const line = at >= 0 ? lines[at] : undefined;
     throw new WeaveError('KERNEL_FAILED', `in ${spec.netns}: ip ${line ?? ''}: ${r.stderr.replace(/Command failed -:\d+\s*/, '').trim()}`);
   }
   const hostLink = parseLinkJson(hostJson)[0];
@@ -226,25 +250,36 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
     ifName: ifn,
     containerMac: contLink?.address ?? '',
     mtu,
+    existingRoutes,
   };
 }
 
 /**
- * Removes a container's veth pair. Deleting the host end removes both, so this works when the
- * container's namespace is already gone or unknown (CNI DEL with an empty CNI_NETNS).
+ * Removes a container's veth pair (deleting one end removes both). Inside the container's
+ * namespace when it is there, as the original did: exactly this attachment, whatever the host
+ * end is called. By the host end's name only when the namespace is not given (CNI DEL with an
+ * empty CNI_NETNS) or gone, and not if the link's record (attachAlias) names another
+ * container: hex IDs share that name when their first 7 characters agree, and a DEL after a
+ * failed ADD would otherwise take down the container that had the name first.
  * Returns whether anything was deleted.
  */
 export async function detachContainer(opts: { containerId: string; ifName: string; netns?: string }): Promise<boolean> {
-  const host = new IpRoute();
-  const deleted = await host.deleteLink(hostVethName(opts.containerId, opts.ifName));
-  if (deleted || !opts.netns) return deleted;
-  try {
-    checkNetns(opts.netns);
-  } catch {
-    return false;
+  if (opts.netns) {
+    let present = true;
+    try {
+      checkNetns(opts.netns);
+    } catch {
+      present = false;
+    }
+    if (present) return new IpRoute({ netnsPath: opts.netns }).deleteLink(opts.ifName);
   }
-  // Attached by someone else under another host name: remove the interface from inside.
-  return new IpRoute({ netnsPath: opts.netns }).deleteLink(opts.ifName);
+  const host = new IpRoute();
+  const name = hostVethName(opts.containerId, opts.ifName);
+  const link = await host.getLink(name);
+  if (!link) return false;
+  const record = link.alias !== undefined ? parseAttachAlias(link.alias) : undefined;
+  if (record && record.ident !== opts.containerId) return false;
+  return host.deleteLink(name);
 }
 
 /** The container-side interface as the kernel sees it now, or undefined. */

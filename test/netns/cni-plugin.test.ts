@@ -170,6 +170,51 @@ test('DEL removes the veth and frees the address; DEL repeats and DEL without ne
   assert.equal(addrOf(c2).ip, ip);
 });
 
+test('weave as a second network: the container\'s default route stays, and DEL removes only this attachment', async (t) => {
+  if (!requireRoot(t)) return;
+  const c = container('second');
+  const id = idFor(c.name);
+  // Another network attached first and set the default route (podman with two networks, Multus).
+  // (This kernel has no dummy links: a veth pair inside the namespace, both ends up.)
+  c.ip('link', 'add', 'dummy0', 'type', 'veth', 'peer', 'name', 'dummy1');
+  c.ip('addr', 'add', '198.51.100.2/24', 'dev', 'dummy0');
+  c.ip('link', 'set', 'dummy1', 'up');
+  c.ip('link', 'set', 'dummy0', 'up');
+  c.ip('route', 'add', 'default', 'via', '198.51.100.1');
+  const r = cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: id, CNI_NETNS: c.path, CNI_IFNAME: 'eth1' });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(addrOf(c, 'eth1').ip, /^10\.3[2-9]\./);
+  assert.equal(c.ip('route', 'show', 'default').trim(), 'default via 198.51.100.1 dev dummy0');
+  const routes = (r.json?.routes ?? []) as { dst: string }[];
+  assert.ok(!routes.some((x) => x.dst === '0.0.0.0/0'), `the result reports no default route of ours: ${JSON.stringify(routes)}`);
+  const del = cni('DEL', conf('1.0.0'), { CNI_CONTAINERID: id, CNI_NETNS: c.path, CNI_IFNAME: 'eth1' });
+  assert.equal(del.code, 0, del.stdout + del.stderr);
+  assert.notEqual(c.run('ip', ['link', 'show', 'eth1']).code, 0);
+  assert.equal(c.run('ip', ['link', 'show', 'dummy0']).code, 0);
+  assert.deepEqual(await h.client.lookup(id), []);
+});
+
+test('two IDs sharing the host veth name: the second ADD fails naming the first, and its DEL leaves the first attached', async (t) => {
+  if (!requireRoot(t)) return;
+  const a = container('twina');
+  const b = container('twinb');
+  const idA = idFor(a.name);
+  const idB = idA.slice(0, 7) + idFor(b.name).slice(7);
+  assert.equal(cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: idA, CNI_NETNS: a.path }).code, 0);
+  const ipA = addrOf(a).ip;
+  const addB = cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: idB, CNI_NETNS: b.path });
+  assert.notEqual(addB.code, 0);
+  assert.match(String(addB.json?.msg), new RegExp(`belongs to container ${idA}`));
+  // The runtime cleans up after a failed ADD, with and without the namespace.
+  assert.equal(cni('DEL', conf('1.0.0'), { CNI_CONTAINERID: idB, CNI_NETNS: b.path }).code, 0);
+  assert.equal(cni('DEL', conf('1.0.0'), { CNI_CONTAINERID: idB, CNI_NETNS: '' }).code, 0);
+  assert.deepEqual(hostVeth(idA), { hairpin: true, master: 'weave' });
+  assert.equal(addrOf(a).ip, ipA);
+  assert.deepEqual(await h.client.lookup(idA), [`${ipA}/12`]);
+  assert.equal(cni('DEL', conf('1.0.0'), { CNI_CONTAINERID: idA, CNI_NETNS: '' }).code, 0);
+  assert.equal(hostVeth(idA), undefined);
+});
+
 test('bad configurations and environments give the spec\'s error codes, only JSON on stdout', (t) => {
   if (!requireRoot(t)) return;
   const c = container('errs');

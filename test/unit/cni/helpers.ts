@@ -130,7 +130,7 @@ export function fakeKernel(opts: { bridge?: LinkInfo | undefined } = {}): FakeKe
         kind: 'veth',
         addrs: spec.addresses.map((a) => ({ family: 'inet' as const, local: formatIp(a.ip), prefixlen: a.prefix })),
       });
-      return { hostIfName, hostMac, ifName: spec.ifName, containerMac, mtu };
+      return { hostIfName, hostMac, ifName: spec.ifName, containerMac, mtu, existingRoutes: [] };
     },
     async detach(o) {
       k.detached.push(o);

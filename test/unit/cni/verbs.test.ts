@@ -186,6 +186,7 @@ test('ADD: a prevResult is kept and our interface indexes follow it', async () =
     cniVersion: '1.0.0',
     interfaces: [{ name: 'lo', sandbox: NETNS }],
     ips: [{ address: '127.0.0.1/8', interface: 0 }],
+    dns: { nameservers: ['10.0.0.10'], search: ['svc.example'] },
   };
   const r = await run('net', cniEnv('ADD'), conf({ prevResult }), { kernel });
   assert.equal(r.code, 0, r.stdout);
@@ -195,6 +196,10 @@ test('ADD: a prevResult is kept and our interface indexes follow it', async () =
     { address: '127.0.0.1/8', interface: 0 },
     { address: '10.32.0.2/12', gateway: '10.32.0.1', interface: 2 },
   ]);
+  // We set no DNS: the previous plugin's passes through; our own config's wins over it.
+  assert.deepEqual(r.doc?.dns, prevResult.dns);
+  const ours = await run('net', cniEnv('ADD'), conf({ prevResult, dns: { nameservers: ['10.32.0.1'] } }), { kernel });
+  assert.deepEqual(ours.doc?.dns, { nameservers: ['10.32.0.1'] });
 });
 
 test('weave-ipam ADD: the IPAM shape with ipam.gateway and ipam.routes', async () => {
@@ -387,6 +392,11 @@ test('GC: releases only this network\'s idents that are no longer valid, and the
   assert.equal(router.owned.has('stale2'), false);
   const r3 = await run('net', env, conf({ cniVersion: '1.1.0' }), { kernel });
   assert.equal(r3.doc?.code, 7);
+  // A runtime with no containers left: libcni marshals its nil list as null.
+  router.owned.set('stale3', { addrs: ['10.32.0.15/12'], owner: 'cni:weave' });
+  const r4 = await run('net', env, conf({ cniVersion: '1.1.0', 'cni.dev/valid-attachments': null }), { kernel });
+  assert.equal(r4.code, 0, r4.stdout);
+  assert.deepEqual([...router.owned.keys()].sort(), ['other-net', 'weave-attach', 'weave:expose']);
 });
 
 test('GC: continues past errors and reports them at the end', async () => {

@@ -175,7 +175,9 @@ export class PaxosNode implements PaxosParticipant {
           acceptedVal = claims.acceptedVal;
         }
       }
-      if (count >= this.quorum) {
+      // A node resumed from its store has no quorum until the allocator sets one; counting
+      // against 0 would accept its own proposal on any gossip, alone (two rings could form).
+      if (this.quorum > 0 && count >= this.quorum) {
         if (!valid(accepted)) acceptedVal = { value: this.pickValue(), origin: ours.promise };
         ours = { ...ours, accepted: ours.promise, acceptedVal };
       }

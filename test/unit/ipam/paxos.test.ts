@@ -28,6 +28,30 @@ test('no quorum, no proposal; observers have no state and never decide', () => {
   assert.deepEqual(o.status(), { Elector: false, KnownNodes: 0, Quorum: 0 });
 });
 
+test('a node resumed without a quorum does not accept its own proposal on gossip until it has one', () => {
+  const id = (i: number) => ({ name: name(i), uid: BigInt(100 + i) });
+  const q = 3;
+  const a = new PaxosNode(id(1), q);
+  const e = new PaxosNode(id(5), q);
+  a.propose();
+  if (e.update(a.gossipState()!)) e.think(); // E promises A's round
+  // A stops and resumes as the same node from its stored state, quorum not yet known (0).
+  const resumed = new PaxosNode(id(1), 0, a.gossipState()!);
+  resumed.update(e.gossipState()!);
+  resumed.think();
+  const ours = () => resumed.gossipState()!.find(([n]) => n.name === name(1))![1];
+  assert.equal(ours().accepted.round, 0, 'two promises of five are no quorum: nothing accepted');
+  // Once the allocator sets the quorum, the same count still falls short; a third promise does it.
+  resumed.setQuorum(q);
+  resumed.think();
+  assert.equal(ours().accepted.round, 0);
+  const b = new PaxosNode(id(2), q);
+  if (b.update(resumed.gossipState()!)) b.think();
+  resumed.update(b.gossipState()!);
+  resumed.think();
+  assert.notEqual(ours().accepted.round, 0);
+});
+
 test('quorum sizes as the original', () => {
   assert.equal(determineQuorum(2, 0), 2);
   assert.equal(determineQuorum(3, 9), 2);

@@ -395,21 +395,21 @@ export class Ring {
     const ours = this.peer;
     const result: RingEntry[] = [];
     let updated = false;
-    // Owner of the last entry taken from our side (undefined after one of theirs).
-    let previousOwner: PeerName | undefined;
     const nextMineToken = (i: number) => this.at(mine, i + 1).token;
     const rangesOf = (a: number, b: number) => this.splitOverZero([{ start: a, end: b }]);
     const takeMine = (e: RingEntry) => {
       result.push(copyEntry(e));
-      previousOwner = e.peer;
     };
     const takeTheirs = (e: RingEntry) => {
       result.push(copyEntry(e));
       updated = true;
-      previousOwner = undefined;
     };
-    const splitsOurs = (e: RingEntry, upTo: number): string | undefined => {
-      if (previousOwner === ours && e.peer !== ours && hasAllocations(rangesOf(e.token, upTo))) {
+    // A token of theirs that we lack, inserted before mine[i]: our own ring gives the range it
+    // falls in to our entry before it (round the ring). Each such token is checked against
+    // that, not against the entry taken last: after one token of theirs the next in the same
+    // range of ours went unchecked, and two tokens took addresses we had handed out.
+    const splitsOurs = (e: RingEntry, upTo: number, i: number): string | undefined => {
+      if (mine.length > 0 && this.at(mine, i - 1).peer === ours && e.peer !== ours && hasAllocations(rangesOf(e.token, upTo))) {
         return `Peer ${formatPeerName(e.peer)} says it owns the IP range from ${formatIPv4(e.token)}, which I think I own`;
       }
       return undefined;
@@ -425,7 +425,7 @@ export class Ring {
       } else if (m.token > t.token) {
         // The range it takes runs to its next token or our next one, whichever comes first (the
         // original took all of it up to ours, and refused merges it had no reason to refuse).
-        const err = splitsOurs(t, Math.min(theirs[j + 1]?.token ?? m.token, m.token));
+        const err = splitsOurs(t, Math.min(theirs[j + 1]?.token ?? m.token, m.token), i);
         if (err) return { ok: false, kind: 'entries', message: err };
         takeTheirs(t);
         j++;
@@ -481,7 +481,7 @@ export class Ring {
     for (; j < theirs.length; j++) {
       const t = theirs[j] as RingEntry;
       // The last of theirs runs up to their next token, or round to the first token of all.
-      const err = splitsOurs(t, theirs[j + 1]?.token ?? (result[0] ?? t).token);
+      const err = splitsOurs(t, theirs[j + 1]?.token ?? (result[0] ?? t).token, i);
       if (err) return { ok: false, kind: 'entries', message: err };
       takeTheirs(t);
     }

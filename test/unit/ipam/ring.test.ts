@@ -165,6 +165,27 @@ test('merge: the owner rules and the original error texts', () => {
   assert.equal(base.toString(new Map([[P1, 'one']])), 'Ring [10.0.0.0, 10.0.1.0)\n  10.0.0.0 -> 7a:00:00:00:00:01 (one) (v0)\n  10.0.0.128 -> 7a:00:00:00:00:02 (v0)');
 });
 
+test('merge: every token of theirs inside our range is checked, not only the first', () => {
+  const base = new Ring(ip('10.0.0.0'), ip('10.0.1.0'), P1);
+  base.claimForPeers([P1, P2]); // P1: 10.0.0.0/25, P2: 10.0.0.128/25
+  // We hold 10.0.0.100 only, in the last quarter of our range.
+  const holds = (ranges: { start: number; end: number }[]) => ranges.some((r) => r.start <= ip('10.0.0.100') && ip('10.0.0.100') < r.end);
+  const ours = { token: ip('10.0.0.0'), peer: P1, version: 0, free: 32 };
+  const p2 = { token: ip('10.0.0.128'), peer: P2, version: 0, free: 128 };
+  // Two tokens: the first splits off a part where we hold nothing, the second covers 10.0.0.100.
+  const two = { ...state(base), entries: [ours, { token: ip('10.0.0.32'), peer: P3, version: 0, free: 32 }, { token: ip('10.0.0.64'), peer: P2, version: 0, free: 64 }, p2] };
+  const r1 = Ring.restore(state(base), P1);
+  assert.deepEqual(r1.merge(two, holds), { ok: false, kind: 'entries', message: 'Peer 7a:00:00:00:00:02 says it owns the IP range from 10.0.0.64, which I think I own' });
+  assert.equal(r1.owner(ip('10.0.0.100')), P1);
+  // Our own entry taken over (where we hold nothing), then a token of theirs further on.
+  const over = { ...state(base), entries: [{ ...ours, peer: P3, version: 5 }, { token: ip('10.0.0.64'), peer: P2, version: 0, free: 64 }, p2] };
+  const r2 = Ring.restore(state(base), P1);
+  assert.deepEqual(r2.merge(over, holds), { ok: false, kind: 'entries', message: 'Peer 7a:00:00:00:00:02 says it owns the IP range from 10.0.0.64, which I think I own' });
+  assert.equal(r2.owner(ip('10.0.0.100')), P1);
+  // Where we hold nothing, both are taken.
+  assert.deepEqual(Ring.restore(state(base), P1).merge(two, () => false), { ok: true, updated: true });
+});
+
 test('merge: a grant we made and forgot (restart without the store) is taken unless we hold addresses in the granted part', () => {
   // Our stale copy: 10.0.0.0 is ours (v1) up to 10.0.0.240. What the others know: we granted
   // 10.0.0.0–10.0.0.127 to P2 (since updated to v4) and kept 10.0.0.128 onwards.

@@ -958,6 +958,12 @@ export class DistributedAllocator implements Gossiper {
       }
       return false;
     }
+    // As an allocation: after losing our store, what our ring copy gives us may have been
+    // granted away (note 2), so a claim waits for the proof. Reclaims are what we hold already.
+    if (!op.reclaim && !this.verified) {
+      this.wantVerified = true;
+      return false;
+    }
     const text = formatIPv4(addr);
     const holder = this.byAddr.get(addr);
     if (holder === undefined) {

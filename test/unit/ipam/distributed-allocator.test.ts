@@ -595,3 +595,29 @@ test('who we heard from and whom we asked are kept only until our space is prove
   assert.equal(sets.solicited.size, 0);
   net.stop();
 });
+
+test('after losing its store, a peer claims an address only once its space is proven, as it allocates', async () => {
+  let checked = 0;
+  for (let seed = 1; seed <= 12; seed++) {
+    const net = new IpamNet(seed, { range: '10.0.0.0/24' });
+    for (const i of [1, 2, 3]) net.add(i, { quorum: 2 });
+    await net.value(net.alloc(1).allocate('a'));
+    await net.run(2000);
+    const addr = parseCidr('10.0.0.20/24');
+    // Only rings where h1 owned the address before h2 claimed it (h1 grants it to h2).
+    if (net.alloc(1).ringState().entries.find((e) => e.token === parseIPv4('10.0.0.0'))?.peer !== peer(1)) {
+      net.stop();
+      continue;
+    }
+    await net.value(net.alloc(2).claim('web', addr));
+    net.crash(1, true); // and its store with it
+    net.add(1, { quorum: 2 });
+    const claim = await net.settle(net.alloc(1).claim('db', addr), 3000);
+    assert.ok(claim && !claim.ok, `seed ${seed}: the claim on h1 is refused`);
+    assert.deepEqual(net.alloc(1).lookup('db'), [], `seed ${seed}: h1 does not hand out h2's address`);
+    assert.deepEqual(net.alloc(2).lookup('web').map(formatCidr), ['10.0.0.20/24']);
+    net.stop();
+    checked++;
+  }
+  assert.ok(checked >= 3, `${checked} seeds had the ring this needs`);
+});

@@ -1167,7 +1167,8 @@ export class DistributedAllocator implements Gossiper {
   /**
    * Ranges of a peer we took over with rmpeer may reach us later (grants it made that we had
    * not heard of when the administrator ran rmpeer): they are taken over too, as long as that
-   * peer stays unreachable. True when something was taken (and broadcast).
+   * peer stays unreachable; once it is seen again it is no longer taken over. True when
+   * something was taken (and broadcast).
    */
   private takeOverLateEntries(): boolean {
     if (this.takenOver.size === 0 || this.shuttingDown) return false;
@@ -1175,7 +1176,13 @@ export class DistributedAllocator implements Gossiper {
     const before = this.ring.state();
     let moved = 0;
     for (const p of this.takenOver) {
-      if (!present.has(p) || this.isReachable(p)) continue;
+      if (this.isReachable(p)) {
+        // It is back (the same host under the same name): what it owns from now on is its own,
+        // and a later partition must not hand its addresses out again.
+        this.takenOver.delete(p);
+        continue;
+      }
+      if (!present.has(p)) continue;
       try {
         const ranges = this.commitRing(() => this.ring.transfer(p, this.ourName));
         const n = ranges.reduce((sum, r) => sum + (r.end - r.start), 0);
@@ -1398,6 +1405,8 @@ export class DistributedAllocator implements Gossiper {
 
   /** allocator.go update(): the heart of message handling. True when our ring changed. */
   private handleState(sender: PeerName | undefined, state: IpamGossipState): boolean {
+    // A peer we took over with rmpeer that speaks again is back (see takeOverLateEntries).
+    if (sender !== undefined) this.takenOver.delete(sender);
     // Only for peers the mesh knows or that own space: any peer may name any others, and a
     // nickname is passed on in every gossip, mesh-wide (the original kept them all).
     let inRing: Set<PeerName> | undefined;

@@ -621,3 +621,26 @@ test('after losing its store, a peer claims an address only once its space is pr
   }
   assert.ok(checked >= 3, `${checked} seeds had the ring this needs`);
 });
+
+test('a peer taken over with rmpeer that comes back owns its new space: a later partition does not take it again', async () => {
+  const net = new IpamNet(11, { range: '10.0.0.0/24' });
+  for (const i of [1, 2, 3]) net.add(i, { quorum: 3 });
+  await net.value(net.alloc(1).allocate('c1'));
+  await net.run(2000);
+  net.crash(3, true);
+  await net.run(1000);
+  assert.equal(net.alloc(1).adminTakeoverRanges('h3'), 64);
+  await net.run(5000);
+  // The host comes back under the same name with a fresh store, and gets space.
+  net.add(3, { quorum: 3 });
+  await net.run(15000);
+  const c3 = await net.value(net.alloc(3).allocate('ctr-on-h3'), 120000);
+  await net.run(40000, 100);
+  // It is cut off for a while, and ring updates keep reaching h1.
+  net.split([peer(3)], [peer(1), peer(2)]);
+  for (let k = 0; k < 3; k++) await net.value(net.alloc(2).allocate(`x${k}`), 120000);
+  await net.run(70000, 100);
+  assert.ok(net.alloc(1).ringState().entries.some((e) => e.peer === peer(3) && e.token <= c3.ip), 'h1 still gives h3 its range');
+  assert.deepEqual(net.logs.records.filter((r) => /learnt of after rmpeer/.test(r.msg)).map((r) => r.msg), []);
+  net.stop();
+});

@@ -27,6 +27,15 @@ function err(msg: string): WeaveError {
   return new WeaveError('INVALID_ARGUMENT', `template: ${msg}`);
 }
 
+// Bounds on one execution: the output, the strings functions make (held in variables they never
+// reach the output), and the work (nodes, range iterations, KiB of strings handed to functions).
+const MAX_OUTPUT = 16 << 20;
+const MAX_STEPS = 5_000_000;
+
+function tooLarge(): WeaveError {
+  return err('template execution too large');
+}
+
 function lexAction(src: string): Tok[] {
   const toks: Tok[] = [];
   let i = 0;
@@ -318,24 +327,49 @@ function num(v: unknown, what: string): number {
   throw err(`${what}: expected a number, got ${goFormatValue(v)}`);
 }
 
+/** Go's fmt parsenum: it gives up once the number so far exceeds 1e6 (fmt's tooLarge). */
+function parsenum(digits: string): number | undefined {
+  let n = 0;
+  for (const d of digits) {
+    if (n > 1e6) return undefined;
+    n = n * 10 + Number(d);
+  }
+  return n;
+}
+
+/** The first n code points of s, without splitting all of s into an array. */
+function firstRunes(s: string, n: number): string {
+  let i = 0;
+  for (let c = 0; c < n && i < s.length; c++) i += s.codePointAt(i)! > 0xffff ? 2 : 1;
+  return s.slice(0, i);
+}
+
 /** Go's fmt.Sprintf for %v %s %d %f %q %x %t %% with flags -, 0, +, space, width, precision. */
 export function goSprintf(format: string, args: unknown[]): string {
   let out = '';
+  // Checked as it grows: widths up to Go's limit and many verbs could otherwise build gigabytes.
+  const add = (s: string) => {
+    if (out.length + s.length > MAX_OUTPUT) throw tooLarge();
+    out += s;
+  };
   let ai = 0;
   for (let i = 0; i < format.length; i++) {
     const c = format[i]!;
-    if (c !== '%') { out += c; continue; }
+    if (c !== '%') { add(c); continue; }
     const m = /^([-0+ #]*)([0-9]*)(?:\.([0-9]*))?([a-zA-Z%])/.exec(format.slice(i + 1));
-    if (!m) { out += '%!(NOVERB)'; break; }
-    i += m[0].length;
+    if (!m) { add('%!(NOVERB)'); break; }
     const [, flags = '', widthS = '', precS, verb] = m;
-    if (verb === '%') { out += '%'; continue; }
-    if (ai >= args.length) { out += `%!${verb}(MISSING)`; continue; }
+    const width = parsenum(widthS);
+    const prec = precS === undefined ? undefined : parsenum(precS);
+    // Go stops reading the format at a too-large width or precision, as at a missing verb.
+    if (width === undefined || (precS !== undefined && prec === undefined)) { add('%!(NOVERB)'); break; }
+    i += m[0].length;
+    if (verb === '%') { add('%'); continue; }
+    if (ai >= args.length) { add(`%!${verb}(MISSING)`); continue; }
     const a = args[ai++];
-    const prec = precS === undefined ? undefined : Number(precS || '0');
     let s: string;
     switch (verb) {
-      case 'v': case 's': s = goFormatValue(a); if (prec !== undefined) s = [...s].slice(0, prec).join(''); break;
+      case 'v': case 's': s = goFormatValue(a); if (prec !== undefined) s = firstRunes(s, prec); break;
       case 'q': s = JSON.stringify(goFormatValue(a)); break;
       case 't': s = String(truth(a)); break;
       case 'd': s = typeof a === 'bigint' ? a.toString() : String(Math.trunc(num(a, 'printf %d'))); break;
@@ -346,7 +380,7 @@ export function goSprintf(format: string, args: unknown[]): string {
       default: s = `%!${verb}(${goFormatValue(a)})`;
     }
     if (flags.includes('+') && /^[0-9]/.test(s) && 'dfFeg'.includes(verb!)) s = '+' + s;
-    const width = widthS ? Number(widthS) : 0;
+    if (out.length + Math.max(s.length, width) > MAX_OUTPUT) throw tooLarge();
     if (s.length < width) {
       if (flags.includes('-')) s = s.padEnd(width);
       else if (flags.includes('0') && 'dfFegx'.includes(verb!)) {
@@ -354,10 +388,21 @@ export function goSprintf(format: string, args: unknown[]): string {
         s = neg ? s[0] + s.slice(1).padStart(width - 1, '0') : s.padStart(width, '0');
       } else s = s.padStart(width);
     }
-    out += s;
+    add(s);
   }
-  if (ai < args.length) out += '%!(EXTRA ' + args.slice(ai).map(goFormatValue).join(', ') + ')';
+  if (ai < args.length) add('%!(EXTRA ' + joinFormatted(args.slice(ai), ', ') + ')');
   return out;
+}
+
+/** The %v forms of vs joined, refused before a string over MAX_OUTPUT is built. */
+function joinFormatted(vs: unknown[], sep: string | ((i: number) => string)): string {
+  let n = 0;
+  const parts = vs.map((v, i) => {
+    const s = (i === 0 ? '' : typeof sep === 'string' ? sep : sep(i)) + goFormatValue(v);
+    if ((n += s.length) > MAX_OUTPUT) throw tooLarge();
+    return s;
+  });
+  return parts.join('');
 }
 
 function cmp(a: unknown, b: unknown): number {
@@ -397,8 +442,8 @@ const builtins: Record<string, Fn> = {
     }
     return cur;
   },
-  print: (...a) => a.map((x, i) => (i > 0 && typeof x !== 'string' && typeof a[i - 1] !== 'string' ? ' ' : '') + goFormatValue(x)).join(''),
-  println: (...a) => a.map(goFormatValue).join(' ') + '\n',
+  print: (...a) => joinFormatted(a, (i) => (typeof a[i] !== 'string' && typeof a[i - 1] !== 'string' ? ' ' : '')),
+  println: (...a) => joinFormatted(a, ' ') + '\n',
   printf: (f, ...a) => goSprintf(String(f), a),
   eq: (a, ...bs) => {
     if (bs.length === 0) throw err('missing argument for comparison');
@@ -411,18 +456,16 @@ const builtins: Record<string, Fn> = {
   ge: (a, b) => cmp(a, b) >= 0,
   not: (a) => !truth(a),
   json: (v) => goJsonMarshal(v),
-  html: (...a) => a.map(goFormatValue).join('').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&#34;', "'": '&#39;' })[c]!),
-  js: (...a) => a.map(goFormatValue).join('').replace(/[\\'"<>&=]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')),
-  urlquery: (...a) => encodeURIComponent(a.map(goFormatValue).join('')),
+  html: (...a) => joinFormatted(a, '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&#34;', "'": '&#39;' })[c]!),
+  js: (...a) => joinFormatted(a, '').replace(/[\\'"<>&=]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')),
+  urlquery: (...a) => encodeURIComponent(joinFormatted(a, '')),
 };
 
 // ---------- execution ----------
 
-const MAX_OUTPUT = 16 << 20;
-const MAX_STEPS = 5_000_000;
-
 class Exec {
   out = '';
+  made = 0; // length of the strings functions have returned
   steps = 0;
   vars: { name: string; v: unknown }[][] = [];
   constructor(readonly root: unknown, readonly funcs: Record<string, Fn>) {}
@@ -481,13 +524,18 @@ class Exec {
     }
     const f = this.funcs[name] ?? builtins[name];
     if (!f) throw err(`function "${name}" not defined`);
-    const vals = args.map((a) => this.operand(a, dot, undefined));
+    const vals = [...args.map((a) => this.operand(a, dot, undefined)), ...(final ?? [])];
+    // Functions take time linear in the strings they are given (eq compares, html copies them).
+    this.tick(vals.reduce<number>((n, v) => n + (typeof v === 'string' ? v.length >> 10 : 0), 0));
+    let r: unknown;
     try {
-      return f(...vals, ...(final ?? []));
+      r = f(...vals);
     } catch (e) {
       if (e instanceof WeaveError) throw e;
       throw err(`error calling ${name}: ${(e as Error).message}`);
     }
+    if (typeof r === 'string' && (this.made += r.length) > MAX_OUTPUT) throw tooLarge();
+    return r;
   }
 
   command(c: Command, dot: unknown, piped: unknown[] | undefined): unknown {
@@ -508,8 +556,13 @@ class Exec {
     return v;
   }
 
-  tick(): void {
-    if (++this.steps > MAX_STEPS || this.out.length > MAX_OUTPUT) throw err('template execution too large');
+  tick(n = 1): void {
+    if ((this.steps += n) > MAX_STEPS) throw tooLarge();
+  }
+
+  write(s: string): void {
+    if (this.out.length + s.length > MAX_OUTPUT) throw tooLarge();
+    this.out += s;
   }
 
   list(nodes: Node[], dot: unknown): void {
@@ -520,12 +573,12 @@ class Exec {
     this.tick();
     switch (n.k) {
       case 'text':
-        this.out += n.v;
+        this.write(n.v);
         return;
       case 'action': {
         const v = this.pipeline(n.pipe, dot);
         if (n.pipe.decl.length) this.setVar(n.pipe.decl[0]!, v, !n.pipe.assign);
-        else this.out += goFormatValue(v);
+        else this.write(goFormatValue(v));
         return;
       }
       case 'if':
@@ -545,17 +598,23 @@ class Exec {
         this.vars.push([]);
         try {
           const v = this.pipeline(n.pipe, dot);
-          let items: [unknown, unknown][];
-          if (Array.isArray(v)) items = v.map((x, i) => [i, x]);
-          else if (v && typeof v === 'object') items = Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]);
-          else if (typeof v === 'number' && Number.isInteger(v) && v >= 0) items = Array.from({ length: Math.min(v, MAX_STEPS) }, (_x, i) => [i, i]);
-          else if (v === null || v === undefined) items = [];
-          else throw err(`range can't iterate over ${goFormatValue(v)}`);
-          if (items.length === 0) {
+          // Go 1.15 ranges over slices, maps and channels only: an integer is an error.
+          const keys = Array.isArray(v) ? null : v && typeof v === 'object' ? Object.keys(v).sort() : undefined;
+          if (keys === undefined && v !== null && v !== undefined) throw err(`range can't iterate over ${goFormatValue(v)}`);
+          const count = Array.isArray(v) ? v.length : keys ? keys.length : 0;
+          if (count === 0) {
             this.list(n.elseList, dot);
             return;
           }
-          for (const [k, x] of items) {
+          const scope = this.vars[this.vars.length - 1]!;
+          const mark = scope.length;
+          for (let i = 0; i < count; i++) {
+            // Every iteration is a step, even with an empty body.
+            this.tick();
+            // As Go, the body's variables go after each iteration.
+            scope.length = mark;
+            const k = keys ? keys[i]! : i;
+            const x = keys ? (v as Record<string, unknown>)[k] : (v as unknown[])[i];
             const d = n.pipe.decl;
             if (d.length === 1) this.setVar(d[0]!, x, true);
             if (d.length === 2) {

@@ -109,3 +109,33 @@ test('fuzz: random templates give a string or a WeaveError, never anything else'
     }
   }
 });
+
+const tooLarge = (e: unknown) => isWeaveError(e, 'INVALID_ARGUMENT') && /too large/.test((e as Error).message);
+
+test('printf: a width or precision too large for Go\'s fmt ends the format as %!(NOVERB), it is not padded', () => {
+  const out = run('{{printf "%0536000000d" 1}}', data);
+  assert.ok(out.length < 100, `${out.length} bytes`);
+  assert.equal(out, '%!(NOVERB)%!(EXTRA 1)');
+  assert.equal(goSprintf('%.20000000v|%d', ['x', 2]), '%!(NOVERB)%!(EXTRA x, 2)');
+  // Go's parsenum stops only once the digits so far pass 1e6.
+  assert.equal(goSprintf('%1000000d', [1]).length, 1000000);
+  assert.equal(goSprintf('%.2v', ['\u{1F600}ab']), '\u{1F600}a');
+});
+
+test('range over an integer is an error, as in Go 1.15', () => {
+  assert.throws(() => run('{{range 3}}x{{end}}', data), (e) => isWeaveError(e, 'INVALID_ARGUMENT') && /range can't iterate over 3/.test((e as Error).message));
+  assert.throws(() => run('{{range 5000000}}{{range 5000000}}{{end}}{{end}}', data), (e) => isWeaveError(e, 'INVALID_ARGUMENT'));
+});
+
+test('limits: every range iteration is a step, output is checked as written, strings kept in variables count', () => {
+  // 9M iterations of empty bodies: only 3001 nodes.
+  const A = Array.from({ length: 3000 }, (_x, i) => i);
+  assert.throws(() => run('{{range .A}}{{range $.A}}{{end}}{{end}}', { A }), tooLarge);
+  // One node taking the output past the limit.
+  const big = '{{$a := printf "%09000000d" 0}}';
+  assert.throws(() => run(`${big}{{$a}}{{$a}}`, data), tooLarge);
+  // Large strings that never reach the output.
+  assert.throws(() => run(`${big}{{$b := printf "%s%s" $a $a}}`, data), tooLarge);
+  // A loop body's variables go at the end of each iteration, as in Go.
+  assert.equal(run('{{range $i, $p := .Router.Peers}}{{$x := $i}}{{$x = $p.NickName}}{{$x}}{{end}}', data), 'h1h2');
+});

@@ -344,6 +344,32 @@ function firstRunes(s: string, n: number): string {
   return s.slice(0, i);
 }
 
+/**
+ * Go's strconv.FormatFloat(x, 'f', prec): toFixed, except at an exact tie (x × 10^prec is an
+ * integer and a half, as 6.25 is), which Go rounds to even and toFixed rounds away from zero:
+ * `weave status ipam` shows a sixteenth of a range as 06.2%, not 06.3%.
+ */
+export function goFixed(x: number, prec: number): string {
+  const s = x.toFixed(prec);
+  if (!Number.isFinite(x) || x === 0 || Math.abs(x) >= 1e21) return s;
+  // |x| = m × 2^e exactly.
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, Math.abs(x));
+  const bits = view.getBigUint64(0);
+  const biased = Number((bits >> 52n) & 0x7ffn);
+  const m = biased === 0 ? bits & 0xfffffffffffffn : (bits & 0xfffffffffffffn) | (1n << 52n);
+  const e = biased === 0 ? -1074 : biased - 1075;
+  if (e >= 0) return s;
+  const twice = m * 10n ** BigInt(prec) * 2n;
+  const den = 1n << BigInt(-e);
+  if (twice % den !== 0n || (twice / den) % 2n === 0n) return s; // not a tie
+  const below = twice / den / 2n;
+  if (below % 2n !== 0n) return s; // the even one is above: toFixed's answer
+  const digits = below.toString().padStart(prec + 1, '0');
+  const r = prec > 0 ? `${digits.slice(0, -prec)}.${digits.slice(-prec)}` : digits;
+  return x < 0 ? `-${r}` : r;
+}
+
 /** Go's fmt.Sprintf for %v %s %d %f %q %x %t %% with flags -, 0, +, space, width, precision. */
 export function goSprintf(format: string, args: unknown[]): string {
   let out = '';
@@ -374,7 +400,7 @@ export function goSprintf(format: string, args: unknown[]): string {
       case 't': s = String(truth(a)); break;
       case 'd': s = typeof a === 'bigint' ? a.toString() : String(Math.trunc(num(a, 'printf %d'))); break;
       case 'x': s = (typeof a === 'bigint' ? a : BigInt(Math.trunc(num(a, 'printf %x')))).toString(16); break;
-      case 'f': case 'F': s = num(a, 'printf %f').toFixed(prec ?? 6); break;
+      case 'f': case 'F': s = goFixed(num(a, 'printf %f'), prec ?? 6); break;
       case 'e': s = num(a, 'printf %e').toExponential(prec ?? 6).replace(/e([+-])(\d)$/, 'e$10$2'); break;
       case 'g': s = String(num(a, 'printf %g')); break;
       default: s = `%!${verb}(${goFormatValue(a)})`;

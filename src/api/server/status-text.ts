@@ -1,6 +1,7 @@
 // The text views of `GET /status` and its sub-views, byte-compatible with Weave Net 2.8.1's
 // templates (prog/weaver/http.go): column widths, count ordering and section omission.
 import type { WeaveReport, IpamStatus } from '../types.js';
+import { goFixed } from '../../core/go-template.js';
 
 const connectionStates = ['established', 'pending', 'retrying', 'failed', 'connecting'];
 
@@ -132,7 +133,7 @@ export function renderDns(r: WeaveReport): string {
 
 /** Go's "%04.1f": one decimal, zero-padded to width 4. */
 function percent(v: number): string {
-  return v.toFixed(1).padStart(4, '0');
+  return goFixed(v, 1).padStart(4, '0');
 }
 
 export function renderIpam(r: WeaveReport): string {

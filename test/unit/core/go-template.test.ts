@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileGoTemplate, goJsonMarshal, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
+import { compileGoTemplate, goFixed, goJsonMarshal, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
 import { isWeaveError } from '../../../src/core/errors.js';
 import { goJsonTime } from '../../../src/core/go-json.js';
 
@@ -138,4 +138,18 @@ test('limits: every range iteration is a step, output is checked as written, str
   assert.throws(() => run(`${big}{{$b := printf "%s%s" $a $a}}`, data), tooLarge);
   // A loop body's variables go at the end of each iteration, as in Go.
   assert.equal(run('{{range $i, $p := .Router.Peers}}{{$x := $i}}{{$x = $p.NickName}}{{$x}}{{end}}', data), 'h1h2');
+});
+
+test('%f and goFixed round an exact tie to even, as Go (toFixed rounds it up)', () => {
+  assert.equal(goFixed(6.25, 1), '6.2');
+  assert.equal(goFixed(31.25, 1), '31.2');
+  assert.equal(goFixed(6.75, 1), '6.8');
+  assert.equal(goFixed(-6.25, 1), '-6.2');
+  assert.equal(goFixed(0.125, 2), '0.12');
+  assert.equal(goFixed(2.5, 0), '2');
+  // Not ties in binary: the nearest double decides, as in Go.
+  assert.equal(goFixed(6.35, 1), '6.3');
+  assert.equal(goFixed(0.15, 1), '0.1');
+  assert.equal(goFixed(1 / 3, 6), '0.333333');
+  assert.equal(goSprintf('%04.1f%%', [6.25]), '06.2%');
 });

@@ -54,9 +54,11 @@ export async function version(ctx: CliContext): Promise<number> {
   ctx.out(`weave script ${weaveVersion()}\n`);
   try {
     const v = await ctx.client.call('GET', '/report?format={{.Version}}', 'version', { timeoutMs: 2000 });
-    ctx.out(`weave router ${v.trim()}\n`);
+    // As the original: `weave <version>` from the running router, else what `weaver --version`
+    // prints (the same line).
+    ctx.out(`weave ${v.trim()}\n`);
   } catch {
-    ctx.out(`weave router ${weaveVersion()} (not running)\n`);
+    ctx.out(`weave ${weaveVersion()}\n`);
   }
   return 0;
 }

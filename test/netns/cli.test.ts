@@ -47,7 +47,7 @@ test('status and report print what the router serves', (t) => {
   assert.match(bad.stderr, /Invalid 'weave status' sub-command: bogus/);
   assert.equal(h.weave(['report', '-f', '{{.Router.NickName}}']).stdout, 'clihost');
   assert.equal(JSON.parse(h.weave(['report']).stdout).Router.Name, '7a:00:00:00:00:0a');
-  assert.match(h.weave(['version']).stdout, /^weave script \S+\nweave router \S+\n$/);
+  assert.match(h.weave(['version']).stdout, /^weave script \S+\nweave \S+\n$/);
 });
 
 test('expose, attach a namespace, ps, ping, detach, hide', (t) => {

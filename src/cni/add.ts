@@ -32,7 +32,7 @@ import type { LinkInfo } from '../platform/iproute.js';
 import type { RouteSpec } from '../platform/container-link.js';
 import type { PluginContext } from './context.js';
 import { CniError, CNI_ERR } from './cni-error.js';
-import { ipamFor, type IpamBackend } from './ipam.js';
+import { attachmentIdent, ipamFor, type IpamBackend } from './ipam.js';
 import { formatIpamResult, formatResult, ipVersionOf, type CniResult, type CniRoute } from './result.js';
 
 export async function cmdAdd(ctx: PluginContext): Promise<Record<string, unknown>> {
@@ -74,7 +74,7 @@ async function addInterface(ctx: PluginContext, ipam: IpamBackend): Promise<Reco
       hairpin: conf.hairpinMode,
       bridgeLink: bridge,
       // Our own allocations are recorded on the link for the router's reclaim after data loss.
-      ...(ipam.delegated ? {} : { ident: env.containerId }),
+      ...(ipam.delegated ? {} : { ident: attachmentIdent(env.containerId, env.ifName) }),
     });
     for (const d of attached.existingRoutes) ctx.log(`ADD ${env.containerId}: the container has a route to ${formatCidr(d)} already; kept it`);
     const prev = conf.prevResult;

@@ -28,7 +28,7 @@ export interface KernelOps {
   /** Throws CONTAINER_UNKNOWN for a missing netns, INVALID_ARGUMENT for the host's own. */
   checkNetns(path: string): void;
   attach(spec: AttachSpec): Promise<AttachResult>;
-  detach(opts: { containerId: string; ifName: string; netns?: string }): Promise<boolean>;
+  detach(opts: { containerId: string; ifName: string; ident?: string; netns?: string }): Promise<boolean>;
   inspect(netns: string, ifName: string): Promise<LinkInfo | undefined>;
 }
 

@@ -6,13 +6,15 @@
 // as success by the caller (entry), as the original did.
 import { errorMessage } from '../core/errors.js';
 import type { PluginContext } from './context.js';
-import { ipamFor } from './ipam.js';
+import { attachmentIdent, ipamFor } from './ipam.js';
 
 export async function cmdDel(ctx: PluginContext): Promise<void> {
   const { env } = ctx;
   const detached =
     ctx.kind === 'net'
-      ? ctx.deps.kernel.detach({ containerId: env.containerId, ifName: env.ifName, ...(env.netns ? { netns: env.netns } : {}) }).then(
+      ? ctx.deps.kernel
+          .detach({ containerId: env.containerId, ifName: env.ifName, ident: attachmentIdent(env.containerId, env.ifName), ...(env.netns ? { netns: env.netns } : {}) })
+          .then(
           () => undefined,
           (e: unknown) => ctx.log(`DEL ${env.containerId}: could not remove ${env.ifName}: ${errorMessage(e)}`),
         )

@@ -1,7 +1,8 @@
 // Where a plugin run gets addresses: weave's own IPAM through the router, or a delegated
 // IPAM plugin (ipam.type names one; the interface plugin only). Both answer the same five
-// verbs; the router one keys everything by CNI_CONTAINERID, as the original (POST/DELETE
-// /ip/<id>), and tags allocations `owner=cni:<network>` for GC.
+// verbs; the router one keys everything by the attachment (attachmentIdent: CNI_CONTAINERID
+// for eth0, as the original's POST/DELETE /ip/<id>), and tags allocations `owner=cni:<network>`
+// for GC.
 import { formatCidr, formatIPv4, tryParseCidr, tryParseIPv4, type Cidr, type IPv4 } from '../core/ip.js';
 import { CniError, CNI_ERR } from './cni-error.js';
 import type { Attachment } from './config.js';
@@ -26,6 +27,24 @@ export interface IpamBackend {
   check(addresses: string[]): Promise<void>;
   status(): Promise<void>;
   gc(valid: Attachment[]): Promise<GcOutcome>;
+}
+
+/**
+ * The IPAM ident of an attachment. The spec keys plugin state by (network, container,
+ * interface); the original keyed it by the container alone, so a container attached twice
+ * (two weave networks, podman's eth0 and eth1) had one ident, and the DEL of one attachment
+ * freed the other's address while it was still in use. eth0, every Kubernetes pod's and
+ * the original's case, keeps the container ID; other interfaces get `<id>@<ifname>` (a
+ * container ID has no `@`, CNI_ID_RE, so the first one splits them).
+ */
+export function attachmentIdent(containerId: string, ifName: string): string {
+  return ifName === '' || ifName === 'eth0' ? containerId : `${containerId}@${ifName}`;
+}
+
+/** The container ID and interface of an attachmentIdent. */
+export function parseAttachmentIdent(ident: string): { containerId: string; ifName: string } {
+  const at = ident.indexOf('@');
+  return at < 0 ? { containerId: ident, ifName: 'eth0' } : { containerId: ident.slice(0, at), ifName: ident.slice(at + 1) };
 }
 
 /**
@@ -69,9 +88,9 @@ export class WeaveIpam implements IpamBackend {
       // the prefix length of the configured subnet or the router's default subnet.
       const prefix = requested.prefix ?? (conf.ipam.subnet ?? (await this.ctx.router().defaultSubnet())).prefix;
       cidr = { ip: requested.ip, prefix };
-      await this.ctx.router().claim(env.containerId, cidr, { owner: cniOwner(conf.name) });
+      await this.ctx.router().claim(attachmentIdent(env.containerId, env.ifName), cidr, { owner: cniOwner(conf.name) });
     } else {
-      cidr = await this.ctx.router().allocate(env.containerId, {
+      cidr = await this.ctx.router().allocate(attachmentIdent(env.containerId, env.ifName), {
         ...(conf.ipam.subnet ? { subnet: conf.ipam.subnet } : {}),
         owner: cniOwner(conf.name),
       });
@@ -88,12 +107,12 @@ export class WeaveIpam implements IpamBackend {
   }
 
   async del(): Promise<void> {
-    const id = this.ctx.env.containerId;
+    const id = attachmentIdent(this.ctx.env.containerId, this.ctx.env.ifName);
     if (!(await this.ctx.router().release(id))) this.ctx.log(`DEL ${id}: the router held no address for it`);
   }
 
   async check(addresses: string[]): Promise<void> {
-    const id = this.ctx.env.containerId;
+    const id = attachmentIdent(this.ctx.env.containerId, this.ctx.env.ifName);
     const held = await this.ctx.router().lookup(id, this.ctx.conf.ipam.subnet);
     if (held.length === 0) throw new CniError(CNI_ERR.CHECK_FAILED, `the weave router holds no address for container ${id}`, { code: 'NOT_FOUND' });
     for (const a of addresses) {
@@ -110,7 +129,7 @@ export class WeaveIpam implements IpamBackend {
   }
 
   async gc(valid: Attachment[]): Promise<GcOutcome> {
-    const keep = new Set(valid.map((a) => a.containerID));
+    const keep = new Set(valid.map((a) => attachmentIdent(a.containerID, a.ifname)));
     const owner = cniOwner(this.ctx.conf.name);
     const out: GcOutcome = { released: [], errors: [] };
     const owned = await this.ctx.router().listOwned();

@@ -175,7 +175,7 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
     const msg = (e as Error).message;
     if (/^ip link add/.test(msg) && /File exists/.test(msg)) {
       const owner = await host.getLink(hostIf).then((l) => (l?.alias !== undefined ? parseAttachAlias(l.alias)?.ident : undefined), () => undefined);
-      if (owner !== undefined && owner !== spec.containerId) {
+      if (owner !== undefined && owner !== (spec.ident ?? spec.containerId)) {
         throw new WeaveError('ALREADY_EXISTS', `host interface ${hostIf} belongs to container ${owner}, whose ID starts with the same 7 characters as ${spec.containerId}`, { cause: e });
       }
       throw new WeaveError('ALREADY_EXISTS', `interface ${hostIf} or ${ifn} already exists: container ${spec.containerId} is already attached (${msg})`, { cause: e });
@@ -259,11 +259,11 @@ export async function attachContainer(spec: AttachSpec): Promise<AttachResult> {
  * namespace when it is there, as the original did: exactly this attachment, whatever the host
  * end is called. By the host end's name only when the namespace is not given (CNI DEL with an
  * empty CNI_NETNS) or gone, and not if the link's record (attachAlias) names another
- * container: hex IDs share that name when their first 7 characters agree, and a DEL after a
+ * ident than `ident` (default: the container ID): hex IDs share that name when their first 7 characters agree, and a DEL after a
  * failed ADD would otherwise take down the container that had the name first.
  * Returns whether anything was deleted.
  */
-export async function detachContainer(opts: { containerId: string; ifName: string; netns?: string }): Promise<boolean> {
+export async function detachContainer(opts: { containerId: string; ifName: string; ident?: string; netns?: string }): Promise<boolean> {
   if (opts.netns) {
     let present = true;
     try {
@@ -278,7 +278,7 @@ export async function detachContainer(opts: { containerId: string; ifName: strin
   const link = await host.getLink(name);
   if (!link) return false;
   const record = link.alias !== undefined ? parseAttachAlias(link.alias) : undefined;
-  if (record && record.ident !== opts.containerId) return false;
+  if (record && record.ident !== (opts.ident ?? opts.containerId)) return false;
   return host.deleteLink(name);
 }
 

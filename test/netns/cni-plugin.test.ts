@@ -183,7 +183,10 @@ test('weave as a second network: the container\'s default route stays, and DEL r
   c.ip('route', 'add', 'default', 'via', '198.51.100.1');
   const r = cni('ADD', conf('1.0.0'), { CNI_CONTAINERID: id, CNI_NETNS: c.path, CNI_IFNAME: 'eth1' });
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.match(addrOf(c, 'eth1').ip, /^10\.3[2-9]\./);
+  const ip = addrOf(c, 'eth1').ip;
+  assert.match(ip, /^10\.3[2-9]\./);
+  // Held for this attachment (container and interface), not for the container alone.
+  assert.deepEqual(await h.client.lookup(`${id}@eth1`), [`${ip}/12`]);
   assert.equal(c.ip('route', 'show', 'default').trim(), 'default via 198.51.100.1 dev dummy0');
   const routes = (r.json?.routes ?? []) as { dst: string }[];
   assert.ok(!routes.some((x) => x.dst === '0.0.0.0/0'), `the result reports no default route of ours: ${JSON.stringify(routes)}`);
@@ -191,7 +194,7 @@ test('weave as a second network: the container\'s default route stays, and DEL r
   assert.equal(del.code, 0, del.stdout + del.stderr);
   assert.notEqual(c.run('ip', ['link', 'show', 'eth1']).code, 0);
   assert.equal(c.run('ip', ['link', 'show', 'dummy0']).code, 0);
-  assert.deepEqual(await h.client.lookup(id), []);
+  assert.deepEqual(await h.client.lookup(`${id}@eth1`), []);
 });
 
 test('two IDs sharing the host veth name: the second ADD fails naming the first, and its DEL leaves the first attached', async (t) => {

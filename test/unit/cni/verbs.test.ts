@@ -221,6 +221,26 @@ test('weave-ipam ADD: the IPAM shape with ipam.gateway and ipam.routes', async (
   assert.deepEqual(legacy.doc, { cniVersion: '0.2.0', ip4: { ip: '10.32.0.3/12' }, dns: {} });
 });
 
+test('two attachments of one container (eth0, eth1) hold an address each; DEL and GC of one leave the other', async () => {
+  const a = await run('net', cniEnv('ADD'), conf(), { kernel });
+  const b = await run('net', cniEnv('ADD', { CNI_IFNAME: 'eth1' }), conf(), { kernel });
+  const addr = (r: typeof a) => (r.doc?.ips as { address: string }[])[0]!.address;
+  assert.notEqual(addr(a), addr(b));
+  assert.deepEqual(router.owned.get(CONTAINER_ID)?.addrs, [addr(a)]);
+  assert.deepEqual(router.owned.get(`${CONTAINER_ID}@eth1`)?.addrs, [addr(b)]);
+  // The link records the attachment's own ident.
+  assert.equal(kernel.attached[1]?.ident, `${CONTAINER_ID}@eth1`);
+  assert.equal((await run('net', cniEnv('DEL', { CNI_IFNAME: 'eth1' }), conf(), { kernel })).code, 0);
+  assert.equal(router.owned.has(`${CONTAINER_ID}@eth1`), false);
+  assert.deepEqual(router.owned.get(CONTAINER_ID)?.addrs, [addr(a)]);
+  // GC keeps an attachment listed with its interface, and removes the other's veth by its name.
+  await run('net', cniEnv('ADD', { CNI_IFNAME: 'eth1' }), conf(), { kernel });
+  const gc = await run('net', { CNI_COMMAND: 'GC', CNI_PATH: '/x' }, conf({ cniVersion: '1.1.0', 'cni.dev/valid-attachments': [{ containerID: CONTAINER_ID, ifname: 'eth0' }] }), { kernel });
+  assert.equal(gc.code, 0, gc.stdout);
+  assert.deepEqual([...router.owned.keys()].filter((k) => k.startsWith(CONTAINER_ID)), [CONTAINER_ID]);
+  assert.deepEqual(kernel.detached.at(-1), { containerId: CONTAINER_ID, ifName: 'eth1', ident: `${CONTAINER_ID}@eth1` });
+});
+
 test('DEL: removes the veth, releases, and repeats happily (also with an empty CNI_NETNS)', async () => {
   await run('net', cniEnv('ADD'), conf(), { kernel });
   for (const netns of [NETNS, '', '']) {
@@ -230,9 +250,9 @@ test('DEL: removes the veth, releases, and repeats happily (also with an empty C
   }
   assert.equal(router.owned.has(CONTAINER_ID), false);
   assert.deepEqual(kernel.detached, [
-    { containerId: CONTAINER_ID, ifName: 'eth0', netns: NETNS },
-    { containerId: CONTAINER_ID, ifName: 'eth0' },
-    { containerId: CONTAINER_ID, ifName: 'eth0' },
+    { containerId: CONTAINER_ID, ifName: 'eth0', ident: CONTAINER_ID, netns: NETNS },
+    { containerId: CONTAINER_ID, ifName: 'eth0', ident: CONTAINER_ID },
+    { containerId: CONTAINER_ID, ifName: 'eth0', ident: CONTAINER_ID },
   ]);
   assert.deepEqual(
     router.requests.filter((q) => q.method === 'DELETE').map((q) => q.path),
@@ -383,7 +403,7 @@ test('GC: releases only this network\'s idents that are no longer valid, and the
   assert.equal(r.code, 0, r.stdout);
   assert.equal(r.stdout, '');
   assert.deepEqual([...router.owned.keys()].sort(), ['keep1', 'other-net', 'weave-attach', 'weave:expose']);
-  assert.deepEqual(kernel.detached, [{ containerId: 'stale1', ifName: 'eth0' }]);
+  assert.deepEqual(kernel.detached, [{ containerId: 'stale1', ifName: 'eth0', ident: 'stale1' }]);
 
   // The spec-1.1.0 key works as well; no list at all is refused.
   router.owned.set('stale2', { addrs: ['10.32.0.14/12'], owner: 'cni:weave' });

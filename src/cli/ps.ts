@@ -2,7 +2,7 @@
 // as the original), its MAC and its addresses. MACs come from the bridge's forwarding
 // database, learned on the container's host veth.
 import { EXPOSE_IDENT } from '../api/types.js';
-import { HOST_VETH_PREFIX, hostVethName } from '../platform/container-link.js';
+import { HOST_VETH_PREFIX, hostVethName, parseAttachmentIdent } from '../platform/container-link.js';
 import { IpRoute } from '../platform/iproute.js';
 import { execFile } from '../platform/exec.js';
 import type { CliContext } from './context.js';
@@ -35,7 +35,8 @@ export async function ps(ctx: CliContext, idents: string[], bridge: string): Pro
   }
   for (const o of owned) {
     if (o.containerid === EXPOSE_IDENT || !want(o.containerid)) continue;
-    const mac = macs.get(hostVethName(o.containerid, 'eth0')) ?? macs.get(hostVethName(o.containerid, ATTACH_IFNAME)) ?? '';
+    const { containerId, ifName } = parseAttachmentIdent(o.containerid);
+    const mac = macs.get(hostVethName(containerId, ifName)) ?? macs.get(hostVethName(o.containerid, ATTACH_IFNAME)) ?? '';
     lines.push(`${o.containerid.slice(0, 12)} ${mac} ${o.addrs.join(' ')}`.replace(/ {2,}/g, ' '));
   }
   ctx.out(lines.map((l) => l + '\n').join(''));

@@ -91,6 +91,24 @@ export interface AttachResult {
 }
 
 /**
+ * The IPAM ident of an attachment. The spec keys plugin state by (network, container,
+ * interface); the original keyed it by the container alone, so a container attached twice
+ * (two weave networks, podman's eth0 and eth1) had one ident, and the DEL of one attachment
+ * freed the other's address while it was still in use. eth0, every Kubernetes pod's and
+ * the original's case, keeps the container ID; other interfaces get `<id>@<ifname>` (a
+ * container ID has no `@`, CNI_ID_RE, so the first one splits them).
+ */
+export function attachmentIdent(containerId: string, ifName: string): string {
+  return ifName === '' || ifName === 'eth0' ? containerId : `${containerId}@${ifName}`;
+}
+
+/** The container ID and interface of an attachmentIdent. */
+export function parseAttachmentIdent(ident: string): { containerId: string; ifName: string } {
+  const at = ident.indexOf('@');
+  return at < 0 ? { containerId: ident, ifName: 'eth0' } : { containerId: ident.slice(0, at), ifName: ident.slice(at + 1) };
+}
+
+/**
  * Host-side veth name. Weave Net used the first 7 characters of the container ID, which
  * collides for IDs that share a prefix (containerd's `default-<name>`, Mesos UUIDs of one
  * agent); we keep that name for hex IDs (Docker, Kubernetes) and use a hash otherwise.

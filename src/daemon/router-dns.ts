@@ -140,9 +140,10 @@ export class RouterDns implements DnsService {
 
   private async bind(listenAddress: string, exposedHost: string | undefined): Promise<void> {
     const filterHost = listenAddress.slice(0, listenAddress.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+    const filterPort = Number(listenAddress.slice(listenAddress.lastIndexOf(':') + 1));
     const upstream = new ResolvConfUpstream(
       { clock: this.clock, logger: this.log.child({ component: 'dns-upstream' }) },
-      { path: this.opts.resolvConf, filterAddress: filterHost },
+      { path: this.opts.resolvConf, filterAddress: filterHost, filterPort },
     );
     const log = this.log.child({ component: 'dns' });
     const server = new DnsServer(

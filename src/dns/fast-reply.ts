@@ -217,18 +217,18 @@ export interface LocalZone {
  * Writes the server's answer (handleLocal) to a query of the simple shape, over `transport`,
  * into `out` and returns its length; 0 when the name is not answered locally (reverse zone,
  * forwarding: the general path takes it), -1 when `out` is too small (MAX_SIMPLE_REPLY never is).
- *   - a name in the domain, or a single-label name (qualified with the domain): A records,
- *     shuffled, cut with TC to 512 bytes or the EDNS size over UDP; another type of a known
- *     name NOERROR and empty (RFC 4074); an unknown name NXDOMAIN.
+ *   - a name in the domain, or a single-label name other than the root (qualified with the
+ *     domain): A records, shuffled, cut with TC to 512 bytes or the EDNS size over UDP; another
+ *     type of a known name NOERROR and empty (RFC 4074); an unknown name NXDOMAIN.
  */
 export function answerLocalInto(out: Uint8Array, msg: Uint8Array, q: SimpleQuery, transport: 'udp' | 'tcp', zone: LocalZone): number {
   const name = q.name;
   const domain = zone.domain;
   const local = inZone(name, domain);
   const reverse = inZone(name, REVERSE_ZONE);
-  const dots = countDots(name);
-  if (!(local && (!reverse || domain.length >= REVERSE_ZONE.length)) && (reverse || dots !== 1)) return 0;
-  const addrs = zone.lookup(dots === 1 ? name + domain : name);
+  const single = name !== '.' && countDots(name) === 1; // the root is no single-label name: forwarded
+  if (!(local && (!reverse || domain.length >= REVERSE_ZONE.length)) && (reverse || !single)) return 0;
+  const addrs = zone.lookup(single ? name + domain : name);
   const max = transport === 'tcp' ? MAX_TCP_MESSAGE : q.ednsSize === undefined ? MIN_UDP_SIZE : Math.max(MIN_UDP_SIZE, q.ednsSize);
   if (addrs.length === 0) return writeSimpleReply(out, msg, q, RCODE_NXDOMAIN, false, addrs, zone.ttl, max, UDP_BUFFER_SIZE);
   if (q.qtype !== 1) return writeSimpleReply(out, msg, q, RCODE_NOERROR, true, [], zone.ttl, max, UDP_BUFFER_SIZE);

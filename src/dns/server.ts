@@ -7,16 +7,20 @@
 //     (RFC 4074); an unknown name gets NXDOMAIN;
 //   - in-addr.arpa.: PTR for an address of an entry; other types, or names that are not an
 //     IPv4 address, NXDOMAIN; addresses we do not hold go upstream;
-//   - anything else: single-label names are qualified with the domain and answered locally
-//     ("broken resolvers" that do not search); the rest is forwarded to each upstream server
-//     in order over the transport the query came on, each given --dns-fallback-timeout; the
-//     first answer is relayed as it came (id restored); SERVFAIL when all fail.
+//   - anything else: single-label names (not the root) are qualified with the domain and
+//     answered locally ("broken resolvers" that do not search); the rest is forwarded to each
+//     upstream server in order over the transport the query came on, each given
+//     --dns-fallback-timeout; the first answer is relayed as it came (id restored); SERVFAIL
+//     when all fail.
 // Sizes: over UDP an answer with several records is cut to 512 bytes, or to the EDNS buffer
 // size the query advertises, with TC set (the client then asks over TCP, where answers are
 // complete). Two differences from the original, both per RFC 6891: an EDNS buffer below 512 is
 // read as 512, and a query with EDNS gets an OPT record back.
 // Malformed queries get FORMERR when their header can be read, and are dropped otherwise;
-// responses (QR set) are dropped; other opcodes get NOTIMP; a query must hold one question.
+// responses (QR set) are dropped; other opcodes get NOTIMP; a query must hold one question and
+// no record but an EDNS OPT.
+// TCP, as miekg/dns: a message must arrive within 2 s of its start, 8 s idle between messages,
+// 128 queries per connection; at most 256 connections; a client may half-close after its queries.
 //
 // Threads: UDP comes through a `DnsUdpListener` (udp-listener.ts): node:dgram on this thread
 // by default; the daemon's listener answers simple local queries on a worker thread with the
@@ -46,12 +50,24 @@ export const DEFAULT_FALLBACK_TIMEOUT_MS = 5000;
 /** nameserver `DefaultListenAddress`. */
 export const DEFAULT_DNS_LISTEN_ADDRESS = '0.0.0.0:53';
 export { MIN_UDP_SIZE, UDP_BUFFER_SIZE };
-/** miekg/dns server idle timeout for TCP connections. */
+/** miekg/dns server idle timeout for TCP connections: between messages. */
 const TCP_IDLE_TIMEOUT_MS = 8000;
+/** miekg/dns server read timeout: a TCP message must arrive whole this long after it starts. */
+export const TCP_READ_TIMEOUT_MS = 2000;
+/** miekg/dns `maxTCPQueries`: queries one TCP connection may send before we close it (the default). */
+export const TCP_MAX_QUERIES = 128;
+/**
+ * TCP connections at once, at most. Each holds a descriptor and up to a 64 KB message; without
+ * a cap, clients could take every descriptor the process has (the mesh's included). Clients use
+ * TCP only after a truncated UDP answer, briefly; connections past the cap are closed at once.
+ */
+export const MAX_TCP_CONNECTIONS = 256;
 /** Queries of one TCP connection waiting on an upstream answer before we stop reading more. */
 const TCP_MAX_FORWARDING = 16;
 /** Queries waiting on an upstream answer at once, at most (see handleRecursive). */
 export const MAX_FORWARDING = 256;
+/** Compression pointers one name may follow: a name has at most 127 labels (dns-packet follows any number). */
+const MAX_NAME_POINTERS = 128;
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4 } as const;
 const FLAG_QR = 0x8000;
@@ -95,6 +111,8 @@ export interface DnsServerOptions {
   upstreamPort?: number;
   /** Answer common queries without dns-packet (default true; tests compare both paths). */
   fastPath?: boolean;
+  /** Queries one TCP connection may send (default TCP_MAX_QUERIES; miekg `MaxTCPQueries`). */
+  maxTcpQueries?: number;
 }
 
 /** host:port → parts; INVALID_ARGUMENT when it is not an IP address and a port. */
@@ -115,6 +133,28 @@ function headerReply(msg: Buffer, rcode: number): Buffer {
   const flags = msg.readUInt16BE(2);
   out.writeUInt16BE(FLAG_QR | (flags & (0x7800 | FLAG_RD | FLAG_CD)) | rcode, 2);
   return out;
+}
+
+/**
+ * The offset just past the name at `at` in `msg`; -1 when it runs off the end, has a reserved
+ * label type, is longer than dns-packet takes or follows more than MAX_NAME_POINTERS pointers.
+ */
+function skipName(msg: Buffer, at: number): number {
+  let end = -1;
+  for (let pointers = 0, length = 0; ; ) {
+    if (at >= msg.length) return -1;
+    const l = msg[at] as number;
+    if (l === 0) return end < 0 ? at + 1 : end;
+    if (l >= 0xc0) {
+      if (at + 1 >= msg.length || ++pointers > MAX_NAME_POINTERS) return -1;
+      if (end < 0) end = at + 2;
+      at = ((l & 0x3f) << 8) | (msg[at + 1] as number);
+    } else {
+      length += l + 1;
+      if (l > 63 || length > 254) return -1;
+      at += l + 1;
+    }
+  }
 }
 
 function isOpt(a: Answer): a is OptAnswer {
@@ -143,6 +183,7 @@ export class DnsServer implements DnsServerInfo {
   private readonly upstreamPort: number;
   private readonly bind: { host: string; port: number };
   private readonly fastPath: boolean;
+  private readonly maxTcpQueries: number;
   private readonly udpListener: DnsUdpListener;
   private readonly zone: LocalZone;
   private udp: DnsUdpBinding | undefined;
@@ -169,6 +210,7 @@ export class DnsServer implements DnsServerInfo {
     this.fallbackTimeoutMs = opts.fallbackTimeoutMs ?? DEFAULT_FALLBACK_TIMEOUT_MS;
     this.upstreamPort = opts.upstreamPort ?? 53;
     this.fastPath = opts.fastPath ?? true;
+    this.maxTcpQueries = opts.maxTcpQueries ?? TCP_MAX_QUERIES;
     this.udpListener = deps.udpListener ?? new NodeUdpListener(deps.logger);
     const names = this.names;
     this.zone = { domain: this.domain, ttl: this.ttl, random: this.random, lookup: (h) => names.lookup(h) };
@@ -203,7 +245,8 @@ export class DnsServer implements DnsServerInfo {
           (msg, from) => this.onUdpMessage(msg, from),
         );
         const port = udp.port;
-        const tcp = createServer((c) => this.onTcpConnection(c));
+        // Half-open: a client may send its queries and shut its side; it still gets the answers.
+        const tcp = createServer({ allowHalfOpen: true }, (c) => this.onTcpConnection(c));
         await new Promise<void>((resolve, reject) => {
           tcp.once('error', reject);
           tcp.listen({ host: this.bind.host, port, exclusive: true }, () => {
@@ -260,24 +303,35 @@ export class DnsServer implements DnsServerInfo {
   }
 
   private onTcpConnection(c: TcpSocket): void {
-    if (!this.tcp) {
+    if (!this.tcp || this.tcpConns.size >= MAX_TCP_CONNECTIONS) {
       c.destroy();
       return;
     }
     this.tcpConns.add(c);
     c.setNoDelay(true);
     let buf: Buffer = Buffer.alloc(0);
-    let idle: TimerHandle | undefined;
+    // Deadlines, as miekg/dns: a message must arrive whole within TCP_READ_TIMEOUT_MS of its
+    // start (the connection's, for the first), and later bytes do not extend it, or a client
+    // sending a byte now and then would hold the connection for ever; between messages the
+    // connection may idle TCP_IDLE_TIMEOUT_MS. Neither runs while we stopped reading to wait
+    // for forwarded answers (upstream timeouts bound that wait).
+    let timer: TimerHandle | undefined;
+    let timerKind: 'read' | 'idle' | undefined;
+    const deadline = (kind: 'read' | 'idle' | undefined, fresh: boolean) => {
+      if (kind === timerKind && !fresh) return;
+      timer?.cancel();
+      timerKind = kind;
+      timer = kind && this.clock.setTimeout(() => c.destroy(), kind === 'read' ? TCP_READ_TIMEOUT_MS : TCP_IDLE_TIMEOUT_MS);
+    };
     // Backpressure: a client that sends queries and never reads the answers (each up to ~70
     // times its query) must not make us buffer them without end. Queries are taken only while
     // the socket takes our writes and few forwards are outstanding; otherwise reading pauses
     // and the client's sends block. A client that reads nothing is closed by the idle timer.
     let blocked = false;
     let forwarding = 0;
-    const touch = () => {
-      idle?.cancel();
-      idle = this.clock.setTimeout(() => c.destroy(), TCP_IDLE_TIMEOUT_MS);
-    };
+    let queries = 0;
+    let ended = false; // the client shut its side
+    let closing = false;
     const write = (reply: Reply) => {
       if (!reply || c.destroyed) return;
       const len = Buffer.alloc(2);
@@ -290,12 +344,16 @@ export class DnsServer implements DnsServerInfo {
         });
       }
     };
+    const whole = () => buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0);
     const pump = () => {
-      while (!blocked && forwarding < TCP_MAX_FORWARDING && buf.length >= 2 && !c.destroyed) {
+      if (closing || c.destroyed) return;
+      let took = false;
+      while (!blocked && forwarding < TCP_MAX_FORWARDING && queries < this.maxTcpQueries && whole()) {
         const n = buf.readUInt16BE(0);
-        if (buf.length < 2 + n) break;
         const msg = Buffer.from(buf.subarray(2, 2 + n));
         buf = buf.subarray(2 + n);
+        queries++;
+        took = true;
         const r = this.answer(msg, 'tcp');
         if (r instanceof Promise) {
           forwarding++;
@@ -306,18 +364,35 @@ export class DnsServer implements DnsServerInfo {
           });
         } else write(r);
       }
-      if (blocked || forwarding >= TCP_MAX_FORWARDING) c.pause();
+      // Done once the client sent all it will (or all we take) and every answer is written:
+      // end() sends our FIN after them.
+      const full = queries >= this.maxTcpQueries;
+      if ((full || (ended && !whole())) && forwarding === 0) {
+        closing = true;
+        c.end();
+        deadline('idle', true); // for a client that never reads them
+        return;
+      }
+      const reading = forwarding < TCP_MAX_FORWARDING && !full;
+      if (reading && buf.length > 0 && !whole()) deadline('read', took);
+      else if (blocked || forwarding === 0) deadline('idle', took);
+      else deadline(undefined, false);
+      if (blocked || !reading) c.pause();
       else c.resume();
     };
-    touch();
+    deadline('read', true);
     c.on('data', (chunk: Buffer) => {
-      touch();
+      if (closing) return;
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      pump();
+    });
+    c.on('end', () => {
+      ended = true;
       pump();
     });
     c.on('error', () => c.destroy());
     c.on('close', () => {
-      idle?.cancel();
+      timer?.cancel();
       this.tcpConns.delete(c);
     });
   }
@@ -352,6 +427,14 @@ export class DnsServer implements DnsServerInfo {
       const r = sq && answerLocal(msg, sq, transport, this.zone);
       if (r) return r;
     }
+    // A query holds one question, and no record but an EDNS OPT. Anything else is refused
+    // before dns-packet sees it: it decodes every record the header claims and follows
+    // compression pointers without limit, so one crafted 64 KB message (8188 questions behind a
+    // chain of 8180 pointers) would take most of a second of this thread.
+    const arcount = msg.readUInt16BE(10);
+    if (msg.readUInt16BE(4) !== 1 || msg.readUInt16BE(6) !== 0 || msg.readUInt16BE(8) !== 0 || arcount > 1) return headerReply(msg, RCODE.FORMERR);
+    const questionEnd = skipName(msg, 12);
+    if (questionEnd < 0 || (arcount === 1 && skipName(msg, questionEnd + 4) < 0)) return headerReply(msg, RCODE.FORMERR);
     let req: DecodedPacket;
     try {
       req = dnsPacket.decode(msg) as DecodedPacket;
@@ -439,8 +522,10 @@ export class DnsServer implements DnsServerInfo {
   }
 
   private handleRecursive(msg: Buffer, req: DecodedPacket, q: Question, transport: DnsTransport): Reply | Promise<Reply> {
-    // Unqualified names are ours ("broken resolvers" that do not apply the search path).
-    if (countDots(fqdn(q.name)) === 1) return this.handleLocal(req, q, transport);
+    // Unqualified names are ours ("broken resolvers" that do not apply the search path); the
+    // root is not one of them.
+    const name = fqdn(q.name);
+    if (name !== '.' && countDots(name) === 1) return this.handleLocal(req, q, transport);
     // Each forward holds a socket until its answer or timeout (5 s per server): with a slow or
     // dead upstream, queries at any rate would have us hold sockets until the process has no
     // more descriptors, the mesh's included. Past the cap the client hears SERVFAIL at once.

@@ -1,13 +1,14 @@
 // Upstream resolvers for names outside the weave domain (nameserver `dns.go` upstream): the
 // servers of a resolv.conf file, re-read when its modification time changes (checked at most
 // every 5 s, as the original), with our own DNS address filtered out so that we never forward
-// to ourselves; and the exchange of one query with one server over UDP or TCP.
+// to ourselves (on a wildcard address, the host's loopback addresses too); and the exchange of
+// one query with one server over UDP or TCP.
 //
 // I/O is injected: the file through `ResolvConfReader`, the network through `UpstreamExchange`
 // (the default uses node:dgram and node:net; tests and the daemon may pass their own).
 import { createSocket, type Socket } from 'node:dgram';
 import { stat, readFile } from 'node:fs/promises';
-import { connect, isIP, type Socket as TcpSocket } from 'node:net';
+import { BlockList, connect, isIP, type Socket as TcpSocket } from 'node:net';
 import type { Clock } from '../core/clock.js';
 import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -65,8 +66,48 @@ export interface ResolvConfUpstreamOptions {
   path: string;
   /** Our own DNS address (the original's EffectiveListenAddress): never an upstream. */
   filterAddress?: string;
+  /** Our own DNS port: with a wildcard filterAddress, loopback servers are us only on it (unset: they are). */
+  filterPort?: number;
+  /** The port of the servers (resolv.conf has none; 53). */
+  upstreamPort?: number;
   /** The original re-checks the file at most every 5 s. */
   checkIntervalMs?: number;
+}
+
+const WILDCARDS = new BlockList();
+WILDCARDS.addAddress('0.0.0.0');
+WILDCARDS.addAddress('::', 'ipv6');
+
+function family(addr: string): 'ipv4' | 'ipv6' | undefined {
+  const f = isIP(addr);
+  return f === 4 ? 'ipv4' : f === 6 ? 'ipv6' : undefined;
+}
+
+/**
+ * Which servers are our own DNS address (`filterAddress`). The original drops only that very
+ * string; but listening on a wildcard we are also on the host's loopback addresses, and a
+ * resolv.conf naming 127.0.0.1 (or 0.0.0.0) would have every query forwarded to ourselves, again
+ * and again. So on 0.0.0.0 (or "", as in ":53") IPv4 loopback and 0.0.0.0 are us too, mapped
+ * IPv6 forms included; on :: (dual stack) both families' loopback and wildcards. Only when
+ * servers are asked on our port: on another one they are someone else.
+ */
+function ourselves(opts: ResolvConfUpstreamOptions): (server: string) => boolean {
+  const exact = (s: string) => s === opts.filterAddress;
+  const host = opts.filterAddress === '' ? '0.0.0.0' : (opts.filterAddress ?? '');
+  const fam = family(host);
+  if (!fam || !WILDCARDS.check(host, fam) || (opts.filterPort !== undefined && opts.filterPort !== (opts.upstreamPort ?? 53))) return exact;
+  const local = new BlockList();
+  local.addSubnet('127.0.0.0', 8);
+  local.addAddress('0.0.0.0');
+  if (fam === 'ipv6') {
+    local.addAddress('::1', 'ipv6');
+    local.addAddress('::', 'ipv6');
+  }
+  return (s) => {
+    const addr = s.split('%')[0] ?? '';
+    const f = family(addr);
+    return exact(s) || (f !== undefined && local.check(addr, f));
+  };
 }
 
 /** nameserver `upstream`: resolv.conf servers, cached, re-read when the file changes. */
@@ -75,7 +116,7 @@ export class ResolvConfUpstream implements Upstream {
   private readonly log: Logger;
   private readonly reader: ResolvConfReader;
   private readonly path: string;
-  private readonly filterAddress: string | undefined;
+  private readonly isUs: (server: string) => boolean;
   private readonly checkIntervalMs: number;
   private cached: string[] = [];
   private lastCheck = -Infinity;
@@ -87,7 +128,7 @@ export class ResolvConfUpstream implements Upstream {
     this.log = deps.logger;
     this.reader = deps.reader ?? nodeResolvConfReader;
     this.path = opts.path;
-    this.filterAddress = opts.filterAddress;
+    this.isUs = ourselves(opts);
     this.checkIntervalMs = opts.checkIntervalMs ?? 5000;
   }
 
@@ -111,7 +152,7 @@ export class ResolvConfUpstream implements Upstream {
       const stamp = s ? `${s.mtimeNs}/${s.size}` : 'absent';
       if (stamp === this.lastStamp) return this.cached;
       const servers = s ? parseResolvConf(await this.reader.read(this.path)) : [];
-      this.cached = servers.filter((x) => x !== this.filterAddress);
+      this.cached = servers.filter((x) => !this.isUs(x));
       this.lastStamp = stamp;
       this.log.info({ path: this.path, servers: this.cached }, 'upstream DNS servers');
     } catch (e) {

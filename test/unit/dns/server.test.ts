@@ -10,7 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
@@ -18,11 +18,11 @@ import type { Answer, DecodedPacket as PacketFlags, Packet } from 'dns-packet';
 
 /** A decoded message as dns-packet returns it (its types lack the rcode). */
 type DecodedPacket = PacketFlags & { rcode: string };
-import { systemClock } from '../../../src/core/clock.js';
+import { FakeClock, systemClock, type Clock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { Nameserver } from '../../../src/dns/nameserver.js';
-import { parseSimpleQuery } from '../../../src/dns/fast-reply.js';
-import { DnsServer, MAX_FORWARDING, parseListenAddress } from '../../../src/dns/server.js';
+import { answerLocalInto, parseSimpleQuery } from '../../../src/dns/fast-reply.js';
+import { DnsServer, MAX_FORWARDING, MAX_TCP_CONNECTIONS, TCP_MAX_QUERIES, TCP_READ_TIMEOUT_MS, parseListenAddress } from '../../../src/dns/server.js';
 import { WorkerUdpListener } from '../../../src/daemon/dns-worker-udp.js';
 import { ResolvConfUpstream, parseResolvConf, staticUpstream } from '../../../src/dns/upstream.js';
 import { seeded } from '../../helpers/prng.js';
@@ -132,7 +132,7 @@ function socketTest(name: string, fn: (via: Via) => Promise<void>): void {
 
 async function withServer(
   via: Via,
-  opts: { resolvConf?: string; upstreamPort?: number; servers?: string[]; domain?: string; timeoutMs?: number; filter?: string },
+  opts: { resolvConf?: string; upstreamPort?: number; servers?: string[]; domain?: string; timeoutMs?: number; filter?: string; clock?: Clock; maxTcpQueries?: number },
   fn: (s: { port: number; ns: Nameserver; server: DnsServer }) => Promise<void>,
 ): Promise<void> {
   const ns = new Nameserver({ clock: systemClock, logger: silentLogger, isKnownPeer: () => true }, { ourName: US, ...(opts.domain ? { domain: opts.domain } : {}) });
@@ -140,8 +140,8 @@ async function withServer(
     ? new ResolvConfUpstream({ clock: systemClock, logger: silentLogger }, { path: opts.resolvConf, checkIntervalMs: 0, ...(opts.filter ? { filterAddress: opts.filter } : {}) })
     : staticUpstream(opts.servers ?? []);
   const server = new DnsServer(
-    { names: ns, upstream, clock: systemClock, logger: silentLogger, random: seeded(5), udpListener: via === 'worker thread' ? new WorkerUdpListener({ names: ns, logger: silentLogger }) : undefined },
-    { listenAddress: '127.0.0.1:0', fallbackTimeoutMs: opts.timeoutMs ?? 1000, upstreamPort: opts.upstreamPort ?? 53, ...(opts.domain ? { domain: opts.domain } : {}) },
+    { names: ns, upstream, clock: opts.clock ?? systemClock, logger: silentLogger, random: seeded(5), udpListener: via === 'worker thread' ? new WorkerUdpListener({ names: ns, logger: silentLogger }) : undefined },
+    { listenAddress: '127.0.0.1:0', fallbackTimeoutMs: opts.timeoutMs ?? 1000, upstreamPort: opts.upstreamPort ?? 53, ...(opts.domain ? { domain: opts.domain } : {}), ...(opts.maxTcpQueries ? { maxTcpQueries: opts.maxTcpQueries } : {}) },
   );
   await server.start();
   try {
@@ -220,7 +220,8 @@ socketTest('negative answers: NXDOMAIN for unknown names, NOERROR-empty for othe
 });
 
 test('TCP: a client that sends queries and never reads the answers is not answered without end', async () => {
-  await withServer('node:dgram', {}, async ({ port, ns, server }) => {
+  // Without the cap on queries per connection, which would end it after 128.
+  await withServer('node:dgram', { maxTcpQueries: Infinity }, async ({ port, ns, server }) => {
     const name = 'many.weave.local';
     for (let i = 1; i <= 50; i++) ns.addEntryFqdn(name, 'c0', 0x0a020100 + i);
     let answered = 0;
@@ -483,4 +484,203 @@ test('fuzz: random and damaged queries never throw', async () => {
     else if (r) assert.ok(r.length >= 12);
   }
   await Promise.all(later);
+});
+
+/** A query framed for TCP (two length bytes). */
+const frame = (m: Buffer) => Buffer.concat([Buffer.from([m.length >> 8, m.length & 0xff]), m]);
+
+/** The server's side of its TCP connections. */
+const serverConns = (s: DnsServer) => (s as unknown as { tcpConns: Set<TcpSocket> }).tcpConns;
+
+async function waitFor(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  for (const t0 = Date.now(); !cond(); await new Promise((r) => setTimeout(r, 5))) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+/** A TCP client of `port` that counts the answers it reads and notes the server's FIN. */
+async function tcpClient(port: number, server: DnsServer): Promise<{ c: TcpSocket; peer: TcpSocket; answers: Buffer[]; ended: () => boolean; closed: () => boolean }> {
+  const c = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  c.on('error', () => undefined);
+  const answers: Buffer[] = [];
+  let buf = Buffer.alloc(0);
+  let ended = false;
+  let closed = false;
+  c.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+      answers.push(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      buf = buf.subarray(2 + buf.readUInt16BE(0));
+    }
+  });
+  c.on('end', () => (ended = true));
+  c.on('close', () => (closed = true));
+  await new Promise((r) => c.once('connect', r));
+  let peer: TcpSocket | undefined;
+  await waitFor(() => (peer = [...serverConns(server)].find((s) => s.remotePort === c.localPort)) !== undefined || ended || closed, 'the server to take the connection');
+  return { c, peer: peer!, answers, ended: () => ended, closed: () => closed };
+}
+
+test('a query of 8188 questions behind a chain of 8180 compression pointers gets FORMERR at once', () => {
+  const ns = new Nameserver({ clock: systemClock, logger: silentLogger, isKnownPeer: () => true }, { ourName: US });
+  for (const fastPath of [true, false]) {
+    const server = new DnsServer({ names: ns, upstream: staticUpstream([]), clock: systemClock, logger: silentLogger }, { listenAddress: '127.0.0.1:0', fastPath });
+    // The root at offset 12, each pointer to the one before, every question to the last (64 KB).
+    const hops = 8180;
+    const questions = 8188;
+    const msg = Buffer.alloc(13 + 2 * hops + 6 * questions);
+    msg.writeUInt16BE(0x1234, 0);
+    msg.writeUInt16BE(0x0100, 2);
+    msg.writeUInt16BE(questions, 4);
+    let at = 13;
+    for (let i = 0, prev = 12; i < hops; prev = at, at += 2, i++) msg.writeUInt16BE(0xc000 | prev, at);
+    for (let i = 0, last = at - 2; i < questions; i++, at += 6) {
+      msg.writeUInt16BE(0xc000 | last, at);
+      msg.writeUInt16BE(1, at + 2); // A
+      msg.writeUInt16BE(1, at + 4); // IN
+    }
+    const formerr = (m: Buffer, what: string) => {
+      const t0 = performance.now();
+      const r = server.answer(m, 'tcp');
+      const ms = performance.now() - t0;
+      assert.ok(Buffer.isBuffer(r), what);
+      assert.equal(r.toString('hex'), `${m.subarray(0, 2).toString('hex')}8101${'0'.repeat(16)}`, `${what}: FORMERR, header only`);
+      assert.ok(ms < 50, `${what}: answered in ${ms.toFixed(1)} ms`);
+    };
+    formerr(msg, 'the crafted message');
+    // A name that points to itself: refused, not followed for ever.
+    const loop = Buffer.from('123401000001000000000000c00c00010001', 'hex');
+    formerr(loop, 'a pointer loop');
+    // Records a query does not carry: answers, authority, a second additional.
+    const record = [{ name: 'web.weave.local', type: 'A', class: 'IN', ttl: 1, data: '10.32.0.9' }] as Answer[];
+    const question = [{ name: 'web.weave.local', type: 'A', class: 'IN' }] as dnsPacket.Question[];
+    formerr(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: question, answers: record }), 'an answer record');
+    formerr(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: question, authorities: record }), 'an authority record');
+    const two = dnsPacket.decode(query('web.weave.local', 'A', { udpSize: 1232 }));
+    two.additionals!.push(two.additionals![0]!);
+    formerr(dnsPacket.encode(two), 'two OPT records');
+    // EDNS (one OPT record) is a query as any other.
+    const edns = server.answer(query('web.weave.local', 'A', { udpSize: 1232 }), 'udp') as Buffer;
+    assert.equal((dnsPacket.decode(edns) as DecodedPacket).rcode, 'NXDOMAIN');
+  }
+});
+
+test('TCP: a message must arrive whole within 2 s of its start, however slowly it trickles; 8 s idle between messages', async () => {
+  const clock = new FakeClock();
+  await withServer('node:dgram', { clock }, async ({ port, ns, server }) => {
+    ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+    const q = frame(query('web.weave.local'));
+    // The first message: its deadline runs from the connection (as miekg), bytes do not extend it.
+    const a = await tcpClient(port, server);
+    a.c.write(q.subarray(0, 1));
+    await waitFor(() => a.peer.bytesRead === 1, 'the first byte');
+    clock.advance(TCP_READ_TIMEOUT_MS - 500);
+    a.c.write(q.subarray(1, 2));
+    await waitFor(() => a.peer.bytesRead === 2, 'the second byte');
+    clock.advance(499);
+    assert.ok(!a.peer.destroyed);
+    clock.advance(1);
+    assert.ok(a.peer.destroyed, 'bytes trickling in do not extend the deadline');
+    // After an answer: 8 s idle; a message started then has 2 s.
+    const b = await tcpClient(port, server);
+    b.c.write(q);
+    await waitFor(() => b.answers.length === 1, 'the answer');
+    clock.advance(7999);
+    assert.ok(!b.peer.destroyed, 'idle between messages for less than 8 s');
+    b.c.write(q.subarray(0, 3));
+    await waitFor(() => b.peer.bytesRead === q.length + 3, 'the next message to start');
+    clock.advance(TCP_READ_TIMEOUT_MS - 1);
+    b.c.write(q.subarray(3, 4));
+    await waitFor(() => b.peer.bytesRead === q.length + 4, 'another byte');
+    assert.ok(!b.peer.destroyed);
+    clock.advance(1);
+    assert.ok(b.peer.destroyed, 'the second message did not arrive within 2 s of its start');
+    const c = await tcpClient(port, server);
+    c.c.write(q);
+    await waitFor(() => c.answers.length === 1, 'the answer');
+    clock.advance(8000);
+    assert.ok(c.peer.destroyed, 'idle for 8 s');
+  });
+});
+
+test(`TCP: at most ${MAX_TCP_CONNECTIONS} connections at once; past that, new ones are closed`, async () => {
+  // A clock that stands still: no connection reaches its read deadline meanwhile.
+  await withServer('node:dgram', { clock: new FakeClock() }, async ({ port, ns, server }) => {
+    ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+    const clients = await Promise.all(Array.from({ length: MAX_TCP_CONNECTIONS }, () => tcpClient(port, server)));
+    assert.equal(serverConns(server).size, MAX_TCP_CONNECTIONS);
+    const extra = await tcpClient(port, server);
+    await waitFor(() => extra.ended() || extra.closed(), 'the server to close the connection past the cap');
+    assert.equal(serverConns(server).size, MAX_TCP_CONNECTIONS);
+    assert.ok(clients.every((x) => !x.ended() && !x.closed()));
+    // Once one goes, another is served.
+    clients[0]!.c.destroy();
+    await waitFor(() => serverConns(server).size === MAX_TCP_CONNECTIONS - 1, 'the server to see it go');
+    const next = await tcpClient(port, server);
+    next.c.write(frame(query('web.weave.local')));
+    await waitFor(() => next.answers.length === 1, 'an answer');
+    for (const x of [...clients, next]) x.c.destroy();
+  });
+});
+
+test(`TCP: ${TCP_MAX_QUERIES} queries per connection (as miekg), then the server closes it`, async () => {
+  await withServer('node:dgram', {}, async ({ port, ns, server }) => {
+    ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+    const a = await tcpClient(port, server);
+    a.c.write(Buffer.concat(Array.from({ length: TCP_MAX_QUERIES + 5 }, () => frame(query('web.weave.local')))));
+    await waitFor(() => a.ended(), 'the server to end the connection');
+    assert.equal(a.answers.length, TCP_MAX_QUERIES);
+    a.c.destroy();
+  });
+});
+
+test('TCP: a client that half-closes after its queries gets every answer, forwarded ones included, then FIN', async () => {
+  const fake = new FakeResolver({ 'example.com': ['192.0.2.10'] });
+  await fake.start();
+  try {
+    await withServer('node:dgram', { servers: ['127.0.0.1'], upstreamPort: fake.port }, async ({ port, ns, server }) => {
+      ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+      for (const names of [['example.com'], ['web.weave.local'], ['example.com', 'web.weave.local', 'example.com']]) {
+        const a = await tcpClient(port, server);
+        a.c.end(Buffer.concat(names.map((n) => frame(query(n)))));
+        await waitFor(() => a.ended(), `the server's FIN (${names})`);
+        assert.deepEqual(a.answers.map((m) => addrs(dnsPacket.decode(m) as DecodedPacket)).sort(), names.map((n) => (n === 'web.weave.local' ? ['10.32.0.1'] : ['192.0.2.10'])).sort(), `${names}`);
+        await waitFor(() => a.closed(), 'the connection to close');
+      }
+      // A partial message before the FIN is dropped, and the connection ends.
+      const b = await tcpClient(port, server);
+      b.c.end(frame(query('example.com')).subarray(0, 7));
+      await waitFor(() => b.closed(), 'the connection to close');
+      assert.equal(b.answers.length, 0);
+      await waitFor(() => serverConns(server).size === 0, 'the server to drop its connections');
+    });
+  } finally {
+    await fake.stop();
+  }
+});
+
+test('the root is not a single-label name: ". NS" goes upstream; "web" is still ours', async () => {
+  const fake = new FakeResolver({});
+  await fake.start();
+  try {
+    const ns = new Nameserver({ clock: systemClock, logger: silentLogger, isKnownPeer: () => true }, { ourName: US });
+    ns.addEntryFqdn('web.weave.local.', 'c1', 0x0a200001);
+    for (const fastPath of [true, false]) {
+      const server = new DnsServer({ names: ns, upstream: staticUpstream(['127.0.0.1']), clock: systemClock, logger: silentLogger }, { listenAddress: '127.0.0.1:0', fastPath, upstreamPort: fake.port });
+      const before = fake.queries;
+      const root = server.answer(query('.', 'NS'), 'udp');
+      assert.ok(root instanceof Promise, 'forwarded');
+      assert.equal((dnsPacket.decode((await root)!) as DecodedPacket).rcode, 'NXDOMAIN', 'as the upstream said');
+      assert.equal(fake.queries, before + 1);
+      const web = server.answer(query('web'), 'udp');
+      assert.deepEqual(addrs(dnsPacket.decode(web as Buffer) as DecodedPacket), ['10.32.0.1']);
+    }
+    // The fast path's local answer declines the root (0: not local), as any name it does not own.
+    const zone = { domain: 'weave.local.', ttl: 1, random: Math.random, lookup: (h: string) => ns.lookup(h) };
+    const msg = query('.', 'NS');
+    const q = { id: msg.readUInt16BE(0), flags: msg.readUInt16BE(2), name: '.', nameBytes: 1, questionEnd: 17, qtype: 2, ednsSize: undefined };
+    assert.equal(answerLocalInto(Buffer.alloc(512), msg, q, 'udp', zone), 0);
+  } finally {
+    await fake.stop();
+  }
 });

@@ -1,6 +1,7 @@
 // `weave prime` (GET /ring: returns once the IPAM ring exists, so scripts can wait for
 // consensus) and `weave rmpeer <peer>...` (DELETE /peer/<peer>: take over the address space
 // of peers that are gone for good; prints "N IPs taken over from X" per peer, as the original).
+import { WeaveError } from '../core/errors.js';
 import type { CliContext } from './context.js';
 
 export async function prime(ctx: CliContext): Promise<number> {
@@ -12,6 +13,8 @@ export async function prime(ctx: CliContext): Promise<number> {
 }
 
 export async function rmpeer(ctx: CliContext, peers: string[]): Promise<number> {
+  // DELETE /peer/ names no peer; checked for all before the first request.
+  if (peers.some((p) => p === '')) throw new WeaveError('INVALID_ARGUMENT', 'rmpeer: empty peer id (give a peer name or nickname)');
   let rc = 0;
   for (const p of peers) {
     const r = await ctx.client.request('DELETE', `/peer/${encodeURIComponent(p)}`, { timeoutMs: 10_000 });

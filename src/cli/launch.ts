@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { WeaveError } from '../core/errors.js';
 import type { CliContext } from './context.js';
 import { runningPid } from './router-process.js';
 import { installCni } from './setup.js';
@@ -17,8 +18,38 @@ function tail(file: string, lines: number): string {
   }
 }
 
-export async function launch(ctx: CliContext, args: string[]): Promise<number> {
+/**
+ * The original script's own launch flags, turned into what weaver takes (the script's loop):
+ * --password (and -password) leaves the command line, which every local user can read in
+ * /proc/<pid>/cmdline, for WEAVE_PASSWORD; --iprange is the older name of --ipalloc-range;
+ * --no-restart is dropped. Everything else goes to weaver as given.
+ */
+function routerArgs(args: string[]): { args: string[]; password?: string } {
+  const out: string[] = [];
+  let password: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const eq = /^--?password=/.exec(a);
+    if (eq) {
+      password = a.slice(eq[0].length);
+    } else if (a === '--password' || a === '-password') {
+      if (i + 1 >= args.length) throw new WeaveError('INVALID_ARGUMENT', `launch: ${a} needs a value`);
+      password = args[++i]!;
+    } else if (a === '--iprange' || a.startsWith('--iprange=')) {
+      out.push(a.replace(/^--iprange/, '--ipalloc-range'));
+    } else if (a === '--no-restart') {
+      // The original then starts its router container without a restart policy; a weaver
+      // started here is never restarted on failure anyway: accepted, nothing to turn off.
+    } else {
+      out.push(a);
+    }
+  }
+  return { args: out, ...(password !== undefined ? { password } : {}) };
+}
+
+export async function launch(ctx: CliContext, givenArgs: string[]): Promise<number> {
   const { paths } = ctx;
+  const { args, password } = routerArgs(givenArgs);
   const pid = runningPid(paths.runDir);
   if (pid !== undefined) {
     ctx.err(`weave is already running (pid ${pid}); 'weave stop' first\n`);
@@ -42,7 +73,7 @@ export async function launch(ctx: CliContext, args: string[]): Promise<number> {
   const child = spawn(
     process.execPath,
     [ctx.weaverBin, '--data-dir', paths.dataDir, '--run-dir', paths.runDir, '--http-addr', paths.httpAddr, ...args],
-    { detached: true, stdio: ['ignore', logFd, logFd], env: ctx.env },
+    { detached: true, stdio: ['ignore', logFd, logFd], env: password === undefined ? ctx.env : { ...ctx.env, WEAVE_PASSWORD: password } },
   );
   closeSync(logFd);
   let exited: number | null | undefined;

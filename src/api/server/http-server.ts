@@ -202,6 +202,9 @@ export class ApiServer {
   }
 
   private route(method: string, parts: string[]): Handler | undefined {
+    // As gorilla/mux: no route variable matches an empty value and /peer is not /peer/, so a
+    // trailing slash is 404 (DELETE /peer/ must not leave, DELETE /ip/x/ not free all of x).
+    if (parts.some((s) => s === '')) return undefined;
     const [head, ...rest] = parts;
     if (this.readOnly && !(method === 'GET' && (head === 'status' || head === 'report' || head === 'metrics'))) return undefined;
     const n = rest.length;
@@ -321,7 +324,8 @@ export class ApiServer {
         send(res, 301, 'Moved Permanently\n');
         return;
       }
-      parts = raw.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
+      // Every segment, the empty one after a trailing slash included (route() matches none).
+      parts = raw.split('/').slice(1).map((s) => decodeURIComponent(s));
       query = url.searchParams;
     } catch {
       send(res, 400, 'invalid request path\n');

@@ -1,12 +1,14 @@
 // The HTTP server's request handling apart from any one route: paths that are not clean are
 // redirected as the original's router (gorilla/mux) does, not served; /status views are only
-// the original's; a client that goes away mid-body is no server error.
+// the original's; a client that goes away mid-body is no server error; a trailing slash is no
+// route's path (an empty segment is no route variable).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { MemoryLogger } from '../../../src/core/logger.js';
-import { ApiServer, cleanPath, type ApiServices } from '../../../src/api/server/http-server.js';
+import { ApiServer, cleanPath, type ApiServices, type IpamService } from '../../../src/api/server/http-server.js';
 import type { WeaveReport } from '../../../src/api/types.js';
+import { parseCidr } from '../../../src/core/ip.js';
 
 test('cleanPath: Go path.Clean for paths with empty, "." or ".." segments, undefined for clean ones', () => {
   for (const p of ['/', '/status', '/status/', '/ip/c1/10.32.0.1/12', '/name/c%2F1/10.32.0.5', '/a/.b/..c/...']) assert.equal(cleanPath(p), undefined, p);
@@ -34,7 +36,24 @@ function raw(port: number, method: string, path: string, body?: string): Promise
 
 async function serve(log: MemoryLogger): Promise<{ port: number; calls: string[]; server: ApiServer }> {
   const calls: string[] = [];
+  const none = () => {
+    throw new Error('not used by these tests');
+  };
+  const ipam: IpamService = {
+    defaultSubnet: parseCidr('10.32.0.0/12'),
+    parseSubnet: parseCidr,
+    allocate: none,
+    claim: none,
+    lookup: none,
+    free: (ident) => (calls.push(`free ${ident}`), []),
+    freeAddress: (ident, ip) => void calls.push(`free ${ident} ${ip}`),
+    all: () => [],
+    prime: async () => {},
+    takeOver: (peer) => (calls.push(`takeOver ${peer}`), 0),
+    conflictLine: () => undefined,
+  };
   const services: ApiServices = {
+    ipam,
     report: () => ({}) as WeaveReport,
     metrics: async () => ({ contentType: 'text/plain', body: '' }),
     expose: { expose: async () => {}, hide: async () => {} },
@@ -63,6 +82,26 @@ test('paths with empty, "." or ".." segments are redirected to their clean form,
     assert.deepEqual(calls, []);
     assert.equal((await raw(port, 'DELETE', '/peer')).status, 204);
     assert.deepEqual(calls, ['leave']);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a trailing slash matches no route: DELETE /peer/, /name/c1/, /ip/c1/ are 404 and do nothing', async () => {
+  const { port, calls, server } = await serve(new MemoryLogger());
+  try {
+    // Before: the empty last segment was dropped, so these left the network, removed every
+    // name of c1, freed every address of c1. gorilla/mux matches no variable with an empty value.
+    for (const [method, path] of [['DELETE', '/peer/'], ['DELETE', '/name/c1/'], ['DELETE', '/ip/c1/'], ['GET', '/status/'], ['DELETE', '/name/'], ['GET', '/']]) {
+      const r = await raw(port, method!, path!);
+      assert.deepEqual([r.status, r.text], [404, '404 page not found\n'], `${method} ${path}`);
+    }
+    assert.deepEqual(calls, []);
+    // The routes themselves still answer.
+    assert.equal((await raw(port, 'DELETE', '/peer/p1')).status, 200);
+    assert.equal((await raw(port, 'DELETE', '/name/c1')).status, 204);
+    assert.equal((await raw(port, 'DELETE', '/ip/c1')).status, 204);
+    assert.deepEqual(calls, ['takeOver p1', 'delete c1 * *', 'free c1']);
   } finally {
     await server.close();
   }

@@ -112,7 +112,11 @@ export class Weaver {
       { name: cfg.bridge, mac: this.name, mtu: cfg.mtu, checkIntervalMs: cfg.bridgeCheckIntervalMs },
     );
     await this.bridge.ensure();
-    this.exposer = new Exposer({ links, firewall, store, logger: this.log.child({ component: 'expose' }) }, { bridge: cfg.bridge });
+    const api = /^127\.0\.0\.1:(\d+)$/.exec(cfg.httpAddr);
+    this.exposer = new Exposer(
+      { links, firewall, store, logger: this.log.child({ component: 'expose' }) },
+      { bridge: cfg.bridge, ...(api ? { controlPort: Number(api[1]) } : {}) },
+    );
     await this.exposer.installBaseRules();
 
     await this.exposer.reapply();

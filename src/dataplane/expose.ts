@@ -9,6 +9,30 @@ import type { FirewallOps, LinkOps } from './ports.js';
 
 export const NAT_CHAIN = 'WEAVE';
 export const EXPOSE_CHAIN = 'WEAVE-EXPOSE';
+const CONTROL_PORT_COMMENT = 'Block non-local access to Weave Net control port';
+
+/**
+ * The original's INPUT rule for the HTTP API on 127.0.0.1: with route_localnet=1 (kube-proxy
+ * sets it) other hosts and pods can reach 127.0.0.1, and the API has no authentication.
+ */
+export function controlPortRule(port: number): string[] {
+  return [
+    '-p', 'tcp', '--dst', '127.0.0.1', '--dport', String(port),
+    '-m', 'addrtype', '!', '--src-type', 'LOCAL',
+    '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED',
+    '-m', 'comment', '--comment', CONTROL_PORT_COMMENT, '-j', 'DROP',
+  ];
+}
+
+/** The ports of control-port rules in `iptables -S INPUT` lines (reset removes whichever). */
+export function controlPortsIn(rules: readonly string[]): number[] {
+  const ports: number[] = [];
+  for (const r of rules) {
+    const m = r.includes(CONTROL_PORT_COMMENT) ? /--dport (\d+)/.exec(r) : null;
+    if (m) ports.push(Number(m[1]));
+  }
+  return ports;
+}
 
 export interface ExposeStore {
   scan(prefix: string): { key: string; value: string }[];
@@ -28,15 +52,18 @@ export class Exposer {
   private readonly store: ExposeStore;
   private readonly log: Logger;
   private readonly bridge: string;
+  /** The HTTP API's port when it listens on 127.0.0.1 (controlPortRule), else undefined. */
+  private readonly controlPort: number | undefined;
   /** expose/hide run one at a time: iptables check-then-append is not atomic. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(deps: { links: LinkOps; firewall: FirewallOps; store: ExposeStore; logger: Logger }, opts: { bridge: string }) {
+  constructor(deps: { links: LinkOps; firewall: FirewallOps; store: ExposeStore; logger: Logger }, opts: { bridge: string; controlPort?: number }) {
     this.links = deps.links;
     this.fw = deps.firewall;
     this.store = deps.store;
     this.log = deps.logger;
     this.bridge = opts.bridge;
+    this.controlPort = opts.controlPort;
   }
 
   /** The forwarding and NAT skeleton every router installs at start (without NPC). */
@@ -55,9 +82,15 @@ export class Exposer {
     await this.fw.ensureChain('filter', EXPOSE_CHAIN);
     await this.fw.ensureChain('nat', NAT_CHAIN);
     for (const r of this.baseRules()) await this.fw.ensureRule(r.table, r.chain, r.rule);
+    // First in INPUT, so that no earlier ACCEPT lets the packets through.
+    if (this.controlPort !== undefined) await this.fw.ensureRule('filter', 'INPUT', controlPortRule(this.controlPort), 1);
   }
 
-  async removeBaseRules(): Promise<void> {
+  /** Removes the base rules, and the control-port rules of `controlPorts` (and our own port's). */
+  async removeBaseRules(controlPorts: readonly number[] = []): Promise<void> {
+    for (const p of new Set([...controlPorts, ...(this.controlPort !== undefined ? [this.controlPort] : [])])) {
+      await this.fw.removeRule('filter', 'INPUT', controlPortRule(p));
+    }
     for (const r of this.baseRules()) await this.fw.removeRule(r.table, r.chain, r.rule);
     await this.fw.removeChain('filter', EXPOSE_CHAIN);
     await this.fw.removeChain('nat', NAT_CHAIN);

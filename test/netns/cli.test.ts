@@ -89,9 +89,17 @@ test('setup installs the plugins and the conflist; stop and reset clean up', asy
   assert.equal(h.weave(['stop']).code, 0);
   await eventually(() => h.weave(['status']).code === 1, 5000, 'router stopped');
   assert.match(h.weave(['status']).stderr, /weave is not running/);
+  // Another overlay's VXLAN device on the host is not ours to remove; a fast path device left
+  // behind (a router killed, a reset that stopped halfway) is.
+  h.ns.must('ip', ['link', 'add', 'vxlan-100', 'type', 'vxlan', 'id', '100', 'dstport', '4789', 'local', '127.0.0.1']);
+  h.ns.must('ip', ['link', 'add', 'vxlan-6784', 'type', 'vxlan', 'id', '101', 'dstport', '6784', 'local', '127.0.0.1']);
   assert.equal(h.weave(['reset']).code, 0);
+  assert.notEqual(h.ns.run('ip', ['link', 'show', 'vxlan-6784']).code, 0);
+  assert.equal(h.ns.run('ip', ['link', 'show', 'vxlan-100']).code, 0, 'a vxlan device of someone else stays');
+  h.ns.must('ip', ['link', 'del', 'vxlan-100']);
   assert.notEqual(h.ns.run('ip', ['link', 'show', 'weave']).code, 0);
   assert.notEqual(h.ns.run('iptables', ['-t', 'nat', '-S', 'WEAVE']).code, 0);
   assert.doesNotMatch(h.ns.must('iptables', ['-S', 'FORWARD']), /weave/);
+  assert.doesNotMatch(h.ns.must('iptables', ['-S', 'INPUT']), /Weave Net control port/);
   assert.ok(!existsSync(join(h.env.WEAVE_DATA_DIR!, 'weave.db')));
 });

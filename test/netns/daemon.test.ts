@@ -87,6 +87,9 @@ test('expose puts the address on the bridge with NAT rules; hide removes them', 
   assert.match(nat, /-A WEAVE -s 10\.32\.0\.0\/12 ! -d 10\.32\.0\.0\/12 -j MASQUERADE/);
   assert.match(h.ns.must('iptables', ['-S', 'WEAVE-EXPOSE']), /-A WEAVE-EXPOSE -d 10\.32\.0\.0\/12 -j ACCEPT/);
   assert.match(h.ns.must('iptables', ['-S', 'FORWARD']), /-A FORWARD -o weave -j WEAVE-EXPOSE/);
+  // The original's guard of the API on 127.0.0.1 (route_localnet=1 lets others reach it), first in INPUT.
+  const input = h.ns.must('iptables', ['-S', 'INPUT']).split('\n').filter((l) => l.startsWith('-A'));
+  assert.match(input[0] ?? '', /-d 127\.0\.0\.1\/32 -p tcp .*--dport 6784 .*! --src-type LOCAL .*! --ctstate RELATED,ESTABLISHED .*Block non-local access to Weave Net control port.* -j DROP/);
   await h.client.hide('10.32.0.200/12');
   assert.doesNotMatch(h.ns.must('iptables', ['-t', 'nat', '-S', 'WEAVE']), /MASQUERADE/);
   assert.doesNotMatch(h.ns.ip('addr', 'show', 'dev', 'weave'), /10\.32\.0\.200/);

@@ -47,9 +47,14 @@ function routerArgs(args: string[]): { args: string[]; password?: string } {
   return { args: out, ...(password !== undefined ? { password } : {}) };
 }
 
-export async function launch(ctx: CliContext, givenArgs: string[]): Promise<number> {
+/**
+ * `bridge`: the CLI's bridge (`--weave-bridge`, WEAVE_BRIDGE), which reset, attach and ps use
+ * too: the router gets it unless the launch flags name one themselves.
+ */
+export async function launch(ctx: CliContext, givenArgs: string[], bridge?: string): Promise<number> {
   const { paths } = ctx;
   const { args, password } = routerArgs(givenArgs);
+  if (bridge !== undefined && !args.some((a) => a === '--weave-bridge' || a.startsWith('--weave-bridge='))) args.unshift('--weave-bridge', bridge);
   const pid = runningPid(paths.runDir);
   if (pid !== undefined) {
     ctx.err(`weave is already running (pid ${pid}); 'weave stop' first\n`);

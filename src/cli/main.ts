@@ -73,7 +73,7 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
 
   program.command('launch').description('start the router in the background (flags as weaver; see `weaver --help`)')
     .argument('[args...]', 'weaver flags and peers').passThroughOptions().allowUnknownOption().helpOption(false)
-    .action(run((c, cmd) => launch(c, cmd.args)));
+    .action(run((c, cmd) => launch(c, cmd.args, bridgeOf(cmd))));
 
   program.command('stop').description('stop the router').action(run((c) => stopRouter(c)));
 

@@ -25,7 +25,7 @@ interface Spawned {
 }
 
 /** Runs launch with the stand-in weaver; what it was started with, or undefined when it was not. */
-async function launchWith(args: string[], env: Record<string, string> = {}): Promise<{ spawned?: Spawned; code?: number; error?: unknown }> {
+async function launchWith(args: string[], env: Record<string, string> = {}, bridge?: string): Promise<{ spawned?: Spawned; code?: number; error?: unknown }> {
   const dir = mkdtempSync(join(tmpdir(), 'weave-launch-test-'));
   try {
     const out = join(dir, 'spawned.json');
@@ -49,7 +49,7 @@ async function launchWith(args: string[], env: Record<string, string> = {}): Pro
     let code: number | undefined;
     let error: unknown;
     try {
-      code = await launch(ctx, args);
+      code = await launch(ctx, args, bridge);
     } catch (e) {
       error = e;
     }
@@ -112,4 +112,11 @@ test('launch accepts --no-restart (ignored) and --iprange as --ipalloc-range, as
       else process.env.WEAVE_PASSWORD = saved;
     }
   }
+});
+
+test('launch gives the router the bridge of the CLI (--weave-bridge, WEAVE_BRIDGE) unless its flags name one', async () => {
+  const given = await launchWith(['192.0.2.2'], {}, 'br1');
+  assert.deepEqual(given.spawned?.argv.slice(-3), ['--weave-bridge', 'br1', '192.0.2.2']);
+  const own = await launchWith(['--weave-bridge', 'br2', '192.0.2.2'], {}, 'br1');
+  assert.deepEqual(own.spawned?.argv.filter((a) => a.startsWith('br')), ['br2']);
 });

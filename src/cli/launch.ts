@@ -110,6 +110,6 @@ export async function launch(ctx: CliContext, givenArgs: string[], bridge?: stri
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  ctx.err(`weave router did not become ready within ${READY_TIMEOUT_MS / 1000} s (${lastReason}); see ${paths.logFile}\n`);
+  ctx.err(`weave router (pid ${child.pid}) did not become ready within ${READY_TIMEOUT_MS / 1000} s (${lastReason}); see ${paths.logFile}; 'weave stop' stops it\n`);
   return 1;
 }

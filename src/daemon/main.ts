@@ -35,12 +35,19 @@ export async function runWeaver(argv: string[], out: { stdout: (s: string) => vo
   const weaver = new Weaver({ logger: log, clock: systemClock }, cfg);
   let resolveStop: (code: number) => void = () => {};
   const stopped = new Promise<number>((r) => (resolveStop = r));
-  const onSignal = (sig: string) => {
-    log.info({ signal: sig }, '=== received SIGINT/SIGTERM ===');
+  // A signal while starting stops the router once start() is done: stopping beside it left
+  // start() writing files after stop() had removed them. (A second signal kills at once.)
+  let starting = true;
+  let stopWanted = false;
+  const stop = () =>
     void weaver.stop().then(() => resolveStop(0), (e) => {
       log.error({ err: errorMessage(e) }, 'error while stopping');
       resolveStop(1);
     });
+  const onSignal = (sig: string) => {
+    log.info({ signal: sig }, '=== received SIGINT/SIGTERM ===');
+    if (starting) stopWanted = true;
+    else stop();
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
@@ -52,5 +59,7 @@ export async function runWeaver(argv: string[], out: { stdout: (s: string) => vo
     await weaver.stop().catch(() => undefined);
     return 1;
   }
+  starting = false;
+  if (stopWanted) stop();
   return stopped;
 }

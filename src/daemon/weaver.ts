@@ -1,7 +1,8 @@
 // The composition root of the router daemon: builds every service from the configuration and
 // the platform adapters, starts them in order and stops them in reverse. Nothing else in the
 // code base constructs platform objects for the daemon.
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { claimPidFile, releasePidFile } from '../platform/pid-file.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -77,6 +78,10 @@ export class Weaver {
     const cfg = this.cfg;
     mkdirSync(cfg.dataDir, { recursive: true });
     mkdirSync(cfg.runDir, { recursive: true });
+    // First of all: one router per host. A second one used to get as far as deleting the first's
+    // VXLAN device before failing, and then removed its pid file. Taken this early, the file
+    // also lets `weave stop` find a router that is still starting.
+    claimPidFile(join(cfg.runDir, WEAVER_PID_FILE), 'weaver');
     this.log.info(
       {
         version: weaveVersion(),
@@ -154,7 +159,6 @@ export class Weaver {
     if (cfg.statusAddr) await this.listen(cfg.statusAddr, true);
     if (cfg.metricsAddr) await this.listen(cfg.metricsAddr, true);
     this.cni.publish();
-    writeFileSync(join(cfg.runDir, WEAVER_PID_FILE), `${process.pid}\n`);
     this.ready = true;
     this.log.info({ httpAddr: cfg.httpAddr }, `Listening for HTTP control messages on ${cfg.httpAddr}`);
   }
@@ -443,7 +447,7 @@ export class Weaver {
     this.servers = [];
     this.store?.close();
     this.cni?.unpublish();
-    rmSync(join(this.cfg.runDir, WEAVER_PID_FILE), { force: true });
+    releasePidFile(join(this.cfg.runDir, WEAVER_PID_FILE));
     this.log.info({}, 'weave stopped');
   }
 }

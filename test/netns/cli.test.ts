@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Netns, WeaveHost, eventually, requireRoot, uniquePrefix } from '../helpers/netns.js';
+import { Netns, WeaveHost, bin, eventually, requireRoot, uniquePrefix } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
 let h: WeaveHost;
@@ -32,6 +32,14 @@ test('launch starts weaver in the background and refuses a second one', (t) => {
   const again = h.weave(['launch']);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already running/);
+  // A second weaver started by hand refuses before touching anything: the first keeps its pid
+  // file, its fast path device and its API.
+  const second = h.ns.run(process.execPath, [bin('weaver'), '--name', '7a:00:00:00:00:0b'], { env: h.env, timeoutMs: 20_000 });
+  assert.equal(second.code, 1, second.stderr);
+  assert.match(second.stderr, /already running \(pid \d+/);
+  assert.equal(readFileSync(pidFile, 'utf8').trim(), r.stdout.trim());
+  assert.equal(h.ns.run('ip', ['link', 'show', 'vxlan-6784']).code, 0);
+  assert.equal(h.weave(['status']).code, 0);
 });
 
 test('status and report print what the router serves', (t) => {

@@ -140,11 +140,11 @@ export class Exposer {
   private async doHide(cidr: Cidr): Promise<void> {
     const text = formatCidr(cidr);
     await this.links.deleteAddress(this.bridge, text);
-    const stillSameSubnet = this.exposed().some((e) => formatCidr(e.cidr) !== text && subnetText(e.cidr) === subnetText(cidr));
-    if (!stillSameSubnet) {
-      await this.fw.removeRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
-      for (const r of this.natRules(cidr)) await this.fw.removeRule('nat', NAT_CHAIN, r);
-    }
+    // The subnet's rules stay while another exposed address of it needs them: the filter rule
+    // for any, the NAT rules only for one exposed with masquerading (not --without-masquerade).
+    const others = this.exposed().filter((e) => formatCidr(e.cidr) !== text && subnetText(e.cidr) === subnetText(cidr));
+    if (others.length === 0) await this.fw.removeRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
+    if (!others.some((e) => !e.skipNAT)) for (const r of this.natRules(cidr)) await this.fw.removeRule('nat', NAT_CHAIN, r);
     this.store.delete(KEY + text);
     this.log.info({ cidr: text }, 'hidden');
   }

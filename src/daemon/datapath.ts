@@ -65,7 +65,7 @@ export class Datapath {
       removePeer: (name, connUid) => this.send({ t: 'peer-del', name, connUid }),
       sendSpecial: (peer, df, frame) => this.send({ t: 'special', peer, df, frame }),
     };
-    this.overlay = new OverlaySwitch({ logger: deps.logger });
+    this.overlay = new OverlaySwitch({ logger: deps.logger, clock: deps.clock });
     this.sleeve = new SleeveOverlay({ clock: deps.clock, logger: deps.logger, datapath: proxy }, { port: opts.port, gso: true });
     const vx = vxlanName(opts.port + 1);
     if (opts.fastdp) {

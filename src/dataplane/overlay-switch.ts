@@ -6,13 +6,21 @@
 //
 // Unlike the original, a forwarder can be established and then unhealthy (the fast path's
 // heartbeats stop) without failing: traffic moves to the next one and moves back when the
-// heartbeats resume, so a connection cannot stay stuck on sleeve (#1737).
+// heartbeats resume, so a connection cannot stay stuck on sleeve (#1737). What fails is the
+// connection: when no forwarder has carried (established and healthy) for 60 s — the fast path
+// never proved itself or went quiet, and sleeve timed out — it fails with `no working
+// forwarders`, the mesh closes it, and the reconnect brings fresh forwarders (the original's
+// fast path failed after 60 s without heartbeats; without this a connection could stay
+// `pending`, or `established` over a dead fast path, for good).
+import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
 import type { Overlay, OverlayConnection, OverlayConnectionParams } from '../mesh/overlay.js';
 
 export const OVERLAYS_FEATURE = 'Overlays';
+/** How long a connection may go without a forwarder that carries (the original's heartbeat timeout). */
+export const NO_WORKING_FORWARDER_MS = 60_000;
 
 /** What a sub-overlay gets for one connection. */
 export interface ForwarderParams extends Omit<OverlayConnectionParams, 'sendControl' | 'established' | 'failed'> {
@@ -55,12 +63,14 @@ interface Sub {
 export class OverlaySwitch implements Overlay {
   private readonly overlays: NetworkOverlay[] = [];
   private readonly log: Logger;
+  readonly clock: Clock;
   /** Serves remotes that do not send `Overlays` (Weave Net before 1.2). */
   compat: NetworkOverlay | undefined;
   onBestChanged: BestListener = () => {};
 
-  constructor(deps: { logger: Logger }) {
+  constructor(deps: { logger: Logger; clock: Clock }) {
     this.log = deps.logger;
+    this.clock = deps.clock;
   }
 
   add(overlay: NetworkOverlay): void {
@@ -104,6 +114,8 @@ class SwitchConnection implements OverlayConnection {
   private best = -1;
   private stopped = false;
   private announced = false;
+  /** Runs while no forwarder carries; fails the connection when it fires. */
+  private watchdog: TimerHandle | undefined;
   private readonly label: string;
 
   constructor(
@@ -172,8 +184,18 @@ class SwitchConnection implements OverlayConnection {
     if (bestEstablished < 0) bestEstablished = this.subs.findIndex((s) => s.fwd && s.established);
     const best = bestEstablished >= 0 ? bestEstablished : bestWorking;
     if (best < 0) {
-      this.params.failed(new WeaveError('UNAVAILABLE', `no working forwarders to ${this.label}`));
+      this.fail();
       return;
+    }
+    const carrying = this.subs.some((s) => s.fwd && s.established && s.healthy);
+    if (carrying) {
+      this.watchdog?.cancel();
+      this.watchdog = undefined;
+    } else {
+      this.watchdog ??= this.sw.clock.setTimeout(() => {
+        this.watchdog = undefined;
+        if (!this.stopped && !this.subs.some((s) => s.fwd && s.established && s.healthy)) this.fail();
+      }, NO_WORKING_FORWARDER_MS);
     }
     if (best !== this.best) {
       this.best = best;
@@ -181,6 +203,12 @@ class SwitchConnection implements OverlayConnection {
       this.log.info({ peer: this.label, overlay: name }, `overlay_switch ->[${this.label}] using ${name}`);
     }
     this.sw.onBestChanged(this.params.remoteName, this.params.connUid, this.current());
+  }
+
+  private fail(): void {
+    this.watchdog?.cancel();
+    this.watchdog = undefined;
+    this.params.failed(new WeaveError('UNAVAILABLE', `no working forwarders to ${this.label}`));
   }
 
   /** The overlay carrying traffic: established ones only (none while connecting). */
@@ -202,6 +230,8 @@ class SwitchConnection implements OverlayConnection {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.watchdog?.cancel();
+    this.watchdog = undefined;
     for (const s of this.subs) {
       const f = s.fwd;
       s.fwd = undefined;

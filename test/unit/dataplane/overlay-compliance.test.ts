@@ -2,10 +2,11 @@
 // TCP), over a simulated underlay: sleeve specials and VXLAN heartbeats are delivered between
 // routers unless the test blocks them, with a per-path MTU. The same compliance cases run
 // against both overlay sets: establish, forward (where a frame for a container behind a peer goes),
-// heartbeat loss, recovery and stop; and an underlay that drops fragments.
+// heartbeat loss, recovery and stop; and an underlay that drops fragments. Then the fast path's
+// own cases: fallback and recovery, and connections recycled once nothing carries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { silentLogger } from '../../../src/core/logger.js';
+import { MemoryLogger, silentLogger, type Logger } from '../../../src/core/logger.js';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import { OverlaySwitch } from '../../../src/dataplane/overlay-switch.js';
 import { SleeveOverlay, type SleevePeerState } from '../../../src/dataplane/sleeve/overlay.js';
@@ -36,7 +37,7 @@ class Underlay {
   /** An MTU black hole: bigger packets vanish without ICMP. */
   dropAbove = Infinity;
   fragmentsPass = true;
-  constructor(readonly net: SimNetwork) {}
+  constructor(readonly net: SimNetwork, readonly log: Logger = silentLogger) {}
 
   key(a: number, b: number) {
     return `${a}>${b}`;
@@ -49,7 +50,7 @@ class Underlay {
   add(i: number, opts: { vxlan: boolean; overlays?: string; password?: string }): Node {
     const clock = this.net.clock;
     const node = { i, peers: new Map(), routes: new Map(), best: new Map() } as unknown as Node;
-    node.sw = new OverlaySwitch({ logger: silentLogger });
+    node.sw = new OverlaySwitch({ logger: this.log, clock });
     node.sleeve = new SleeveOverlay(
       {
         clock,
@@ -249,6 +250,106 @@ test('vxlan: blocked fast path falls back to sleeve within seconds and comes bac
   assert.ok(t <= 2000, `back on the fast path after ${t} ms`);
   await a!.vxlan!.settled();
   assert.equal(a!.routes.get('aa:bb:cc:00:00:02'), `${ipOf(2)}:6784`);
+});
+
+test('vxlan: a fast path blocked for minutes while sleeve carries comes back when unblocked, and the connection stays', async () => {
+  const net = new SimNetwork(16);
+  const u = new Underlay(net);
+  const [a] = [1, 2].map((i) => u.add(i, { vxlan: true }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(2000);
+  assert.equal(a!.best.get(NAME(2)), 'vxlan');
+  u.blockedVxlan.add(u.key(1, 2)).add(u.key(2, 1));
+  await net.run(5 * 60_000, 1000);
+  assert.equal(a!.best.get(NAME(2)), 'sleeve');
+  assert.equal(a!.router.terminationCount, 0, 'sleeve carried all along: nothing to recycle');
+  u.blockedVxlan.clear();
+  await net.run(3000, 100);
+  assert.equal(a!.best.get(NAME(2)), 'vxlan', 'back on the fast path (the original stayed on sleeve)');
+});
+
+/** Runs until `a` has closed more connections than `before` (at most `limitMs`); the time taken. */
+async function untilTerminated(net: SimNetwork, a: Node, before: number, limitMs: number): Promise<number> {
+  let t = 0;
+  while (a.router.terminationCount === before && t < limitMs) {
+    await net.run(500, 500);
+    t += 500;
+  }
+  return t;
+}
+
+test('vxlan: a connection whose fast path never carried is recycled once sleeve times out too', async () => {
+  const records: MemoryLogger['records'] = [];
+  const net = new SimNetwork(15, new MemoryLogger(records));
+  const u = new Underlay(net, new MemoryLogger(records));
+  u.pmtu = 1400; // full-MTU fast path heartbeats never fit
+  const [a] = [1, 2].map((i) => u.add(i, { vxlan: true }));
+  u.blockedSleeve.add(u.key(1, 2)).add(u.key(2, 1)); // UDP 6783 not open yet
+  a!.router.connect([SimNetwork.address(2)], false);
+  // No heartbeat of either overlay ever arrives: nothing has carried 60 s after the start.
+  const t = await untilTerminated(net, a!, 0, 90_000);
+  assert.ok(t >= 59_000 && t <= 62_000, `recycled after ${t} ms`);
+  assert.ok(records.some((r) => r.msg.includes('no working forwarders to')));
+  u.blockedSleeve.clear();
+  await net.run(15_000, 500);
+  assert.equal(row(a!, 2)?.state, 'established', 'the reconnect brings fresh forwarders');
+  assert.match(row(a!, 2)!.info, /^sleeve /);
+  // The fast path never carries here, but sleeve does: the connection stays.
+  const terminations = a!.router.terminationCount;
+  await net.run(90_000, 1000);
+  assert.equal(a!.router.terminationCount, terminations);
+  assert.match(row(a!, 2)!.info, /^sleeve /);
+});
+
+test('vxlan: a fast path that breaks after sleeve timed out recycles the connection', async () => {
+  const records: MemoryLogger['records'] = [];
+  const net = new SimNetwork(12, new MemoryLogger(records));
+  const u = new Underlay(net, new MemoryLogger(records));
+  const [a] = [1, 2].map((i) => u.add(i, { vxlan: true }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(2000);
+  const mac = 'aa:bb:cc:00:00:02';
+  a!.vxlan!.macLearned(mac, NAME(2));
+  u.blockedSleeve.add(u.key(1, 2)).add(u.key(2, 1));
+  await net.run(70_000, 500);
+  u.blockedSleeve.clear();
+  assert.equal(a!.sleeve.forwarder(NAME(2)), undefined, 'sleeve timed out; the fast path alone carries');
+  // Heartbeats that flow keep it, however long.
+  await net.run(3 * 60_000, 1000);
+  await a!.vxlan!.settled();
+  assert.equal(row(a!, 2)?.state, 'established');
+  assert.match(row(a!, 2)!.info, /^vxlan /);
+  assert.equal(a!.routes.get(mac), `${ipOf(2)}:6784`);
+  assert.equal(a!.router.terminationCount, 0);
+  u.blockedVxlan.add(u.key(1, 2)).add(u.key(2, 1));
+  // Unhealthy 3.5 s after the last acknowledgement, then 60 s with nothing that carries.
+  const t = await untilTerminated(net, a!, 0, 90_000);
+  assert.ok(t >= 60_000 && t <= 66_000, `recycled after ${t} ms`);
+  assert.ok(records.some((r) => r.msg.includes('no working forwarders to')));
+  await a!.vxlan!.settled();
+  assert.equal(a!.routes.has(mac), false, 'the MAC left the dead fast path');
+  await net.run(15_000, 500);
+  assert.equal(row(a!, 2)?.state, 'established');
+  assert.match(row(a!, 2)!.info, /^sleeve /);
+  assert.equal(a!.best.get(NAME(2)), 'sleeve');
+});
+
+test('vxlan: with sleeve gone, a fast path dead one way is recycled by the end whose heartbeats go unanswered', async () => {
+  const net = new SimNetwork(21);
+  const u = new Underlay(net);
+  const [a, b] = [1, 2].map((i) => u.add(i, { vxlan: true }));
+  a!.router.connect([SimNetwork.address(2)], false);
+  await net.run(2000);
+  u.blockedSleeve.add(u.key(1, 2)).add(u.key(2, 1));
+  await net.run(70_000, 500);
+  assert.match(row(a!, 2)!.info, /^vxlan /);
+  // 2 no longer hears 1, so 1's heartbeats go unacknowledged and 1's fast path is unhealthy;
+  // 1 still hears 2 (and acknowledges), so 2's side stays healthy.
+  u.blockedVxlan.add(u.key(1, 2));
+  const t = await untilTerminated(net, a!, a!.router.terminationCount, 90_000);
+  assert.ok(t >= 60_000 && t <= 66_000, `recycled after ${t} ms`);
+  await net.run(1000, 500);
+  assert.equal(b!.router.terminationCount, 1, 'the other end sees the connection go too');
 });
 
 test('vxlan: an underlay too small for full-MTU heartbeats never uses the fast path', async () => {

@@ -184,6 +184,18 @@ function run(data: SleeveWorkerData): void {
   const udpBufs = Array.from({ length: UDP_BURST }, () => Buffer.allocUnsafe(65536));
   const got: Datagram[] = [];
   let lastExpire = Date.now();
+  // The engine drops bad input rather than throwing; should it throw anyway (a bug), the rest of
+  // the burst still goes through it and the flush still runs: frames waiting in the coalescer
+  // are ranges of udpBufs, which the next receive overwrites. Logged at most every 10 s.
+  let lastFault = -Infinity;
+  let faults = 0;
+  const fault = (e: unknown) => {
+    faults++;
+    const now = Date.now();
+    if (now - lastFault < 10_000) return;
+    lastFault = now;
+    post({ t: 'log', level: 'warn', msg: `sleeve data path: ${errorMessage(e)} (${faults} so far)` });
+  };
 
   post({ t: 'ready' });
   for (;;) {
@@ -208,21 +220,35 @@ function run(data: SleeveWorkerData): void {
           // The fd is non-blocking: -1 (EAGAIN) ends the burst.
           const n = c.read(data.tapFd, tapBuf, tapBuf.length);
           if (n <= 0) break;
-          engine.onCaptured(tapBuf.subarray(0, n));
+          try {
+            engine.onCaptured(tapBuf.subarray(0, n));
+          } catch (e) {
+            fault(e);
+          }
         }
       }
       if (ready && pfd.readInt16LE(l.pollfdBytes + l.pollRevents) !== 0) {
         const k = udp.recvBatch(udpBufs, got, 0);
         for (let i = 0; i < k; i++) {
           const d = got[i] as Datagram;
-          if (!d.truncated) engine.onDatagram((udpBufs[i] as Buffer).subarray(0, d.len), d.ip, d.port, d.segmentSize);
+          if (d.truncated) continue;
+          try {
+            engine.onDatagram((udpBufs[i] as Buffer).subarray(0, d.len), d.ip, d.port, d.segmentSize);
+          } catch (e) {
+            fault(e);
+          }
         }
       }
-      // Also sends the specials the control side asked for, and writes merged frames (before
-      // the next receive reuses the buffers they are in).
+    } catch (e) {
+      fault(e);
+    }
+    // Also sends the specials the control side asked for, and writes merged frames (before
+    // the next receive reuses the buffers they are in). The coalescer lets go of them first
+    // thing, even if a write then throws.
+    try {
       engine.flush();
     } catch (e) {
-      post({ t: 'log', level: 'warn', msg: `sleeve data path: ${errorMessage(e)}` });
+      fault(e);
     }
     const now = Date.now();
     if (now - lastExpire > EXPIRE_EVERY_MS) {

@@ -20,6 +20,7 @@
 //   it back as one buffer (UDP GRO) and merges the segments into a super-frame for its TAP
 //   (TcpCoalescer). Without UDP GSO, super-frames go whole to peers that take them (SleeveGSO,
 //   when fragments pass) and as separate segments to the others.
+import { errorMessage } from '../../core/errors.js';
 import { formatPeerName, type PeerName } from '../../core/peer-name.js';
 import {
   ENCRYPTED_PACKET_OVERHEAD, SLEEVE_FRAME_HEADER_BYTES, SLEEVE_PREFIX_BYTES, SleeveBatch, classifySpecialFrame, validateSleeveFrames, writePeerNameAt,
@@ -163,6 +164,9 @@ export class SleeveEngine {
   private clock: number;
   private lastConflictLog = -Infinity;
   private lastTooBigLog = -Infinity;
+  private lastMalformedLog = -Infinity;
+  /** Frames dropped because we could not fragment or answer them (malformed IPv4), for tests and counters. */
+  malformed = 0;
 
   private readonly vnetHdr: boolean;
   private readonly bridgeMtu: number;
@@ -480,14 +484,18 @@ export class SleeveEngine {
     if (!this.finishChecksum(frame)) return;
     if (hasDF(frame)) {
       if (!tooBig) return this.enqueue(p, src, dst, frame, true, p.state.maxPayload);
-      if (src !== this.ourName) return;
-      // Tell the local sender the path MTU, as a router on the way would.
-      this.tooBigFromUs(p, frame, mtu, broadcast);
-      return;
+      return this.fragNeeded(p, src, dst, frame, mtu, broadcast);
     }
     if (p.state.stackFrag || !isIPv4(frame)) return this.enqueue(p, src, dst, frame, false, MAX_UDP_PAYLOAD);
     if (!tooBig) return this.enqueue(p, src, dst, frame, true, p.state.maxPayload);
-    for (const piece of fragmentIPv4Frame(frame, mtu)) this.enqueue(p, src, dst, piece, true, p.state.maxPayload);
+    let pieces: Buffer[];
+    try {
+      pieces = fragmentIPv4Frame(frame, mtu);
+    } catch (e) {
+      // A relayed frame is whatever a peer sent: the original logged and dropped it (checkWarn).
+      return this.dropMalformed(e);
+    }
+    for (const piece of pieces) this.enqueue(p, src, dst, piece, true, p.state.maxPayload);
   }
 
   private forwardSuperFrame(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, broadcast: boolean, hdr: VnetHdr): void {
@@ -495,10 +503,7 @@ export class SleeveEngine {
     // The packets the sender's TCP meant to send must fit the path, as if segmented first.
     const l3 = frame[12] === 0x86 && frame[13] === 0xdd ? 40 : ((frame[14] as number) & 0x0f) * 4;
     const l4 = ((frame[ETHERNET_OVERHEAD + l3 + 12] as number) >> 4) * 4;
-    if (l3 + l4 + hdr.gsoSize > mtu) {
-      if (src === this.ourName) this.tooBigFromUs(p, frame, mtu, broadcast);
-      return;
-    }
+    if (l3 + l4 + hdr.gsoSize > mtu) return this.fragNeeded(p, src, dst, frame, mtu, broadcast);
     const overhead = p.enc ? ENCRYPTED_PACKET_OVERHEAD : SLEEVE_PREFIX_BYTES;
     const type = hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
     const tcp = type === VIRTIO_NET_HDR_GSO_TCPV4 || type === VIRTIO_NET_HDR_GSO_TCPV6;
@@ -535,24 +540,44 @@ export class SleeveEngine {
   }
 
   /**
-   * A DF frame (or a super-frame's segments) from our bridge over `p`'s MTU: "fragmentation
-   * needed" back to the sender. Also when the frame is flooded only because its destination
-   * MAC is not known yet (Weave Net dropped every flooded one, and a TCP flow to a MAC its
-   * router had not learned stalled): a unicast IPv4 packet may get ICMP. One sent to a
-   * broadcast or multicast address may not (RFC 1122), so it is dropped, with a log line now
-   * and then saying why.
+   * A DF frame (or a super-frame's segments) over `p`'s MTU: "fragmentation needed" back to
+   * the sender, as a router on the way would. From our bridge, into our bridge; also when the
+   * frame is flooded only because its destination MAC is not known yet (Weave Net dropped
+   * every flooded one, and a TCP flow to a MAC its router had not learned stalled): a unicast
+   * IPv4 packet may get ICMP. Relayed, back to its source peer as if from its destination
+   * peer, where the reply's source MAC lives (the original's sendToConsumer(DstPeer, SrcPeer)):
+   * without it a path whose later hop is smaller black-holes. Not for a relayed flooded frame,
+   * whose destination peer is only the next hop. A packet to a broadcast or multicast address
+   * may get none (RFC 1122): dropped, with a log line now and then saying why.
    */
-  private tooBigFromUs(p: PeerOut, frame: Buffer, mtu: number, flooded: boolean): void {
+  private fragNeeded(p: PeerOut, src: PeerName, dst: PeerName, frame: Buffer, mtu: number, flooded: boolean): void {
     if (!isIPv4(frame)) return;
+    const ours = src === this.ourName;
     const unicast = ((frame[0] as number) & BROADCAST_BIT) === 0 && ((frame[ETHERNET_OVERHEAD + 16] as number) & 0xf0) !== 0xe0;
-    if (!flooded || unicast) {
-      this.io.writeTap(icmpFragNeededFrame(frame, mtu));
+    if (ours ? !flooded || unicast : !flooded && unicast) {
+      let icmp: Buffer;
+      try {
+        icmp = icmpFragNeededFrame(frame, mtu);
+      } catch (e) {
+        return this.dropMalformed(e);
+      }
+      // Not DF, so relaying it cannot come back here.
+      if (ours) this.io.writeTap(icmp);
+      else this.relay(dst, src, icmp);
       return;
     }
     if (this.clock - this.lastTooBigLog > 10_000) {
       this.lastTooBigLog = this.clock;
       this.io.post({ t: 'log', level: 'warn', msg: `sleeve ->[${formatPeerName(p.state.name)}]: dropping too big DF broadcast frame: frame len ${frame.length}, MTU ${mtu}` });
     }
+  }
+
+  /** A frame we cannot fragment or answer (not a sound IPv4 packet): counted and dropped, logged at debug now and then. */
+  private dropMalformed(e: unknown): void {
+    this.malformed++;
+    if (this.clock - this.lastMalformedLog <= 10_000) return;
+    this.lastMalformedLog = this.clock;
+    this.io.post({ t: 'log', level: 'debug', msg: `sleeve: dropping malformed frame (${this.malformed} so far): ${errorMessage(e)}` });
   }
 
   /** Completes the captured super-frame's partial checksum before it leaves whole (once). */

@@ -11,6 +11,7 @@ import { WeaveError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { formatPeerName, type PeerName } from '../../core/peer-name.js';
 import type { Forwarder, ForwarderParams, NetworkOverlay } from '../overlay-switch.js';
+import { MIN_VERIFIED_MTU } from './codec.js';
 
 export const SLEEVE_OVERLAY = 'sleeve';
 export const FAST_HEARTBEAT_MS = 500;
@@ -297,17 +298,15 @@ export class SleeveForwarder implements Forwarder {
   }
 
   /**
-   * The path may have shrunk without telling us (a black hole: no ICMP, so no EMSGSIZE). The
-   * original only verified once per connection and stayed on a dead MTU; we re-send a test
-   * frame of the current MTU, which starts a search downwards if it keeps failing.
+   * The path may have shrunk without telling us (a black hole: no ICMP, so no EMSGSIZE), or
+   * healed. The original verified once per connection and stayed on a dead MTU; we redo the
+   * discovery as at the start (probe, the kernel's path MTU, search down to the floor), keeping
+   * the current MTU until it ends. Searching down from the current MTU instead ratcheted it
+   * down for good after an outage during a re-check; this way the next re-check restores it.
    */
   private reverifyMtu(): void {
     if (this.stopped || this.mtuCandidate !== 0 || this.state.mtu >= DEFAULT_SLEEVE_MTU) return;
-    this.mtuHighestGood = 8;
-    this.mtuLowestBad = this.state.mtu + 1;
-    this.mtuCandidate = this.state.mtu;
-    this.mtuTestsSent = 0;
-    this.sendMtuTest();
+    this.deps.datapath.sendSpecial(this.remote, true, Buffer.alloc(PMTU_DISCOVERY_SIZE));
   }
 
   private sendFragTest(): void {
@@ -324,13 +323,17 @@ export class SleeveForwarder implements Forwarder {
     if (this.stopped) return;
     const mtu = pmtu - this.overheadDF;
     if (this.mtuCandidate !== 0 && mtu >= this.mtuCandidate) return;
-    this.mtuHighestGood = 8;
+    // The original's floor; never above what the kernel takes, though.
+    this.mtuHighestGood = Math.min(MIN_VERIFIED_MTU, mtu);
     this.mtuLowestBad = mtu + 1;
     this.mtuCandidate = mtu;
     this.mtuTestsSent = 0;
-    this.state.maxPayload = pmtu - UDP_OVERHEAD;
-    this.state.mtu = mtu;
-    this.push();
+    // The kernel's word is final downwards; more than we have (a re-check) waits for the test.
+    if (mtu < this.state.mtu) {
+      this.state.maxPayload = pmtu - UDP_OVERHEAD;
+      this.state.mtu = mtu;
+      this.push();
+    }
     this.sendMtuTest();
   }
 

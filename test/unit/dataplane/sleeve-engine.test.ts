@@ -1,6 +1,7 @@
 // The sleeve data path's decisions, frame by frame: engines of three hosts wired by a fake UDP
 // network and fake TAPs. MAC learning, unicast relaying and broadcast along routes (a chain
-// h1–h2–h3), encryption end to end, DF frames over the MTU answered with ICMP, our own IPv4
+// h1–h2–h3), encryption end to end, DF frames over the MTU answered with ICMP (relayed ones
+// back to their source peer), malformed frames dropped rather than thrown, our own IPv4
 // fragmentation when fragments do not pass, TCP super-frames whole to peers that take them and
 // segmented for the others, or as UDP GSO trains merged back on arrival, partial checksums
 // between our routers only, frames in order, EMSGSIZE reported, specials handed to the
@@ -361,6 +362,92 @@ test('a super-frame whose segments exceed the path MTU gets ICMP back instead', 
   const icmp = h1.tap.at(-1)!.frame;
   assert.equal(icmp[34], 3);
   assert.equal(icmp.readUInt16BE(40), 1000);
+});
+
+const isFragNeeded = (f: Buffer) => f[23] === 1 && f[34] === 3 && f[35] === 4;
+
+test('a relayed DF frame too big for the next hop: ICMP back to its source peer, as from its destination peer', () => {
+  const net = new FakeNet();
+  const [h1, h2, h3] = chain(net);
+  // h1–h2 carries 1438, h2–h3 only 1338: only h2 can tell h1's container.
+  h2.engine.setPeer(peer(3, { mtu: 1338, maxPayload: 1372 }));
+  h3.engine.setPeer(peer(2, { mtu: 1338, maxPayload: 1372, outbound: false }));
+  h3.engine.onCaptured(ipv4Frame(BCAST, mac(3)));
+  h3.engine.flush();
+  h1.engine.onCaptured(ipv4Frame(BCAST, mac(1)));
+  h1.engine.flush();
+  net.run();
+  for (const h of [h1, h2, h3]) h.tap.length = 0;
+  const big = ipv4Frame(mac(3), mac(1), { len: 1376, df: true, proto: 6 });
+  h1.engine.onCaptured(big);
+  h1.engine.flush();
+  net.run();
+  assert.equal(h3.tap.length, 0);
+  assert.equal(h2.tap.length, 0, 'relayed to h1, not injected at h2');
+  assert.equal(h1.tap.length, 1);
+  const icmp = h1.tap[0]!.frame;
+  assert.ok(isFragNeeded(icmp));
+  assert.equal(icmp.readUInt16BE(40), 1338, "h2–h3's MTU");
+  assert.deepEqual(icmp.subarray(0, 12), Buffer.concat([mac(1), mac(3)]));
+  assert.deepEqual(icmp.subarray(26, 34), Buffer.from([10, 32, 3, 1, 10, 32, 1, 1]), 'from the unreachable destination to the sender');
+  assert.deepEqual(icmp.subarray(42, 62), big.subarray(14, 34), 'quoting the packet');
+  assert.ok(h1.engine.macTable().some(([m, p]) => m === 0x020000000003 && p === NAME(3)), 'mac(3) stays at h3');
+  // A flooded one (its MAC unknown at h1) gets none: its destination peer is only a hop.
+  h1.engine.onCaptured(ipv4Frame(mac(9), mac(1), { len: 1376, df: true, proto: 6 }));
+  h1.engine.flush();
+  net.run();
+  assert.equal(h1.tap.length, 1);
+  assert.equal(h3.tap.length, 0);
+});
+
+/** A plain sleeve datagram from h1 with one frame from `src` to `dst`. */
+function datagram(src: number, dst: number, frame: Buffer): Buffer {
+  const d = Buffer.alloc(20 + frame.length);
+  writePeerNameAt(d, 0, NAME(1));
+  writePeerNameAt(d, 6, NAME(src));
+  writePeerNameAt(d, 12, NAME(dst));
+  d.writeUInt16BE(frame.length, 18);
+  frame.copy(d, 20);
+  return d;
+}
+
+test('a frame that cannot be fragmented or answered (malformed IPv4) is dropped, not thrown: the rest of the burst goes on', () => {
+  const net = new FakeNet();
+  const h2 = net.add(2, { vnetHdr: true });
+  h2.engine.setPeer(peer(1, { gso: true, udpChecksums: true, partialChecksums: true, outbound: false }));
+  h2.engine.setPeer(peer(3, { mtu: 1338, maxPayload: 1372, stackFrag: false }));
+  h2.engine.setRoutes([[NAME(1), NAME(1)], [NAME(3), NAME(3)]], [[NAME(1), [NAME(3)]], [NAME(2), [NAME(1), NAME(3)]], [NAME(3), [NAME(1)]]]);
+  h2.engine.onCaptured(Buffer.concat([Buffer.alloc(10), ipv4Frame(BCAST, mac(2))]));
+  h2.engine.flush();
+  h2.tap.length = 0;
+  h2.sent.length = 0;
+  // Two segments of one flow for our bridge, waiting in the coalescer for the flush, around a
+  // relayed non-DF frame for h3 over its MTU (fragments do not pass) whose IHL is 4.
+  const segment = (seq: number, fill: number) => {
+    const { frame } = tcpSuperFrame({ dst: mac(2), src: mac(1), payload: 1000, mss: 1000, seq, flags: 0x10 });
+    frame.fill(fill, 54);
+    frame.writeUInt16BE(0, 50);
+    frame.writeUInt16BE(internetChecksum(frame, 34, frame.length, ipv4PseudoHeaderSum(frame, 14, 6, 1020)), 50);
+    return frame;
+  };
+  const bad = ipv4Frame(mac(3), mac(1), { len: 1386 });
+  bad[14] = 0x44;
+  const burst = [datagram(1, 2, segment(1000, 0xaa)), datagram(1, 3, bad), datagram(1, 2, segment(2000, 0xbb))];
+  for (const d of burst) h2.engine.onDatagram(d, ipv4ToNumber(IP(1)), 6783);
+  // A captured DF frame over the MTU whose header does not parse gets no ICMP either.
+  const badDf = ipv4Frame(mac(3), mac(2), { len: 1386, df: true });
+  badDf[14] = 0x44;
+  h2.engine.onCaptured(Buffer.concat([Buffer.alloc(10), badDf]));
+  h2.engine.flush();
+  // The next receive reuses the buffers: what was written must not change with them.
+  for (const d of burst) d.fill(0xee, 20);
+  assert.equal(h2.tap.length, 1, 'one merged write');
+  const merged = h2.tap[0]!.frame;
+  assert.equal(merged.length, 54 + 2000);
+  assert.deepEqual(merged.subarray(54), Buffer.concat([Buffer.alloc(1000, 0xaa), Buffer.alloc(1000, 0xbb)]));
+  assert.deepEqual(h2.sent.filter((x) => x.to === 3), [], 'nothing to h3');
+  assert.equal(h2.engine.malformed, 2);
+  assert.equal(h2.events.filter((e) => e.t === 'log' && e.level === 'debug' && /malformed/.test(e.msg)).length, 1, 'logged once, not per frame');
 });
 
 test('garbage datagrams and unknown senders are dropped without a throw', () => {

@@ -9,6 +9,11 @@
 // ones that are due, and sleeps until the next one falls due. Targets in flight (dialling or
 // connected) are never dropped: their outcome decides.
 //
+// A waiting target that stops being valid while it backs off (its address dropped from the
+// topology for a moment) leaves its backoff behind, which a target re-created at that address
+// takes up again: else every flap of the gossip about a peer that refuses us (or its brief
+// connections to us) would have it dialled at once.
+//
 // Beyond the original: a target whose connection was closed as a duplicate of another
 // connection to the same peer (simultaneous dials, Weave Net issues #3619/#3641) is held, not
 // retried, while any connection to that peer exists; together with `preferConnection`, which
@@ -194,6 +199,9 @@ interface Target {
   heldSeen: boolean;
 }
 
+/** What a dropped target leaves behind (see evaluate). */
+type Backoff = Pick<Target, 'lastError' | 'tryAfterMs' | 'retryIntervalMs'>;
+
 interface OurConnection {
   address: string;
   peer: PeerName;
@@ -212,6 +220,8 @@ export class ConnectionMaker {
   /** Direct peers keyed by the text the user gave (mesh `directPeers`). */
   private directPeers = new Map<string, PeerAddress>();
   private readonly byAddress = new Map<string, Target>();
+  /** Backoffs of waiting targets dropped while in force, by address, until they lapse. */
+  private readonly backoffs = new Map<string, Backoff>();
   private readonly connections = new Map<string, OurConnection>();
   private topology: { connections: TopologyConnection[]; connectedPeers: PeerName[] } = { connections: [], connectedPeers: [] };
 
@@ -270,6 +280,7 @@ export class ConnectionMaker {
       // Asking again cuts short any backoff, and lifts a permanent refusal.
       const t = this.byAddress.get(addr.address);
       if (t) this.tryNow(t);
+      this.backoffs.delete(addr.address);
     }
     this.pass();
     return errors;
@@ -319,6 +330,7 @@ export class ConnectionMaker {
   connectionAdded(address: string, peer: PeerName, outbound = true): void {
     this.connections.set(connKey(address, outbound), { address, peer, outbound });
     if (outbound) {
+      this.backoffs.delete(address);
       const t = this.byAddress.get(address) ?? this.newTarget();
       this.byAddress.set(address, t);
       t.phase = 'connected';
@@ -336,7 +348,15 @@ export class ConnectionMaker {
    */
   connectionTerminated(address: string, err?: unknown, outbound?: boolean): void {
     const dir = outbound ?? (this.connections.has(connKey(address, true)) || !this.connections.has(connKey(address, false)));
+    const gone = this.connections.get(connKey(address, dir));
     this.connections.delete(connKey(address, dir));
+    // The router's snapshot (refresh) lists the peer as connected until its next refresh, which
+    // comes later: judged by it, a discovered target backing off here is dropped as connected
+    // elsewhere, and the refresh re-creates it to dial at once (a redial every few ms to a peer
+    // that closes on us). The original judges by the list it has just updated, as we do now.
+    if (gone && !(err instanceof DuplicateConnectionError) && ![...this.connections.values()].some((c) => c.peer === gone.peer)) {
+      this.topology.connectedPeers = this.topology.connectedPeers.filter((p) => p !== gone.peer);
+    }
     const t = dir ? this.byAddress.get(address) : undefined;
     // A waiting target has had its outcome already (a second report of one close is ignored).
     if (t && t.phase !== 'waiting') {
@@ -411,11 +431,24 @@ export class ConnectionMaker {
 
   // ---- internals ----------------------------------------------------------------------
 
-  private newTarget(): Target {
+  /** A target to try now, or at `address` the backoff a dropped one left there (see evaluate). */
+  private newTarget(address?: string): Target {
+    let left = address === undefined ? undefined : this.backoffs.get(address);
+    if (address !== undefined && left) {
+      this.backoffs.delete(address);
+      if (this.lapsed(left)) left = undefined;
+    }
     return {
       phase: 'waiting', lastError: undefined, tryAfterMs: this.clock.now(), retryIntervalMs: INITIAL_RETRY_INTERVAL_MS,
+      ...left,
       heldFor: undefined, heldSeen: false,
     };
+  }
+
+  // A backoff left behind lapses as a connection resets it (connectionTerminated): 1 min past
+  // its try time.
+  private lapsed(b: Backoff): boolean {
+    return b.tryAfterMs === undefined || this.clock.now() > b.tryAfterMs + RESET_AFTER_MS;
   }
 
   private tryNow(t: Target): void {
@@ -495,7 +528,7 @@ export class ConnectionMaker {
     const consider = (address: string) => {
       if (connectedAddresses.has(address)) return;
       valid.add(address);
-      if (!this.byAddress.has(address)) this.byAddress.set(address, this.newTarget());
+      if (!this.byAddress.has(address)) this.byAddress.set(address, this.newTarget(address));
     };
 
     for (const addr of this.directPeers.values()) {
@@ -518,10 +551,16 @@ export class ConnectionMaker {
 
     const dials: { address: string; direct: boolean }[] = [];
     let nextInMs = Infinity;
+    // A backoff left behind holds until it lapses, even if the peer reached us meanwhile, as it
+    // does for a connection of ours that closes sooner (one the remote refuses after the handshake).
+    for (const [address, b] of this.backoffs) if (this.lapsed(b) || this.byAddress.has(address)) this.backoffs.delete(address);
     for (const [address, t] of this.byAddress) {
       if (t.phase !== 'waiting') continue;
       if (!valid.has(address)) {
         this.byAddress.delete(address);
+        if (t.tryAfterMs !== undefined && t.tryAfterMs > now) {
+          this.backoffs.set(address, { lastError: t.lastError, tryAfterMs: t.tryAfterMs, retryIntervalMs: t.retryIntervalMs });
+        }
         continue;
       }
       if (t.heldFor !== undefined) {

@@ -25,14 +25,14 @@ import { ConnectionMaker, DuplicateConnectionError, preferConnection, type Targe
 import type { OutboundMessage } from './framing.js';
 import { decodeGossipMessage } from './gossip-message.js';
 import { GossipChannels, type GossipChannel, type Gossiper, type GossipData } from './gossip.js';
-import { runHandshake, type HandshakeResult } from './handshake.js';
+import { HEADER_TIMEOUT_MS, runHandshake, type HandshakeResult } from './handshake.js';
 import type { MessageConn } from './message-conn.js';
 import type { Overlay, OverlayConnection } from './overlay.js';
 import { Peer } from './peer.js';
 import { Peers } from './peers.js';
 import { ProtocolTag, type ProtocolMsg } from './protocol.js';
 import { ROUTES_RECALC_DELAY_MS, Routes } from './routes.js';
-import { TokenBucket } from './token-bucket.js';
+import { ACCEPT_TOKEN_INTERVAL_MS, TokenBucket } from './token-bucket.js';
 import { TopologyDecodeCache, assembleTopologyUpdate, decodeTopologyUpdateEncoded } from './topology-update.js';
 import type { MeshTransport } from './transport.js';
 
@@ -43,6 +43,11 @@ export const GOSSIP_INTERVAL_MS = 30_000;
 /** After we lose a connection, when our table goes to the neighbours left (see catchUp). */
 export const CATCH_UP_DELAY_MS = 2 * TOPOLOGY_UPDATE_DELAY_MS;
 export const TOPOLOGY_CHANNEL = 'topology';
+/**
+ * Inbound streams that may wait for an accept token: one served every 50 ms, a stream further
+ * back would wait longer than its dialer waits for our protocol header, and fail anyway.
+ */
+export const MAX_ACCEPT_QUEUE = Math.floor(HEADER_TIMEOUT_MS / ACCEPT_TOKEN_INTERVAL_MS);
 
 export interface MeshRouterDeps {
   clock: Clock;
@@ -127,6 +132,7 @@ export class MeshRouter {
   private readonly connections = new Map<PeerName, LocalConnection>();
   private readonly handshaking = new Set<MeshTransport>();
   private readonly acceptLimiter: TokenBucket;
+  private acceptQueued = 0;
   private topologyTimer: TimerHandle | undefined;
   /** Peers whose entries go with our next topology update, besides ours. */
   private readonly topologyNames = new Set<PeerName>();
@@ -136,6 +142,10 @@ export class MeshRouter {
   private topologyChannel!: GossipChannel;
   private running = false;
   private refreshQueued = false;
+  /**
+   * Connections torn down, in the handshake or after it, both ways, except those to ourselves
+   * (mesh ConnectionTerminated): weave_connection_terminations_total.
+   */
   terminationCount = 0;
   /** Called whenever connections or their states change (metrics, status). */
   onConnectionsChanged: () => void = () => {};
@@ -262,11 +272,33 @@ export class MeshRouter {
       transport.close();
       return;
     }
-    if (!this.acceptLimiter.tryTake()) {
+    if (this.acceptLimiter.tryTake()) {
+      this.startAccepted(transport);
+      return;
+    }
+    // Out of tokens the original accepts nothing until the next one, and the kernel's backlog
+    // holds the rest: a burst is slowed, nobody is refused. The streams reach us accepted, so
+    // they queue here instead, as far as they can be served in time (MAX_ACCEPT_QUEUE).
+    if (this.acceptQueued >= MAX_ACCEPT_QUEUE) {
       this.log.warn({ remote: transport.remoteAddress }, 'connection refused: too many connection attempts');
       transport.close();
       return;
     }
+    this.acceptQueued++;
+    this.acceptLimiter.wait().then(
+      () => {
+        this.acceptQueued--;
+        if (this.running) this.startAccepted(transport);
+        else transport.close();
+      },
+      () => {
+        this.acceptQueued--;
+        transport.close();
+      },
+    );
+  }
+
+  private startAccepted(transport: MeshTransport): void {
     this.log.info({ remote: transport.remoteAddress }, `->[${transport.remoteAddress}] connection accepted`);
     void this.handshake(transport, transport.remoteAddress, false);
   }
@@ -293,6 +325,7 @@ export class MeshRouter {
     } catch (e) {
       const w = toWeaveError(e);
       this.log.info({ remote: address, err: w.message }, `->[${address}] connection shutting down due to error during handshake: ${w.message}`);
+      this.terminationCount++;
       if (outbound) this.connectionMaker.connectionFailed(address, w);
       return;
     } finally {
@@ -300,9 +333,11 @@ export class MeshRouter {
     }
     const remoteName = result.remote.name;
     const remoteLabel = `${formatPeerName(remoteName)}(${result.remote.nickName})`;
-    const refuse = (err: WeaveError, permanent: boolean) => {
+    // `toSelf`: the original does not count connecting to ourselves as a termination.
+    const refuse = (err: WeaveError, permanent: boolean, toSelf = false) => {
       this.log.info({ remote: address, peer: remoteLabel, err: err.message }, `->[${address}|${remoteLabel}]: connection shutting down due to error: ${err.message}`);
       conn.close(err);
+      if (!toSelf) this.terminationCount++;
       if (!outbound) return;
       if (permanent) this.connectionMaker.connectionRefusedPermanently(address, err.message);
       else this.connectionMaker.connectionFailed(address, err);
@@ -313,7 +348,7 @@ export class MeshRouter {
       if (result.remote.uid !== this.ourself.uid) {
         const us = `${formatPeerName(this.opts.name)}(${this.opts.nickName})`;
         refuse(new WeaveError('CONFLICT', `local "${us}" and remote "${remoteLabel}" peer names collision`), true);
-      } else refuse(new WeaveError('INVALID_ARGUMENT', 'cannot connect to ourself'), true);
+      } else refuse(new WeaveError('INVALID_ARGUMENT', 'cannot connect to ourself'), true, true);
       return;
     }
     // A discovered address may only lead to a peer the topology already told us of (mesh
@@ -354,6 +389,7 @@ export class MeshRouter {
       this.peers.dereference(remoteName);
       if (loser === local) {
         conn.close(dup);
+        this.terminationCount++;
         if (outbound) this.connectionMaker.connectionTerminated(address, dup, outbound);
         return;
       }
@@ -393,11 +429,16 @@ export class MeshRouter {
     this.ourself.addConnection({ remoteName, remoteTcpAddr: address, outbound, established: false });
     this.log.info({ remote: address, peer: remoteLabel, version: result.version }, `->[${address}|${remoteLabel}]: connection ready; using protocol version ${result.version}`);
     if (restarted) this.log.info({ remote: address, peer: remoteLabel }, `->[${address}|${remoteLabel}]: connection added (restarted peer)`);
+    // Reported before start(), as the original registers a connection before reading from it:
+    // start() delivers what arrived with the handshake, and a bad frame there closes the
+    // connection at once, whose termination must not come before its addition (the maker
+    // would take the target as connected for good).
+    this.connectionMaker.connectionAdded(address, remoteName, outbound);
     conn.start({
       onMessage: (m) => this.onMessage(local, m),
       onClose: (err) => this.onClose(local, err),
     });
-    this.connectionMaker.connectionAdded(address, remoteName, outbound);
+    if (conn.closed) return;
     this.topologyChanged(remoteName);
     if (local.overlay) {
       local.overlay.confirm();
@@ -447,11 +488,12 @@ export class MeshRouter {
   private onClose(c: LocalConnection, err: WeaveError | undefined): void {
     c.overlay?.stop();
     const remoteLabel = c.remote.toString();
+    // Counted whether it was still ours or had lost a tie-break to another connection.
+    this.terminationCount++;
     if (this.connections.get(c.remote.name) === c) {
       this.connections.delete(c.remote.name);
       this.ourself.deleteConnection(c.remote.name);
       this.peers.dereference(c.remote.name);
-      this.terminationCount++;
       this.log.info({ peer: remoteLabel, err: err?.message }, `->[${c.address}|${remoteLabel}]: connection deleted${err ? `: ${err.message}` : ''}`);
       // Once stopped there is nobody to tell and nothing to route: a router closing all its
       // connections would otherwise search the whole table after each, and re-arm its timers.

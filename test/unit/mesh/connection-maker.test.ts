@@ -195,6 +195,63 @@ test('discovery: outbound addresses as gossiped, inbound ones on our port; forgo
   assert.equal(row('10.0.0.3:6783'), undefined);
 });
 
+test('a discovered peer that closes on us backs off: the refresh still listing it as connected does not drop the target', () => {
+  const { cm, dials, clock, row } = setup({ random: () => 0.5 });
+  const A = 0x0a0000000002, H = 0x0a0000000009;
+  // A is connected to H, which takes us in after the handshake, then closes (at its connection limit).
+  const topology: TopologyConnection[] = [{ from: A, to: H, remoteTcpAddr: '10.0.0.9:6783', outbound: true }];
+  cm.refresh({ connections: topology });
+  for (let n = 1; n <= 4; n++) {
+    assert.equal(dials.length, n);
+    cm.connectionAdded('10.0.0.9:6783', H);
+    cm.refresh({ connections: topology, connectedPeers: [H] }); // the router's refresh after the add
+    // The router reports the close at once and refreshes later (a microtask): its snapshot says H.
+    cm.connectionTerminated('10.0.0.9:6783', new Error('connection closed by peer'));
+    assert.equal(row('10.0.0.9:6783')?.state, 'failed', 'kept, as the connection it judges by is gone');
+    cm.refresh({ connections: topology, connectedPeers: [] });
+    assert.equal(dials.length, n, 'not redialled at once');
+    const r = row('10.0.0.9:6783');
+    assert.equal(r?.state, 'failed');
+    const delay = (r?.tryAfter ?? NaN) - clock.now();
+    assert.equal(delay, INITIAL_RETRY_INTERVAL_MS * 1.5 ** (n - 1), 'the backoff grows');
+    clock.advance(delay);
+  }
+});
+
+test('a target dropped while it backs off takes its backoff up again when re-created, until 1 min past its try time', () => {
+  const { cm, dials, clock, row } = setup({ random: () => 0.5 });
+  const A = 0x0a0000000002, H = 0x0a0000000009;
+  const topology: TopologyConnection[] = [{ from: A, to: H, remoteTcpAddr: '10.0.0.9:6783', outbound: true }];
+  cm.refresh({ connections: topology });
+  cm.connectionFailed('10.0.0.9:6783', fail); // next try in 2 s, then 3 s
+  const tryAfter = row('10.0.0.9:6783')?.tryAfter;
+  // The link A-H flaps in the gossip: the target goes, and comes back.
+  cm.refresh({ connections: [] });
+  assert.equal(row('10.0.0.9:6783'), undefined);
+  clock.advance(500);
+  cm.refresh({ connections: topology });
+  assert.equal(dials.length, 1, 'not dialled at once');
+  assert.equal(row('10.0.0.9:6783')?.tryAfter, tryAfter);
+  assert.equal(row('10.0.0.9:6783')?.info, `${fail.message}, retry: ${formatGoTime(tryAfter ?? 0)}`);
+  clock.advance(1500);
+  assert.equal(dials.length, 2, 'on its time');
+  cm.connectionFailed('10.0.0.9:6783', fail);
+  assert.equal((row('10.0.0.9:6783')?.tryAfter ?? NaN) - clock.now(), 3000, 'and the next step');
+
+  // Gone for longer than its try time + 1 min: a fresh start, as a connection that lived as long.
+  cm.refresh({ connections: [] });
+  clock.advance(3000 + RESET_AFTER_MS + 1);
+  cm.refresh({ connections: topology });
+  assert.equal(dials.length, 3);
+  cm.connectionFailed('10.0.0.9:6783', fail);
+  assert.equal((row('10.0.0.9:6783')?.tryAfter ?? NaN) - clock.now(), INITIAL_RETRY_INTERVAL_MS);
+
+  // Asking for the address cuts a remembered backoff short, as any other.
+  cm.refresh({ connections: [] });
+  cm.initiate(['10.0.0.9'], false);
+  assert.equal(dials.length, 4);
+});
+
 test('discovery: peers we are already connected to are not dialled at another address', () => {
   const { cm, dials } = setup();
   const B = 0x0a0000000003;

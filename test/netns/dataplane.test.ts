@@ -81,7 +81,9 @@ async function tcpTransfer(server: Netns, serverAddr: string, client: Netns, mib
   const done = new Promise<void>((r) => srv.on('exit', () => r()));
   await new Promise((r) => setTimeout(r, 300));
   const started = Date.now();
-  const cl = client.run('python3', ['-c', `import socket\ns=socket.create_connection(('${serverAddr}',${port}),timeout=30)\nb=b'x'*(1<<20)\nfor i in range(${mib}): s.sendall(b)\ns.close()`], { timeoutMs: 60_000 });
+  // The server may not listen yet on a loaded machine: the client retries a refused connect.
+  const connect = `import socket,time\nt=time.time()\nwhile True:\n try:\n  s=socket.create_connection(('${serverAddr}',${port}),timeout=30);break\n except ConnectionRefusedError:\n  if time.time()-t>10: raise\n  time.sleep(0.1)\n`;
+  const cl = client.run('python3', ['-c', `${connect}b=b'x'*(1<<20)\nfor i in range(${mib}): s.sendall(b)\ns.close()`], { timeoutMs: 60_000 });
   assert.equal(cl.code, 0, cl.stderr);
   await Promise.race([done, new Promise((r) => setTimeout(r, 30_000))]);
   srv.kill();

@@ -9,6 +9,7 @@ import { parseLogLevel, type LogLevel } from '../core/logger.js';
 import { tryParsePeerName, type PeerName } from '../core/peer-name.js';
 import { DEFAULT_DOMAIN, fqdn } from '../dns/nameserver.js';
 import { DEFAULT_DNS_TTL, DEFAULT_FALLBACK_TIMEOUT_MS, parseListenAddress } from '../dns/server.js';
+import { checkAllocationRange } from '../ipam/distributed-allocator.js';
 
 export const DEFAULTS = {
   port: 6783,
@@ -212,6 +213,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   } else if (o.ipallocDefaultSubnet) {
     throw new WeaveError('INVALID_ARGUMENT', '--ipalloc-default-subnet needs --ipalloc-range');
   }
+  if (ipallocRange) checkAllocationRange(ipallocRange, ipallocDefaultSubnet);
   const ipallocInit = parseIpamInit(String(o.ipallocInit));
   let logLevel: LogLevel;
   try {

@@ -277,6 +277,28 @@ class IpamGossipData implements GossipData {
   }
 }
 
+/**
+ * The allocation range and default subnet a router can work with, or INVALID_CONFIG saying
+ * why not. Also checked by weaver's flag parsing, before anything touches the kernel.
+ */
+export function checkAllocationRange(range: Cidr, defaultSubnet?: Cidr): void {
+  const r = subnetOf(range);
+  const universe = cidrRange(r);
+  if (cidrSize(r.prefix) < MIN_SUBNET_SIZE) {
+    throw new WeaveError('INVALID_CONFIG', `IP allocation range ${formatCidr(r)} is too small: it must hold at least ${MIN_SUBNET_SIZE} addresses`);
+  }
+  if (universe.end > 0xffffffff) {
+    throw new WeaveError('INVALID_CONFIG', `IP allocation range ${formatCidr(r)} may not include 255.255.255.255`);
+  }
+  const d = subnetOf(defaultSubnet ?? range);
+  if (!rangesOverlap(universe, cidrRange(d))) {
+    throw new WeaveError('INVALID_CONFIG', `IP address allocation default subnet ${formatCidr(d)} does not overlap with allocation range ${formatCidr(r)}`);
+  }
+  if (cidrSize(d.prefix) < MIN_SUBNET_SIZE) {
+    throw new WeaveError('INVALID_CONFIG', `default subnet ${formatCidr(d)} is too small`);
+  }
+}
+
 export class DistributedAllocator implements Gossiper {
   readonly range: Cidr;
   readonly defaultSubnet: Cidr;
@@ -361,21 +383,10 @@ export class DistributedAllocator implements Gossiper {
     this.ourName = opts.name;
     this.uid = opts.uid;
     this.nickname = opts.nickname;
+    checkAllocationRange(opts.range, opts.defaultSubnet);
     this.range = subnetOf(opts.range);
     this.universe = cidrRange(this.range);
-    if (cidrSize(this.range.prefix) < MIN_SUBNET_SIZE) {
-      throw new WeaveError('INVALID_CONFIG', `IP allocation range ${formatCidr(this.range)} is too small: it must hold at least ${MIN_SUBNET_SIZE} addresses`);
-    }
-    if (this.universe.end > 0xffffffff) {
-      throw new WeaveError('INVALID_CONFIG', `IP allocation range ${formatCidr(this.range)} may not include 255.255.255.255`);
-    }
     this.defaultSubnet = subnetOf(opts.defaultSubnet ?? opts.range);
-    if (!rangesOverlap(this.universe, cidrRange(this.defaultSubnet))) {
-      throw new WeaveError('INVALID_CONFIG', `IP address allocation default subnet ${formatCidr(this.defaultSubnet)} does not overlap with allocation range ${formatCidr(this.range)}`);
-    }
-    if (cidrSize(this.defaultSubnet.prefix) < MIN_SUBNET_SIZE) {
-      throw new WeaveError('INVALID_CONFIG', `default subnet ${formatCidr(this.defaultSubnet)} is too small`);
-    }
     this.seed = normalizeConsensus(opts.seed ?? []);
     this.observer = opts.observer ?? false;
     this.tickMs = opts.tickIntervalMs ?? TICK_INTERVAL_MS;

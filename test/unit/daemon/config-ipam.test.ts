@@ -45,3 +45,12 @@ test('range flags: default range, default subnet, "" disables IPAM', () => {
   assert.equal(parseDaemonArgs(['--ipalloc-range', '']).ipallocRange, undefined);
   assert.throws(() => parseDaemonArgs(['--ipalloc-range', '10.0.0.0/33']), (e) => isWeaveError(e, 'INVALID_ARGUMENT'));
 });
+
+test('a too small --ipalloc-range or a default subnet outside it is refused at parse time', () => {
+  const refused = (args: string[], msg: RegExp) =>
+    assert.throws(() => parseDaemonArgs(args), (e: unknown) => isWeaveError(e, 'INVALID_CONFIG') && msg.test((e as Error).message), args.join(' '));
+  refused(['--ipalloc-range', '10.32.0.0/31'], /too small/);
+  refused(['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.48.0.0/24'], /does not overlap/);
+  refused(['--ipalloc-range', '10.32.0.0/12', '--ipalloc-default-subnet', '10.32.0.0/31'], /too small/);
+  assert.equal(parseDaemonArgs(['--ipalloc-range', '10.32.0.0/30']).ipallocRange?.prefix, 30);
+});

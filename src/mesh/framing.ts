@@ -86,20 +86,54 @@ export class OutboundMessage {
 /** Below this, a message is copied out of a chunk more than four times (and this much) bigger. */
 const PIN_LIMIT_BYTES = 16 * 1024;
 
+/** Chunks below this are copied into a shared tail block rather than kept as they are. */
+const SMALL_CHUNK_BYTES = 4 * 1024;
+/** The tail block small chunks are gathered in. */
+const TAIL_BLOCK_BYTES = 64 * 1024;
+
 /**
  * Inbound bytes held as chunks; a message inside one chunk comes out as a view of it, one that
- * spans chunks as a copy. Chunks are kept as given, not copied: transports hand over buffers
- * they never reuse (MeshTransport). A view pins its whole chunk, so a small message cut from a
- * much bigger chunk (many messages in one TCP read) is copied out instead.
+ * spans chunks as a copy. Large chunks are kept as given, not copied: transports hand over
+ * buffers they never reuse (MeshTransport). Small ones are copied into a shared tail block,
+ * contiguous runs of them as one chunk: kept each as its own Buffer, a peer sending one byte
+ * at a time would make us hold some 430 bytes per byte (25 MB for a 64 KiB frame) before it
+ * is authenticated; so held memory stays within the bytes received plus one block. A view
+ * pins its whole chunk, so a small message cut from a much bigger chunk (many messages in one
+ * TCP read) is copied out instead.
  */
 export class ByteQueue {
   private chunks: Buffer[] = [];
+  private tail: Buffer | undefined;
+  private tailUsed = 0;
   length = 0;
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     this.length += chunk.length;
+    if (chunk.length >= SMALL_CHUNK_BYTES) {
+      this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      return;
+    }
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.tail === undefined || this.tailUsed === this.tail.length) {
+        this.tail = Buffer.allocUnsafeSlow(TAIL_BLOCK_BYTES);
+        this.tailUsed = 0;
+      }
+      const tail = this.tail;
+      const k = Math.min(chunk.length - off, tail.length - this.tailUsed);
+      tail.set(chunk.subarray(off, off + k), this.tailUsed);
+      const start = this.tailUsed;
+      this.tailUsed += k;
+      off += k;
+      // Extends the last chunk when it is the run that ends where these bytes were written.
+      const last = this.chunks[this.chunks.length - 1];
+      if (last !== undefined && last.buffer === tail.buffer && last.byteOffset + last.length === tail.byteOffset + start) {
+        this.chunks[this.chunks.length - 1] = tail.subarray(last.byteOffset - tail.byteOffset, this.tailUsed);
+      } else {
+        this.chunks.push(tail.subarray(start, this.tailUsed));
+      }
+    }
   }
 
   byteAt(i: number): number {
@@ -150,6 +184,8 @@ export class ByteQueue {
 
   clear(): void {
     this.chunks = [];
+    this.tail = undefined;
+    this.tailUsed = 0;
     this.length = 0;
   }
 }

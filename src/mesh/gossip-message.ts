@@ -12,10 +12,13 @@
 // fault), so errors are still exactly its own.
 import { WeaveError } from '../core/errors.js';
 import { type PeerName } from '../core/peer-name.js';
-import { decodeGobStream } from './gob/gob-decoder.js';
+import { GobReader } from './gob/gob-bytes.js';
+import { GobDecoder, decodeGobStream } from './gob/gob-decoder.js';
 import { GobEncoder } from './gob/gob-encoder.js';
 import { expectBytes, expectCount, expectString, expectUint, type GobTyped } from './gob/gob-expect.js';
-import { GOB_BYTES, GOB_STRING, GOB_UINT, gobDecodeError } from './gob/gob-type.js';
+import {
+  GOB_BYTES, GOB_STRING, GOB_UINT, describeGobType, gobDecodeError, type GobBasicType, type GobDecoded,
+} from './gob/gob-type.js';
 import { FRAME_PREFIX_BYTES, OutboundMessage } from './framing.js';
 import { ProtocolTag } from './protocol.js';
 
@@ -69,8 +72,65 @@ export function encodeGossipUnicastBody(m: GossipUnicastEnvelope): Buffer {
     .toBuffer();
 }
 
+const ENVELOPE_VALUES: ReadonlyArray<readonly [GobBasicType, string, string]> = [
+  [GOB_STRING, 'string', 'gossip channel'],
+  [GOB_UINT, 'uint', 'gossip src'],
+  [GOB_BYTES, '[]byte', 'gossip payload'],
+];
+const UNICAST_ENVELOPE_VALUES: ReadonlyArray<readonly [GobBasicType, string, string]> = [
+  [GOB_STRING, 'string', 'gossip channel'],
+  [GOB_UINT, 'uint', 'gossip src'],
+  [GOB_UINT, 'uint', 'gossip dst'],
+  [GOB_BYTES, '[]byte', 'gossip payload'],
+];
+
+/**
+ * decodeGobStream for an envelope: an envelope is nothing but basic values, so each value's
+ * wire type id is checked against the one expected there before anything decodes it, and a
+ * value past the last is refused undecoded (a []struct{} of 10M elements, say, would otherwise
+ * be decoded in full before the type checks). Type definitions are read as ever. Whatever
+ * passes is decoded by the general decoder, so envelopes come out exactly as before.
+ */
+function decodeEnvelopeValues(body: Uint8Array, expected: ReadonlyArray<readonly [GobBasicType, string, string]>, what: string): GobDecoded[] {
+  let pos = 0;
+  let k = 0;
+  while (pos < body.length) {
+    // The decoder's own framing reads; where they fail, it fails there too, having decoded
+    // only definitions and values already checked.
+    let id: number;
+    let next: number;
+    try {
+      const outer = new GobReader(body, pos, body.length);
+      const len = outer.uintSmall('message length');
+      if (len === 0 || len > outer.remaining) break;
+      next = outer.pos + len;
+      id = new GobReader(body, outer.pos, next).intSmall('type id');
+    } catch {
+      break;
+    }
+    if (id >= 0) {
+      const want = expected[k];
+      if (want === undefined || id !== want[0].id) {
+        // What comes before is decoded and checked first, so its faults are reported as ever.
+        const dec = new GobDecoder(body.subarray(0, pos));
+        for (let d = dec.next(), i = 0; d !== undefined; d = dec.next(), i++) {
+          const e = expected[i];
+          if (e?.[0] === GOB_UINT) peerNameOf(d, e[2]);
+        }
+        if (want === undefined) throw gobDecodeError(`${what}: expected ${expected.length} values, received more`);
+        const t = dec.typeOf(id);
+        if (t === undefined) throw gobDecodeError(`type id ${id} is not defined`);
+        throw gobDecodeError(`${want[2]}: expected ${want[1]}, received ${describeGobType(t)}`);
+      }
+      k++;
+    }
+    pos = next;
+  }
+  return decodeGobStream(body);
+}
+
 function decodeGossipBodyWithGob(body: Uint8Array): GossipEnvelope {
-  const v = decodeGobStream(body);
+  const v = decodeEnvelopeValues(body, ENVELOPE_VALUES, 'gossip');
   expectCount(v, 3, 'gossip');
   return {
     channel: expectString(at(v, 0), 'gossip channel'),
@@ -80,7 +140,7 @@ function decodeGossipBodyWithGob(body: Uint8Array): GossipEnvelope {
 }
 
 function decodeGossipUnicastBodyWithGob(body: Uint8Array): GossipUnicastEnvelope {
-  const v = decodeGobStream(body);
+  const v = decodeEnvelopeValues(body, UNICAST_ENVELOPE_VALUES, 'gossip unicast');
   expectCount(v, 4, 'gossip unicast');
   return {
     channel: expectString(at(v, 0), 'gossip channel'),
@@ -111,7 +171,10 @@ export function decodeGossipMessage(tag: number, body: Uint8Array): GossipMessag
   }
 }
 
-/** decodeGossipMessage by the general gob decoder alone (the reference the direct path matches). */
+/**
+ * decodeGossipMessage by the general gob decoder alone, behind the envelope's wire type checks
+ * (the reference the direct path matches).
+ */
 export function decodeGossipMessageWithGob(tag: number, body: Uint8Array): GossipMessage {
   switch (tag) {
     case ProtocolTag.Gossip:

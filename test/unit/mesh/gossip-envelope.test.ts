@@ -1,0 +1,75 @@
+// Gossip envelopes by the general decoder: each value's wire type is checked before it is decoded,
+// so a body that is no envelope is refused without decoding whatever it carries.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isWeaveError } from '../../../src/core/errors.js';
+import { decodeGossipMessage, decodeGossipMessageWithGob, encodeGossipMessage } from '../../../src/mesh/gossip-message.js';
+import { GOB_BOOL, GOB_BYTES, GOB_STRING, GOB_UINT, GobEncoder, gobSlice, gobStruct } from '../../../src/mesh/gob/index.js';
+import { ProtocolTag } from '../../../src/mesh/protocol.js';
+
+const failed = (re: RegExp) => (e: unknown) => isWeaveError(e) && e.code === 'DECODE_FAILED' && re.test(e.message);
+
+function uint(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let x = n; x > 0; x = Math.floor(x / 256)) bytes.unshift(x % 256);
+  return Buffer.from([256 - bytes.length, ...bytes]);
+}
+const message = (b: Buffer): Buffer => Buffer.concat([uint(b.length), b]);
+
+/** The messages of a gob stream, as byte ranges. */
+function messages(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < b.length; ) {
+    const first = b[at] as number;
+    const k = first < 0x80 ? 0 : 256 - first;
+    const len = k === 0 ? first : b.subarray(at + 1, at + 1 + k).reduce((v, x) => v * 256 + x, 0);
+    out.push(b.subarray(at, at + 1 + k + len));
+    at += 1 + k + len;
+  }
+  return out;
+}
+
+test('a body whose first value is a []struct{} of 10M elements is refused at once', () => {
+  const t = gobSlice(gobStruct('E', [['A', GOB_BOOL]]));
+  const ms = messages(new GobEncoder().encode(t, []).toBuffer());
+  const value = ms[ms.length - 1] as Buffer; // length, type id, 0 delta, 0 count
+  const idBytes = value.subarray(1, value.length - 2);
+  const n = 10_000_000;
+  const body = Buffer.concat([...ms.slice(0, -1), message(Buffer.concat([idBytes, uint(0), uint(n), Buffer.alloc(n)]))]);
+  for (const tag of [ProtocolTag.Gossip, ProtocolTag.GossipUnicast, ProtocolTag.GossipBroadcast]) {
+    const t0 = performance.now();
+    assert.throws(() => decodeGossipMessage(tag, body), failed(/gossip channel: expected string, received \[\]E/));
+    assert.throws(() => decodeGossipMessageWithGob(tag, body), failed(/expected string/));
+    const ms = performance.now() - t0;
+    assert.ok(ms < 100, `refused in ${ms.toFixed(0)} ms`);
+  }
+});
+
+test('a value past the last of an envelope is refused without being decoded', () => {
+  const t = gobSlice(GOB_UINT);
+  const ms = messages(new GobEncoder().encode(t, []).toBuffer());
+  const value = ms[ms.length - 1] as Buffer;
+  const n = 10_000_000;
+  const extra = Buffer.concat([...ms.slice(0, -1), message(Buffer.concat([value.subarray(1, value.length - 2), uint(0), uint(n), Buffer.alloc(n)]))]);
+  const env = encodeGossipMessage({ tag: ProtocolTag.Gossip, channel: 'x', src: 1, payload: Buffer.from('p') }).subarray(1);
+  const t0 = performance.now();
+  assert.throws(() => decodeGossipMessage(ProtocolTag.Gossip, Buffer.concat([env, extra])), failed(/gossip: expected 3 values, received more/));
+  const elapsed = performance.now() - t0;
+  assert.ok(elapsed < 100, `refused in ${elapsed.toFixed(0)} ms`);
+});
+
+test('envelopes the direct reader leaves to the general decoder decode as before', () => {
+  // Type definitions before and after the values, a non-ASCII channel: all valid envelopes.
+  const def = messages(new GobEncoder().encode(gobSlice(GOB_UINT), []).toBuffer())[0] as Buffer;
+  const src = 0x7a0000000001;
+  const vals = new GobEncoder().encode(GOB_STRING, 'ünï').encode(GOB_UINT, BigInt(src)).encode(GOB_BYTES, Buffer.from('payload')).toBuffer();
+  for (const body of [Buffer.concat([def, vals]), Buffer.concat([vals, def])]) {
+    assert.deepEqual(decodeGossipMessage(4, body), { tag: 4, channel: 'ünï', src, payload: Buffer.from('payload') });
+  }
+  const uni = new GobEncoder().encode(GOB_STRING, 'ünï').encode(GOB_UINT, 1n).encode(GOB_UINT, 2n).encode(GOB_BYTES, Buffer.alloc(3)).toBuffer();
+  assert.deepEqual(decodeGossipMessage(5, Buffer.concat([def, uni])), { tag: 5, channel: 'ünï', src: 1, dst: 2, payload: Buffer.alloc(3) });
+  // Wrong basic types are still refused, with the same messages.
+  assert.throws(() => decodeGossipMessage(5, vals), failed(/gossip dst: expected uint, received \[\]byte/));
+  assert.throws(() => decodeGossipMessage(4, uni), failed(/gossip payload: expected \[\]byte, received uint/));
+});

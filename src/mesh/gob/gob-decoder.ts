@@ -21,18 +21,31 @@ export interface GobDecodeOptions {
 
 const DEFAULT_MAX_DEPTH = 100;
 const MAX_TYPE_ID = 0x7fffffff;
+/** Most type definitions one stream may make (weave 2.8.1 makes at most 12, IPAM). */
+export const MAX_STREAM_TYPES = 64;
+/** Values (structs, list elements, map entries, []byte) a stream may build: base + bytes / 8. */
+const VALUE_BUDGET_BASE = 65_536;
+const VALUE_BUDGET_BYTES_PER_VALUE = 8;
 
 export class GobDecoder {
   private pos = 0;
   private readonly defs = new Map<number, WireDef>();
   private readonly resolved = new Map<number, GobType>();
   private readonly maxDepth: number;
+  // Values left to build; caps memory and time per input byte (an empty struct costs 1 byte
+  // on the wire but far more in memory). A real 250-peer topology uses ~1 per 14 bytes.
+  private budget: number;
 
   constructor(
     private readonly buf: Uint8Array,
     opts: GobDecodeOptions = {},
   ) {
     this.maxDepth = opts.maxDepth ?? DEFAULT_MAX_DEPTH;
+    this.budget = VALUE_BUDGET_BASE + Math.floor(buf.length / VALUE_BUDGET_BYTES_PER_VALUE);
+  }
+
+  private spend(): void {
+    if (--this.budget < 0) throw gobDecodeError('too many values for the stream size');
   }
 
   /** True when every byte has been consumed. */
@@ -105,6 +118,7 @@ export class GobDecoder {
     if (id < GOB_FIRST_USER_ID || id > MAX_TYPE_ID || this.defs.has(id)) {
       throw gobDecodeError(`duplicate type received (id ${id})`);
     }
+    if (this.defs.size >= MAX_STREAM_TYPES) throw gobDecodeError(`more than ${MAX_STREAM_TYPES} type definitions in one stream`);
     const def = wireDefFromValue(this.decodeStruct(r, WIRE_TYPE, 0));
     this.defs.set(id, def);
   }
@@ -169,6 +183,7 @@ export class GobDecoder {
 
   private decodeStruct(r: GobReader, t: GobStructType, depth: number): GobStruct {
     if (depth > this.maxDepth) throw gobDecodeError(`values nest deeper than ${this.maxDepth}`);
+    this.spend();
     const fields = new Map<string, GobValue>();
     let index = -1;
     for (;;) {
@@ -194,6 +209,7 @@ export class GobDecoder {
       case 'float':
         return r.float();
       case 'bytes':
+        this.spend();
         return r.bytes();
       case 'string':
         return r.string();
@@ -207,13 +223,17 @@ export class GobDecoder {
         const n = r.count(t.kind, 1);
         if (t.kind === 'array' && n !== t.len) throw gobDecodeError(`array length ${n}, type says ${t.len}`);
         const out: GobValue[] = [];
-        for (let i = 0; i < n; i++) out.push(this.decodeValue(r, t.elem, depth + 1));
+        for (let i = 0; i < n; i++) {
+          this.spend();
+          out.push(this.decodeValue(r, t.elem, depth + 1));
+        }
         return out;
       }
       case 'map': {
         const n = r.count('map', 2);
         const out = new Map<GobValue, GobValue>();
         for (let i = 0; i < n; i++) {
+          this.spend();
           const k = this.decodeValue(r, t.key, depth + 1);
           out.set(k, this.decodeValue(r, t.elem, depth + 1));
         }
@@ -222,6 +242,7 @@ export class GobDecoder {
       case 'struct':
         return this.decodeStruct(r, t, depth + 1);
       default:
+        this.spend();
         return r.bytes();
     }
   }

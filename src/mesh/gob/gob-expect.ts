@@ -5,7 +5,7 @@
 // field whose wire type does not match (say int where uint is expected) is an error. Every
 // failure is DECODE_FAILED, so codecs built on this are total.
 import {
-  gobDecodeError, describeGobType, type GobDecoded, type GobStruct, type GobStructType, type GobType, type GobValue,
+  gobDecodeError, describeGobType, type GobDecoded, type GobField, type GobStruct, type GobStructType, type GobType, type GobValue,
 } from './gob-type.js';
 
 /** A value with the type it was decoded as. */
@@ -73,6 +73,21 @@ export function expectStruct(d: GobTyped, what: string): GobStructView {
   return new GobStructView(t, v, what);
 }
 
+// Name → field per struct type, built once: a lookup must not cost O(fields), or a peer's
+// struct with many junk fields and many values makes every lookup a scan. First name wins,
+// as `fields.find` did.
+const FIELD_INDEX = new WeakMap<GobStructType, Map<string, GobField>>();
+
+function fieldIndex(t: GobStructType): Map<string, GobField> {
+  let m = FIELD_INDEX.get(t);
+  if (!m) {
+    m = new Map();
+    for (const f of t.fields) if (!m.has(f.name)) m.set(f.name, f);
+    FIELD_INDEX.set(t, m);
+  }
+  return m;
+}
+
 /** A decoded struct seen as a Go struct: named fields, zero when absent. */
 export class GobStructView {
   constructor(
@@ -83,13 +98,13 @@ export class GobStructView {
 
   /** The field as sent, or undefined when the wire type lacks it or it was omitted (zero). */
   field(name: string): GobTyped | undefined {
-    const f = this.type.fields.find((x) => x.name === name);
+    const f = fieldIndex(this.type).get(name);
     if (!f || !this.value.fields.has(name)) return undefined;
     return { type: f.type, value: this.value.fields.get(name) as GobValue };
   }
 
   private typed<T>(name: string, zero: T, get: (d: GobTyped, what: string) => T): T {
-    const f = this.type.fields.find((x) => x.name === name);
+    const f = fieldIndex(this.type).get(name);
     if (!f) return zero;
     const what = `${this.what}.${name}`;
     if (!this.value.fields.has(name)) {

@@ -49,6 +49,8 @@ export type WireDef =
   | { kind: 'gobEncoder' | 'binaryMarshaler' | 'textMarshaler'; name: string };
 
 const MAX_TYPE_ID = 0x7fffffff; // typeId is an int32
+/** Most fields a peer's struct definition may have (weave 2.8.1's widest has 6). */
+export const MAX_STRUCT_FIELDS = 64;
 
 function struct(v: GobValue | undefined, what: string): GobStruct {
   if (v === undefined) return { kind: 'struct', name: '', fields: new Map() };
@@ -92,6 +94,9 @@ export function wireDefFromValue(v: GobValue): WireDef {
     case 'StructT': {
       const list = s.fields.get('Field') ?? [];
       if (!Array.isArray(list)) throw gobDecodeError('struct type: Field is not a list');
+      if (list.length > MAX_STRUCT_FIELDS) {
+        throw gobDecodeError(`struct type: ${list.length} fields, at most ${MAX_STRUCT_FIELDS} accepted`);
+      }
       const seen = new Set<string>();
       const fields = list.map((f) => {
         const fs = struct(f, 'fieldType');

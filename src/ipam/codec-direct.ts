@@ -14,8 +14,9 @@
 // Both are checked against the general codec on the captured messages and on random states.
 import type { PeerName } from '../core/peer-name.js';
 import { decodeGobDefinition } from '../mesh/gob/gob-decoder.js';
+import { gobDecodeError } from '../mesh/gob/gob-type.js';
 import type { WireDef } from '../mesh/gob/wire-type.js';
-import { DEFAULT_TYPE_IDS, decodeGossipState, encodeGossipState, type IpamGossipState, type IpamTypeIds } from './codec.js';
+import { DEFAULT_TYPE_IDS, MIN_PAXOS_ENTRY_BYTES, decodeGossipState, encodeGossipState, type IpamGossipState, type IpamTypeIds } from './codec.js';
 import type { NodeClaims, NodeId, ProposalId } from './paxos.js';
 import type { RingEntry, RingState } from './ring.js';
 
@@ -343,40 +344,59 @@ function readNodeId(c: Cursor): NodeId {
   return { name, uid };
 }
 
-const NO_NODE: NodeId = { name: 0, uid: 0n };
+// Go always sends nested structs, and decodeGossipState refuses claims without them (which is
+// what bounds a Paxos entry from below); so does this, definitively (no fallback).
+function missing(what: string): Error {
+  return gobDecodeError(`IPAM: ${what} missing`);
+}
 
 function readProposal(c: Cursor): ProposalId {
   let round = 0;
-  let proposer = NO_NODE;
+  let proposer: NodeId | undefined;
   fields(c, 1, (i) => {
     if (i === 0) round = c.bits(53);
     else proposer = readNodeId(c);
   });
+  if (!proposer) throw missing('ProposalID.Proposer');
   return { round, proposer };
 }
 
-const NO_PROPOSAL: ProposalId = { round: 0, proposer: NO_NODE };
+/**
+ * A list of peer names, as decodeGossipState: none zero, and for Seeds none repeated (an
+ * AcceptedVal may repeat a name: a peer restarted without its store has a new UID).
+ */
+function readPeerList(c: Cursor, what: string, distinct: boolean): PeerName[] {
+  const n = c.count();
+  const out: PeerName[] = [];
+  const seen = new Set<number>();
+  for (let k = 0; k < n; k++) {
+    const p = c.bits(48);
+    if (p === 0 || (distinct && seen.has(p))) throw gobDecodeError(`IPAM: ${what}: zero or repeated peer name`);
+    if (distinct) seen.add(p);
+    out.push(p);
+  }
+  return out;
+}
 
 function readClaims(c: Cursor): NodeClaims {
-  let promise = NO_PROPOSAL;
-  let accepted = NO_PROPOSAL;
+  let promise: ProposalId | undefined;
+  let accepted: ProposalId | undefined;
   let value: PeerName[] = [];
-  let origin = NO_PROPOSAL;
+  let origin: ProposalId | undefined;
+  let acceptedVal = false;
   fields(c, 2, (i) => {
     if (i === 0) promise = readProposal(c);
     else if (i === 1) accepted = readProposal(c);
     else {
+      acceptedVal = true;
       fields(c, 1, (j) => {
-        if (j === 0) {
-          const n = c.count();
-          value = [];
-          for (let k = 0; k < n; k++) value.push(c.bits(48));
-        } else {
-          origin = readProposal(c);
-        }
+        if (j === 0) value = readPeerList(c, 'AcceptedVal.Value', false);
+        else origin = readProposal(c);
       });
+      if (!origin) throw missing('AcceptedValue.Origin');
     }
   });
+  if (!promise || !accepted || !acceptedVal || !origin) throw missing('NodeClaims field');
   return { promise, accepted, acceptedVal: { value, origin } };
 }
 
@@ -408,15 +428,17 @@ function readRing(c: Cursor): RingState {
             else if (j === 2) e.version = c.bits(32);
             else e.free = c.bits(32);
           });
+          // Start and End are read by now (fields ascend). As decodeGossipState: definitive.
+          const prev = entries[k - 1];
+          if ((prev && e.token <= prev.token) || e.token < start || e.token >= end || e.peer === 0) {
+            throw gobDecodeError('IPAM: ring entry out of order, out of range or without a peer');
+          }
           entries.push(e);
         }
         break;
       }
-      default: {
-        const n = c.count();
-        seeds = [];
-        for (let k = 0; k < n; k++) seeds.push(c.bits(48));
-      }
+      default:
+        seeds = readPeerList(c, 'Ring.Seeds', true);
     }
   });
   return { start, end, peer, entries, seeds };
@@ -446,8 +468,17 @@ function readState(c: Cursor): IpamGossipState {
       }
       case 2: {
         const n = c.count();
+        // Every entry Go sends (and decodeGossipState accepts) takes this many bytes at least.
+        if (n * MIN_PAXOS_ENTRY_BYTES > c.end - c.pos) throw gobDecodeError('IPAM: Paxos entry count exceeds the bytes left');
+        const seen = new Set<string>();
         paxos = [];
-        for (let k = 0; k < n; k++) paxos.push([readNodeId(c), readClaims(c)]);
+        for (let k = 0; k < n; k++) {
+          const id = readNodeId(c);
+          const key = `${id.name}/${id.uid}`;
+          if (id.name === 0 || seen.has(key)) throw gobDecodeError('IPAM: Paxos NodeID zero or repeated');
+          seen.add(key);
+          paxos.push([id, readClaims(c)]);
+        }
         break;
       }
       default:

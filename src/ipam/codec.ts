@@ -97,6 +97,12 @@ const PEER_NAME_BITS = 48;
 const ADDRESS_BITS = 32;
 /** Rounds are Go uints; we keep them exact in JS numbers. */
 const ROUND_BITS = 53;
+/**
+ * The fewest bytes a Paxos entry takes on the wire once decoding has checked it: a NodeID with a
+ * non-zero Name (3) and NodeClaims with all its nested structs, which Go always sends (15).
+ * The direct decoder refuses a count that cannot fit; this file refuses the entries that could.
+ */
+export const MIN_PAXOS_ENTRY_BYTES = 18;
 
 interface IpamTypes {
   gossipState: GobStructType;
@@ -231,16 +237,35 @@ function nodeIdOf(v: GobStructView | undefined): NodeId {
   return { name: v.uintBits('Name', PEER_NAME_BITS), uid: v.uint('UID') };
 }
 
+// Refusals beyond Go's decoding (a Weave Net peer never sends these, and they would let a peer
+// make us build millions of empty values): Paxos claims without their nested structs (Go always
+// sends them), zero peer names in lists and Paxos keys, repeated ones in Seeds and Paxos keys
+// (not in AcceptedVal.Value: Go's repeats a peer restarted with a new UID), and ring entries out
+// of order, outside [Start, End) or without a peer (Go's checkInvariants refuses those on
+// merge). codec-direct.ts refuses exactly the same.
+
+function present(v: GobStructView | undefined, what: string): GobStructView {
+  if (!v) throw gobDecodeError(`IPAM: ${what} missing`);
+  return v;
+}
+
+/** Peer names, none zero; for Seeds none repeated (an AcceptedVal repeats a restarted peer's). */
+function peerList(v: GobStructView, field: string, what: string, distinct: boolean): PeerName[] {
+  const out = v.list(field).map((d) => expectUintBits(d, what, PEER_NAME_BITS));
+  if (out.includes(0) || (distinct && new Set(out).size !== out.length)) throw gobDecodeError(`IPAM: ${what}: zero or repeated peer name`);
+  return out;
+}
+
 function proposalOf(v: GobStructView | undefined, what: string): ProposalId {
-  if (!v) return { round: 0, proposer: { name: 0, uid: 0n } };
-  return { round: v.uintBits('Round', ROUND_BITS), proposer: nodeIdOf(struct(v.field('Proposer'), `${what}.Proposer`)) };
+  const p = present(v, what);
+  return { round: p.uintBits('Round', ROUND_BITS), proposer: nodeIdOf(present(struct(p.field('Proposer'), `${what}.Proposer`), `${what}.Proposer`)) };
 }
 
 function acceptedValueOf(v: GobStructView | undefined, what: string): AcceptedValue {
-  if (!v) return { value: [], origin: proposalOf(undefined, what) };
+  const a = present(v, what);
   return {
-    value: v.list('Value').map((d) => expectUintBits(d, `${what}.Value`, PEER_NAME_BITS)),
-    origin: proposalOf(struct(v.field('Origin'), `${what}.Origin`), `${what}.Origin`),
+    value: peerList(a, 'Value', `${what}.Value`, false),
+    origin: proposalOf(struct(a.field('Origin'), `${what}.Origin`), `${what}.Origin`),
   };
 }
 
@@ -262,13 +287,15 @@ function ringOf(v: GobStructView): RingState {
       free: e.uintBits('Free', ADDRESS_BITS),
     };
   });
-  return {
-    start: v.uintBits('Start', ADDRESS_BITS),
-    end: v.uintBits('End', ADDRESS_BITS),
-    peer: v.uintBits('Peer', PEER_NAME_BITS),
-    entries,
-    seeds: v.list('Seeds').map((d) => expectUintBits(d, 'Ring.Seeds', PEER_NAME_BITS)),
-  };
+  const start = v.uintBits('Start', ADDRESS_BITS);
+  const end = v.uintBits('End', ADDRESS_BITS);
+  entries.forEach((e, k) => {
+    const prev = entries[k - 1];
+    if ((prev && e.token <= prev.token) || e.token < start || e.token >= end || e.peer === 0) {
+      throw gobDecodeError('IPAM: ring entry out of order, out of range or without a peer');
+    }
+  });
+  return { start, end, peer: v.uintBits('Peer', PEER_NAME_BITS), entries, seeds: peerList(v, 'Seeds', 'Ring.Seeds', true) };
 }
 
 function idOf(t: GobType | undefined): number | undefined {
@@ -325,7 +352,14 @@ export function decodeGossipState(payload: Uint8Array): { state: IpamGossipState
   let paxos: PaxosGossip | undefined;
   const p = gs.field('Paxos');
   if (p) {
-    paxos = expectMap(p, 'gossipState.Paxos').map(([k, v]) => [nodeIdOf(expectStruct(k, 'NodeID')), claimsOf(expectStruct(v, 'NodeClaims'))] as const);
+    const seen = new Set<string>();
+    paxos = expectMap(p, 'gossipState.Paxos').map(([k, v]) => {
+      const id = nodeIdOf(expectStruct(k, 'NodeID'));
+      const key = `${id.name}/${id.uid}`;
+      if (id.name === 0 || seen.has(key)) throw gobDecodeError('IPAM: Paxos NodeID zero or repeated');
+      seen.add(key);
+      return [id, claimsOf(expectStruct(v, 'NodeClaims'))] as const;
+    });
   }
   const r = gs.field('Ring');
   const state: IpamGossipState = {

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { WEAVER_PID_FILE } from '../api/types.js';
 import { isAlive, livePid } from '../platform/pid-file.js';
 
-export { isAlive };
 
 export function pidFile(runDir: string): string {
   return join(runDir, WEAVER_PID_FILE);

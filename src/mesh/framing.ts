@@ -93,11 +93,12 @@ const TAIL_BLOCK_BYTES = 64 * 1024;
 
 /**
  * Inbound bytes held as chunks; a message inside one chunk comes out as a view of it, one that
- * spans chunks as a copy. Large chunks are kept as given, not copied: transports hand over
- * buffers they never reuse (MeshTransport). Small ones are copied into a shared tail block,
- * contiguous runs of them as one chunk: kept each as its own Buffer, a peer sending one byte
- * at a time would make us hold some 430 bytes per byte (25 MB for a 64 KiB frame) before it
- * is authenticated; so held memory stays within the bytes received plus one block. A view
+ * spans chunks as a copy. Large chunks, and any chunk that arrives when nothing is queued, are
+ * kept as given, not copied: transports hand over buffers they never reuse (MeshTransport).
+ * Small ones that arrive behind queued bytes are copied into a shared tail block, contiguous
+ * runs of them as one chunk: kept each as its own Buffer, a peer sending one byte at a time
+ * would make us hold some 430 bytes per byte (25 MB for a 64 KiB frame) before it is
+ * authenticated; so held memory stays within the bytes received plus one block. A view
  * pins its whole chunk, so a small message cut from a much bigger chunk (many messages in one
  * TCP read) is copied out instead.
  */
@@ -109,8 +110,12 @@ export class ByteQueue {
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
+    // Into an empty queue a chunk goes as it is, small or not: the messages in it then come
+    // out as views, with no copy and no allocation (the common case: whole messages per read).
+    // Only small chunks that queue up behind others are gathered into the tail block.
+    const empty = this.length === 0;
     this.length += chunk.length;
-    if (chunk.length >= SMALL_CHUNK_BYTES) {
+    if (empty || chunk.length >= SMALL_CHUNK_BYTES) {
       this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       return;
     }

@@ -46,3 +46,19 @@ test('a 64 KiB frame sent one byte at a time is held in a bounded number of buff
     assert.ok(s.idle);
   }
 });
+
+test('whole messages in a chunk that reaches an empty queue come out as views of it, not copies', () => {
+  const msgs = [Buffer.from('first message'), Buffer.alloc(1200, 7), Buffer.from('third')];
+  // A buffer of its own (not a slice of Node's shared pool, where a copy could land too).
+  const joined = Buffer.concat(msgs.map((m) => encodeFrame(m)));
+  const chunk = Buffer.allocUnsafeSlow(joined.length);
+  joined.copy(chunk);
+  const r = new LengthPrefixReceiver();
+  const { frames } = r.push(chunk);
+  assert.deepEqual(frames, msgs);
+  for (const f of frames) assert.equal(f.buffer, chunk.buffer, 'a message was copied out of its chunk');
+  // A chunk behind queued bytes is still gathered, and the message spanning both is whole.
+  const two = encodeFrame(Buffer.alloc(300, 1));
+  assert.deepEqual(r.push(two.subarray(0, 10)).frames, []);
+  assert.deepEqual(r.push(two.subarray(10)).frames, [Buffer.alloc(300, 1)]);
+});

@@ -67,6 +67,18 @@ export class OutboundMessage {
     return new OutboundMessage(frame.subarray(FRAME_PREFIX_BYTES), frame);
   }
 
+  /**
+   * A received message passed on unchanged, with the frame it came in: `wire` is a message whose
+   * length prefix precedes it in bytes nobody changes (ProtocolMsg.wire), so the frame is a view,
+   * no copy. undefined if the bytes before it are not its prefix.
+   */
+  static received(wire: Buffer): OutboundMessage | undefined {
+    const at = wire.byteOffset - FRAME_PREFIX_BYTES;
+    if (at < 0) return undefined;
+    const frame = Buffer.from(wire.buffer, at, wire.length + FRAME_PREFIX_BYTES);
+    return frame.readUInt32BE(0) === wire.length ? new OutboundMessage(wire, frame) : undefined;
+  }
+
   /** A message as it is (tag + body); framed, by copying, only if some connection needs it so. */
   static wrap(message: Buffer): OutboundMessage {
     return new OutboundMessage(message);

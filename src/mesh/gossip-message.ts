@@ -193,42 +193,85 @@ export function encodeGossipMessage(m: GossipMessage): Buffer {
 }
 
 /**
- * encodeGossipMessage as an OutboundMessage, written straight into its frame (one buffer for
- * the message, its length prefix and whatever number of connections it goes to).
+ * encodeGossipOutbound(m) written straight into its frame (one buffer for the message, its
+ * length prefix and whatever number of connections it goes to). With `wire`, the message m was
+ * read from (ProtocolMsg.wire), a message passed on unchanged (a relayed broadcast or unicast)
+ * is sent as it came, frame and all, when its bytes are exactly the ones this would write:
+ * no allocation, no copy; a mesh of n routers relays each broadcast to n of them.
  */
-export function encodeGossipOutbound(m: GossipMessage): OutboundMessage {
+export function encodeGossipOutbound(m: GossipMessage, wire?: Buffer): OutboundMessage {
+  if (wire !== undefined && isOurEncoding(m, wire)) {
+    const out = OutboundMessage.received(wire);
+    if (out) return out;
+  }
   return OutboundMessage.inFrame(writeGossipMessage(m, FRAME_PREFIX_BYTES));
 }
 
-/** The message written after `room` bytes left for the caller. */
-function writeGossipMessage(m: GossipMessage, room: number): Buffer {
+interface GossipLayout {
+  readonly channelBytes: number;
+  readonly strLen: number;
+  readonly srcLen: number;
+  readonly dstLen: number;
+  readonly payLen: number;
+  /** Of the whole message. */
+  readonly size: number;
+}
+
+function layoutOf(m: GossipMessage): GossipLayout {
   checkPeerName(m.src, 'src');
   const unicast = m.tag === ProtocolTag.GossipUnicast;
   if (unicast) checkPeerName(m.dst, 'dst');
   const channelBytes = Buffer.byteLength(m.channel, 'utf8');
-  const payload = m.payload;
   // Each value: uint length, type id, 0 (the delta before a top-level non-struct value), value.
   const strLen = 2 + uintSize(channelBytes) + channelBytes;
   const srcLen = 2 + uintSize(m.src);
   const dstLen = unicast ? 2 + uintSize(m.dst) : 0;
-  const payLen = 2 + uintSize(payload.length) + payload.length;
+  const payLen = 2 + uintSize(m.payload.length) + m.payload.length;
   const size = 1 + uintSize(strLen) + strLen + uintSize(srcLen) + srcLen + (unicast ? uintSize(dstLen) + dstLen : 0) + uintSize(payLen) + payLen;
-  const out = Buffer.allocUnsafe(room + size);
-  let at = room;
+  return { channelBytes, strLen, srcLen, dstLen, payLen, size };
+}
+
+/** Everything before the payload's bytes, from `at`; returns where the payload goes. */
+function writeHeader(m: GossipMessage, l: GossipLayout, out: Buffer, at: number): number {
   out[at++] = m.tag;
-  at = putUint(out, at, strLen);
+  at = putUint(out, at, l.strLen);
   out[at++] = GOB_STRING.id * 2;
   out[at++] = 0;
-  at = putUint(out, at, channelBytes);
+  at = putUint(out, at, l.channelBytes);
   at += out.write(m.channel, at, 'utf8');
-  at = putName(out, at, srcLen, m.src);
-  if (unicast) at = putName(out, at, dstLen, m.dst);
-  at = putUint(out, at, payLen);
+  at = putName(out, at, l.srcLen, m.src);
+  if (m.tag === ProtocolTag.GossipUnicast) at = putName(out, at, l.dstLen, m.dst);
+  at = putUint(out, at, l.payLen);
   out[at++] = GOB_BYTES.id * 2;
   out[at++] = 0;
-  at = putUint(out, at, payload.length);
-  out.set(payload, at);
+  return putUint(out, at, m.payload.length);
+}
+
+/** The message written after `room` bytes left for the caller. */
+function writeGossipMessage(m: GossipMessage, room: number): Buffer {
+  const l = layoutOf(m);
+  const out = Buffer.allocUnsafe(room + l.size);
+  out.set(m.payload, writeHeader(m, l, out, room));
   return out;
+}
+
+/** Headers longer than this (channel names of hundreds of bytes) are not compared: re-encoded. */
+const MAX_COMPARED_HEADER_BYTES = 256;
+const headerScratch = Buffer.alloc(MAX_COMPARED_HEADER_BYTES);
+
+/**
+ * True when `wire` is byte for byte what writeGossipMessage(m) writes: m's payload is wire's
+ * tail (a view of the same bytes) and the header before it is ours. Other encodings a decoder
+ * accepts (longer forms of a number, type definitions) are re-encoded, as the original does.
+ */
+function isOurEncoding(m: GossipMessage, wire: Buffer): boolean {
+  const p = m.payload;
+  if (p.buffer !== wire.buffer || p.byteOffset + p.length !== wire.byteOffset + wire.length) return false;
+  const l = layoutOf(m);
+  const header = l.size - p.length;
+  if (l.size !== wire.length || header > MAX_COMPARED_HEADER_BYTES) return false;
+  writeHeader(m, l, headerScratch, 0);
+  return headerScratch.compare(wire, 0, header, 0, header) === 0;
 }
 
 /** peerNameValue's check, without making the bigint. */

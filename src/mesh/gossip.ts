@@ -182,8 +182,11 @@ export class GossipChannel {
     return this.relayUnicast(this.net.ourName, dst, payload);
   }
 
-  /** Passes a unicast on towards `dst`; `from` is the neighbour it came from (none: ours). */
-  relayUnicast(src: PeerName, dst: PeerName, payload: Buffer, from?: PeerName): boolean {
+  /**
+   * Passes a unicast on towards `dst`; `from` is the neighbour it came from (none: ours), `wire`
+   * the message as it came (sent as it is when it is our own encoding; encodeGossipOutbound).
+   */
+  relayUnicast(src: PeerName, dst: PeerName, payload: Buffer, from?: PeerName, wire?: Buffer): boolean {
     const hop = this.net.nextHop(dst);
     if (hop === undefined) {
       this.log.debug({ channel: this.name, dst }, 'unicast gossip: no route');
@@ -197,13 +200,14 @@ export class GossipChannel {
       this.log.debug({ channel: this.name, src, dst, via: from }, 'unicast gossip: route leads back to the neighbour it came from; dropped');
       return false;
     }
-    return this.net.sendTo(hop, encodeGossipOutbound({ tag: ProtocolTag.GossipUnicast, channel: this.name, src, dst, payload }));
+    return this.net.sendTo(hop, encodeGossipOutbound({ tag: ProtocolTag.GossipUnicast, channel: this.name, src, dst, payload }, wire));
   }
 
-  relayBroadcast(src: PeerName, payload: Buffer): void {
+  /** Passes a broadcast on along src's tree; `wire` as for relayUnicast. */
+  relayBroadcast(src: PeerName, payload: Buffer, wire?: Buffer): void {
     const hops = this.net.broadcastHops(src);
     if (hops.length === 0) return;
-    const msg = encodeGossipOutbound({ tag: ProtocolTag.GossipBroadcast, channel: this.name, src, payload });
+    const msg = encodeGossipOutbound({ tag: ProtocolTag.GossipBroadcast, channel: this.name, src, payload }, wire);
     for (const hop of hops) this.net.sendTo(hop, msg);
   }
 
@@ -238,19 +242,22 @@ export class GossipChannel {
     return true;
   }
 
-  /** Handles a gossip message of this channel received from the neighbour `from`. */
-  deliver(tag: number, src: PeerName, payload: Buffer, dst?: PeerName, from?: PeerName): void {
+  /**
+   * Handles a gossip message of this channel received from the neighbour `from`; `wire` is the
+   * whole message as it came, when it may be passed on as it is (ProtocolMsg.wire).
+   */
+  deliver(tag: number, src: PeerName, payload: Buffer, dst?: PeerName, from?: PeerName, wire?: Buffer): void {
     try {
       if (tag === ProtocolTag.GossipUnicast) {
         if (dst === this.net.ourName) this.gossiper.onGossipUnicast(src, payload);
-        else if (dst !== undefined) this.relayUnicast(src, dst, payload, from);
+        else if (dst !== undefined) this.relayUnicast(src, dst, payload, from, wire);
       } else if (tag === ProtocolTag.GossipBroadcast) {
         // Broadcast trees are computed from each router's own view of the topology; while views
         // disagree two routers can relay one broadcast back and forth. Relaying each broadcast
         // once breaks such cycles (the original had no such guard); updates are idempotent.
         if (!this.firstSighting(src, payload)) return;
         this.gossiper.onGossipBroadcast(src, payload);
-        this.relayBroadcast(src, payload);
+        this.relayBroadcast(src, payload, wire);
       } else {
         const delta = this.gossiper.onGossip(payload, from);
         if (delta) this.send(delta, from ?? src);

@@ -51,6 +51,12 @@ export interface FrameBatch {
 /** Cuts inbound bytes into messages; after a fault it stays failed. */
 export interface FrameReceiver {
   push(chunk: Uint8Array): FrameBatch;
+  /**
+   * Each message it returns is preceded, in its own buffer, by its protocol 2 length prefix, in
+   * bytes nobody changes (a transport's chunk, or a copy of our own): so a message passed on
+   * unchanged can be written as it came, prefix and all (OutboundMessage.received).
+   */
+  readonly prefixed?: boolean;
 }
 
 /** v2: mesh `lengthPrefixTCPSender`. */
@@ -94,6 +100,7 @@ export const MAX_FEATURES_MSG_BYTES = 64 * 1024;
  * `firstMaxBytes` limits the first message (the feature map) alone.
  */
 export class LengthPrefixReceiver implements FrameReceiver {
+  readonly prefixed = true;
   private readonly queue = new ByteQueue();
   private failure: WeaveError | undefined;
   private received = 0;
@@ -117,8 +124,9 @@ export class LengthPrefixReceiver implements FrameReceiver {
         return { frames, error: this.failure };
       }
       if (q.length < FRAME_PREFIX_BYTES + len) break;
-      q.skip(FRAME_PREFIX_BYTES);
-      frames.push(q.take(len));
+      // Taken with its prefix (a view of the chunk, or one copy when it spans chunks), so the
+      // message can be relayed as it came (FrameReceiver.prefixed).
+      frames.push(q.take(FRAME_PREFIX_BYTES + len).subarray(FRAME_PREFIX_BYTES));
       this.received++;
     }
     return { frames };
@@ -439,7 +447,8 @@ export class MessageConn {
       }
       this.lastReceiveMs = this.deps.clock.now();
       this.received++;
-      const msg = decodeProtocolMsg(plain);
+      // Unencrypted, the message as it came (prefix before it) may be passed on unchanged.
+      const msg = decodeProtocolMsg(plain, !this.opts.crypto && this.opts.receiver.prefixed === true);
       if (msg === undefined) {
         this.log.debug({ remote: this.remoteAddress }, 'ignoring blank msg');
         continue;

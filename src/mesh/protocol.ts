@@ -111,6 +111,11 @@ export function isKnownProtocolTag(tag: number): tag is ProtocolTag {
 export interface ProtocolMsg {
   readonly tag: number;
   readonly body: Buffer;
+  /**
+   * The whole message (tag + body) as received, when its protocol 2 length prefix precedes it
+   * in bytes nobody changes (an unencrypted connection; see OutboundMessage.received).
+   */
+  readonly wire?: Buffer;
 }
 
 /** INVALID_ARGUMENT unless `tag` fits the message's tag byte. */
@@ -130,10 +135,12 @@ export function encodeProtocolMsg(tag: number, body: Uint8Array = Buffer.alloc(0
  * Tag + body of one message. An empty message gives undefined: the original logs
  * "ignoring blank msg" and carries on. Unknown tags are returned for the caller to ignore.
  */
-export function decodeProtocolMsg(msg: Uint8Array): ProtocolMsg | undefined {
+export function decodeProtocolMsg(msg: Uint8Array, prefixed = false): ProtocolMsg | undefined {
   if (msg.length === 0) return undefined;
   // A view, not a copy: inbound messages are buffers of their own (see framing's ByteQueue).
-  return { tag: msg[0] ?? 0, body: Buffer.from(msg.buffer, msg.byteOffset + 1, msg.length - 1) };
+  const body = Buffer.from(msg.buffer, msg.byteOffset + 1, msg.length - 1);
+  if (!prefixed) return { tag: msg[0] ?? 0, body };
+  return { tag: msg[0] ?? 0, body, wire: Buffer.isBuffer(msg) ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.length) };
 }
 
 /** weave `overlay_switch.go`: tag 7 bodies name the overlay (index in `Overlays`) and its own tag. */

@@ -473,7 +473,7 @@ export class MeshRouter {
           c.conn.close(toWeaveError(e, 'DECODE_FAILED'));
           return;
         }
-        this.channels.get(g.channel).deliver(g.tag, g.src, g.payload, 'dst' in g ? g.dst : undefined, c.remote.name);
+        this.channels.get(g.channel).deliver(g.tag, g.src, g.payload, 'dst' in g ? g.dst : undefined, c.remote.name, m.wire);
         return;
       }
       case ProtocolTag.OverlayControlMsg:

@@ -3,9 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isWeaveError } from '../../../src/core/errors.js';
-import { decodeGossipMessage, decodeGossipMessageWithGob, encodeGossipMessage } from '../../../src/mesh/gossip-message.js';
+import { decodeGossipMessage, decodeGossipMessageWithGob, encodeGossipMessage, encodeGossipOutbound } from '../../../src/mesh/gossip-message.js';
+import { encodeFrame } from '../../../src/mesh/framing.js';
+import { LengthPrefixReceiver } from '../../../src/mesh/message-conn.js';
 import { GOB_BOOL, GOB_BYTES, GOB_STRING, GOB_UINT, GobEncoder, gobSlice, gobStruct } from '../../../src/mesh/gob/index.js';
-import { ProtocolTag } from '../../../src/mesh/protocol.js';
+import { ProtocolTag, decodeProtocolMsg } from '../../../src/mesh/protocol.js';
 
 const failed = (re: RegExp) => (e: unknown) => isWeaveError(e) && e.code === 'DECODE_FAILED' && re.test(e.message);
 
@@ -72,4 +74,47 @@ test('envelopes the direct reader leaves to the general decoder decode as before
   // Wrong basic types are still refused, with the same messages.
   assert.throws(() => decodeGossipMessage(5, vals), failed(/gossip dst: expected uint, received \[\]byte/));
   assert.throws(() => decodeGossipMessage(4, uni), failed(/gossip payload: expected \[\]byte, received uint/));
+});
+
+/** What a prefixed receiver hands on: the message of one frame, as ProtocolMsg.wire. */
+function received(frame: Buffer): { wire: Buffer; chunk: Buffer } {
+  const chunk = Buffer.allocUnsafeSlow(frame.length); // a transport's chunk, a buffer of its own
+  frame.copy(chunk);
+  const r = new LengthPrefixReceiver();
+  const { frames } = r.push(chunk);
+  assert.equal(frames.length, 1);
+  const m = decodeProtocolMsg(frames[0]!, r.prefixed);
+  assert.ok(m?.wire);
+  return { wire: m.wire, chunk };
+}
+
+test('a relayed gossip message in our own encoding is sent as it came, frame and all, without a copy', () => {
+  for (const m of [
+    { tag: ProtocolTag.GossipBroadcast, channel: 'topology', src: 0x7a0000000001, payload: Buffer.alloc(1200, 3) },
+    { tag: ProtocolTag.GossipUnicast, channel: 'IPallocation', src: 0x7a0000000001, dst: 0x7a0000000002, payload: Buffer.from([1, 2, 3]) },
+  ] as const) {
+    const { wire, chunk } = received(encodeFrame(encodeGossipMessage(m)));
+    const g = decodeGossipMessage(wire[0]!, wire.subarray(1));
+    const out = encodeGossipOutbound(g, wire);
+    assert.equal(out.frame().buffer, chunk.buffer, 'the relayed frame was copied');
+    assert.deepEqual(out.frame(), encodeFrame(encodeGossipMessage(m)));
+  }
+});
+
+test('a relayed gossip message in another valid encoding (a long form of a number) is re-encoded, as the original does', () => {
+  const m = { tag: ProtocolTag.GossipBroadcast, channel: 'topology', src: 0x7a0000000001, payload: Buffer.from('payload') } as const;
+  const ours = encodeGossipMessage(m);
+  // The channel's length (8) written in gob's two-byte form: valid, one byte longer.
+  const [str, ...rest] = messages(ours.subarray(1));
+  const body = str!.subarray(1); // type id, 0 delta, length 8, "topology"
+  const longStr = message(Buffer.concat([body.subarray(0, 2), Buffer.from([0xff, 8]), body.subarray(3)]));
+  const theirs = Buffer.concat([Buffer.from([m.tag]), longStr, ...rest]);
+  const { wire, chunk } = received(encodeFrame(theirs));
+  const g = decodeGossipMessage(wire[0]!, wire.subarray(1));
+  assert.deepEqual({ ...g, payload: Buffer.from(g.payload) }, { ...m });
+  const out = encodeGossipOutbound(g, wire);
+  assert.notEqual(out.frame().buffer, chunk.buffer);
+  assert.deepEqual(out.frame(), encodeFrame(ours));
+  // Without the bytes it came in (an encrypted connection), the same.
+  assert.deepEqual(encodeGossipOutbound(g).frame(), encodeFrame(ours));
 });

@@ -76,7 +76,7 @@ interface Recorder {
 
 function startConn(o: HandshakeOutcome | MessageConn): Recorder {
   const r: Recorder = { msgs: [], closes: [] };
-  (o instanceof MessageConn ? o : o.conn).start({ onMessage: (m) => r.msgs.push(m), onClose: (e) => r.closes.push(e) });
+  (o instanceof MessageConn ? o : o.conn).start({ onMessage: (m) => r.msgs.push({ tag: m.tag, body: m.body }), onClose: (e) => r.closes.push(e) });
   return r;
 }
 

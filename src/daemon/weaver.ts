@@ -33,7 +33,7 @@ import { RouterMetrics } from './metrics.js';
 import { RouterCniService } from './cni-service.js';
 import { MeshRouter } from '../mesh/router.js';
 import { formatPeerName, parsePeerName } from '../core/peer-name.js';
-import { TcpListener, dialTcp } from '../platform/tcp-transport.js';
+import { TcpListener, dialTcp, lookupIPv4 } from '../platform/tcp-transport.js';
 import { RouterDns } from './router-dns.js';
 
 const KEY_TARGETS = 'directPeers';
@@ -186,6 +186,7 @@ export class Weaver {
         // Targets survive restarts (weave connect/forget; --resume starts from them). Saved
         // before a change takes effect: on a full disk the request fails and nothing changes.
         saveTargets: (targets) => store.set(KEY_TARGETS, JSON.stringify(targets)),
+        lookupHost: lookupIPv4,
       },
       {
         name: ourName,

@@ -80,6 +80,12 @@ export interface ConnectionMakerDeps {
    * reaches the caller of initiate/forget.
    */
   saveTargets?(targets: string[]): void;
+  /**
+   * The IPv4 addresses of a host name (DNS in production). A direct peer written as a name
+   * without a port is not dialled while that host is connected to us, which is known by its IP
+   * (the original resolves direct peers when they are given). Without it, names match no IP.
+   */
+  lookupHost?(host: string): Promise<string[]>;
 }
 
 export interface ConnectionMakerOptions {
@@ -229,6 +235,8 @@ export class ConnectionMaker {
   private timer: TimerHandle | undefined;
   private passing = false;
   private passAgain = false;
+  /** What the direct peers' host names resolved to last (lookupHost), by name. */
+  private readonly hostIps = new Map<string, readonly string[]>();
 
   constructor(deps: ConnectionMakerDeps, opts: ConnectionMakerOptions) {
     const port = opts.port ?? DEFAULT_MESH_PORT;
@@ -284,6 +292,25 @@ export class ConnectionMaker {
     }
     this.pass();
     return errors;
+  }
+
+  /**
+   * Resolves a direct peer written as a name without a port (see lookupHost), at each dial of it
+   * (a name may move to another IP); then a pass.
+   */
+  private lookup(addr: PeerAddress): void {
+    const lookupHost = this.deps.lookupHost;
+    if (!lookupHost || addr.port !== undefined || tryParseIPv4(addr.host) !== undefined) return;
+    lookupHost(addr.host).then(
+      (ips) => {
+        this.hostIps.set(addr.host, ips);
+        this.pass();
+      },
+      (e: unknown) => {
+        // The dial resolves the name itself and reports its own failure.
+        this.log.debug({ host: addr.host, err: errorMessage(e) }, 'direct peer: lookup failed');
+      },
+    );
   }
 
   /**
@@ -500,6 +527,7 @@ export class ConnectionMaker {
         for (const { address, direct } of this.evaluate()) {
           if (!this.started) break;
           this.log.info({ address }, 'attempting connection');
+          if (direct) for (const addr of this.directPeers.values()) if (addr.address === address) this.lookup(addr);
           try {
             this.deps.dial(address, { direct });
           } catch (e) {
@@ -533,9 +561,10 @@ export class ConnectionMaker {
 
     for (const addr of this.directPeers.values()) {
       direct.add(addr.address);
-      // Written without a port and already connected to us from that IP: the peer found us,
-      // and its real port is unknown, so dialling the default one would likely duplicate.
-      if (addr.port === undefined && inboundIps.has(addr.host)) continue;
+      // Written without a port and already connected to us from that IP (or from what the name
+      // resolved to): the peer found us, and its real port is unknown, so dialling the default
+      // one would likely duplicate.
+      if (addr.port === undefined && (inboundIps.has(addr.host) || this.hostIps.get(addr.host)?.some((ip) => inboundIps.has(ip)))) continue;
       consider(addr.address);
     }
 

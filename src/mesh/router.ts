@@ -59,6 +59,8 @@ export interface MeshRouterDeps {
   dial(address: string): Promise<MeshTransport>;
   /** Persists the direct peers before a change to them takes effect (ConnectionMakerDeps.saveTargets). */
   saveTargets?(targets: string[]): void;
+  /** IPv4 addresses of a host name (ConnectionMakerDeps.lookupHost). */
+  lookupHost?(host: string): Promise<string[]>;
 }
 
 export interface MeshRouterOptions {
@@ -190,6 +192,7 @@ export class MeshRouter {
         logger: deps.logger.child({ component: 'connection-maker' }),
         dial: (address, attempt) => void this.dial(address, attempt.direct),
         ...(deps.saveTargets ? { saveTargets: deps.saveTargets } : {}),
+        ...(deps.lookupHost ? { lookupHost: deps.lookupHost } : {}),
       },
       { ourName: opts.name, port: opts.port, discovery: this.opts.discovery },
     );

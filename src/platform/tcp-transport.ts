@@ -3,6 +3,7 @@
 // data and one close handler at a time, bytes held while no data handler is installed,
 // handlers never called from inside write()/close(), close reported once.
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { lookup } from 'node:dns/promises';
 import { WeaveError } from '../core/errors.js';
 
 export interface ByteTransport {
@@ -120,6 +121,12 @@ export function dialTcp(address: string, opts: { timeoutMs: number; localHost?: 
       reject(new WeaveError('UNAVAILABLE', `dial tcp4 ${address}: ${why}`, { cause: e }));
     });
   });
+}
+
+/** The IPv4 addresses a host name resolves to (the system resolver, as a dial uses). */
+export async function lookupIPv4(host: string): Promise<string[]> {
+  const found = await lookup(host, { all: true, family: 4 });
+  return found.map((a) => a.address);
 }
 
 /** Listens for mesh connections on `host:port` (host '' = all addresses). */

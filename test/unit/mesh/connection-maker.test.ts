@@ -360,6 +360,46 @@ test('a direct peer without a port is not dialled while that IP is connected to 
   assert.deepEqual(dialled(), ['10.0.0.3:6783', '10.0.0.3:6783'], 'the inbound one gone, the portless peer is dialled');
 });
 
+test('a direct peer written as a host name without a port is not dialled while what it resolves to is connected to us inbound', async () => {
+  const clock = new FakeClock(START_MS);
+  const dials: string[] = [];
+  const lookups: string[] = [];
+  const dns = new Map([['host3', ['10.0.0.3']]]);
+  const cm = new ConnectionMaker(
+    {
+      clock,
+      random: seeded(1),
+      logger: silentLogger,
+      dial: (address) => dials.push(address),
+      lookupHost: async (host) => {
+        lookups.push(host);
+        const ips = dns.get(host);
+        if (!ips) throw new Error(`lookup ${host}: no such host`);
+        return ips;
+      },
+    },
+    { ourName: OUR_NAME },
+  );
+  cm.start();
+  const B = 0x0a0000000003;
+  cm.connectionAdded('10.0.0.3:40001', B, false); // host3 found us first
+  cm.initiate(['host3', 'host4', '10.0.0.5', 'host6:6783'], false);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(lookups, ['host3', 'host4'], 'only names without a port are looked up');
+  // Dialled at once, before the answers came: host3 too, which the lookup then suspends.
+  assert.deepEqual(dials, ['host3:6783', 'host4:6783', '10.0.0.5:6783', 'host6:6783']);
+  cm.connectionFailed('host3:6783', new DuplicateConnectionError(B));
+  cm.connectionFailed('host4:6783', new Error('dial tcp4 host4:6783: lookup host4: no such host'));
+  clock.advance(MAX_RETRY_INTERVAL_MS);
+  await new Promise((r) => setImmediate(r));
+  assert.ok(!dials.slice(4).includes('host3:6783'), `host3 re-dialled while it is connected to us: ${dials.join(' ')}`);
+  assert.ok(dials.slice(4).includes('host4:6783'), 'a name that does not resolve is still retried');
+  assert.deepEqual(cm.targets().sort(), ['10.0.0.5', 'host3', 'host4', 'host6:6783']);
+  // The inbound connection goes: host3 is dialled again.
+  cm.connectionTerminated('10.0.0.3:40001', new Error('EOF'), false);
+  assert.ok(dials.slice(4).includes('host3:6783'));
+});
+
 test('duplicate closed: not re-dialled while a connection to that peer stands, promptly after', () => {
   const { cm, dials, clock, row } = setup();
   const B = 0x0a0000000003;

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { SocketTransport } from '../../../src/platform/tcp-transport.js';
+import { SocketTransport, lookupIPv4 } from '../../../src/platform/tcp-transport.js';
 
 /** A loopback server whose connections go to `accept`, and a socket connected to it. */
 async function pair(accept: (s: Socket) => void): Promise<{ server: Server; s: Socket }> {
@@ -64,4 +64,8 @@ test('a peer that reads gets everything, in order', { timeout: 20_000 }, async (
     s.destroy();
     await new Promise<void>((r) => server.close(() => r()));
   }
+});
+
+test('lookupIPv4 gives the IPv4 addresses of a name (the hosts file here: no DNS query leaves the machine)', async () => {
+  assert.ok((await lookupIPv4('localhost')).includes('127.0.0.1'));
 });

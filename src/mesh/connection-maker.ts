@@ -32,6 +32,11 @@ export const INITIAL_RETRY_INTERVAL_MS = 2_000;
 export const MAX_RETRY_INTERVAL_MS = 6 * 60_000;
 /** mesh `resetAfter`: a connection that outlived its try time by this much is retried at once. */
 export const RESET_AFTER_MS = 60_000;
+/**
+ * A direct peer's host name not dialled because what it resolved to is connected to us is looked
+ * up again this often: the name may have moved to another host.
+ */
+export const HOST_LOOKUP_REFRESH_MS = 60_000;
 
 export type TargetState = 'connecting' | 'retrying' | 'failed' | 'waiting' | 'connected';
 
@@ -235,8 +240,10 @@ export class ConnectionMaker {
   private timer: TimerHandle | undefined;
   private passing = false;
   private passAgain = false;
-  /** What the direct peers' host names resolved to last (lookupHost), by name. */
-  private readonly hostIps = new Map<string, readonly string[]>();
+  /** What the direct peers' host names resolved to last (lookupHost), by name, and when. */
+  private readonly hostIps = new Map<string, { ips: readonly string[]; atMs: number }>();
+  /** Host names being looked up: one lookup per name at a time, so answers land in order. */
+  private readonly lookingUp = new Set<string>();
 
   constructor(deps: ConnectionMakerDeps, opts: ConnectionMakerOptions) {
     const port = opts.port ?? DEFAULT_MESH_PORT;
@@ -295,20 +302,30 @@ export class ConnectionMaker {
   }
 
   /**
-   * Resolves a direct peer written as a name without a port (see lookupHost), at each dial of it
-   * (a name may move to another IP); then a pass.
+   * Resolves a direct peer written as a name without a port (see lookupHost): at each dial of it,
+   * and every HOST_LOOKUP_REFRESH_MS while it is not dialled for what it resolved to (a name may
+   * move to another IP); then a pass. One lookup per name at a time; an answer for a name that is
+   * no longer a direct peer is dropped.
    */
   private lookup(addr: PeerAddress): void {
     const lookupHost = this.deps.lookupHost;
-    if (!lookupHost || addr.port !== undefined || tryParseIPv4(addr.host) !== undefined) return;
-    lookupHost(addr.host).then(
+    const host = addr.host;
+    if (!lookupHost || addr.port !== undefined || tryParseIPv4(host) !== undefined || this.lookingUp.has(host)) return;
+    this.lookingUp.add(host);
+    const wanted = () => this.started && [...this.directPeers.values()].some((a) => a.host === host && a.port === undefined);
+    lookupHost(host).then(
       (ips) => {
-        this.hostIps.set(addr.host, ips);
+        this.lookingUp.delete(host);
+        if (!wanted()) return;
+        this.hostIps.set(host, { ips, atMs: this.clock.now() });
         this.pass();
       },
       (e: unknown) => {
-        // The dial resolves the name itself and reports its own failure.
-        this.log.debug({ host: addr.host, err: errorMessage(e) }, 'direct peer: lookup failed');
+        this.lookingUp.delete(host);
+        // Forgotten as unknown: the dial resolves the name itself and reports its own failure.
+        this.hostIps.delete(host);
+        this.log.debug({ host, err: errorMessage(e) }, 'direct peer: lookup failed');
+        if (wanted()) this.pass();
       },
     );
   }
@@ -330,6 +347,7 @@ export class ConnectionMaker {
       for (const [key, addr] of next) if (addr.address === address) next.delete(key);
     }
     this.setDirectPeers(next);
+    for (const host of this.hostIps.keys()) if (![...next.values()].some((a) => a.host === host)) this.hostIps.delete(host);
     this.pass();
   }
 
@@ -559,12 +577,20 @@ export class ConnectionMaker {
       if (!this.byAddress.has(address)) this.byAddress.set(address, this.newTarget(address));
     };
 
+    let refreshInMs = Infinity;
     for (const addr of this.directPeers.values()) {
       direct.add(addr.address);
       // Written without a port and already connected to us from that IP (or from what the name
       // resolved to): the peer found us, and its real port is unknown, so dialling the default
       // one would likely duplicate.
-      if (addr.port === undefined && (inboundIps.has(addr.host) || this.hostIps.get(addr.host)?.some((ip) => inboundIps.has(ip)))) continue;
+      if (addr.port === undefined && inboundIps.has(addr.host)) continue;
+      const resolved = addr.port === undefined ? this.hostIps.get(addr.host) : undefined;
+      if (resolved?.ips.some((ip) => inboundIps.has(ip))) {
+        const dueInMs = resolved.atMs + HOST_LOOKUP_REFRESH_MS - now;
+        if (dueInMs <= 0) this.lookup(addr);
+        else refreshInMs = Math.min(refreshInMs, dueInMs);
+        continue;
+      }
       consider(addr.address);
     }
 
@@ -579,7 +605,7 @@ export class ConnectionMaker {
     }
 
     const dials: { address: string; direct: boolean }[] = [];
-    let nextInMs = Infinity;
+    let nextInMs = refreshInMs;
     // A backoff left behind holds until it lapses, even if the peer reached us meanwhile, as it
     // does for a connection of ours that closes sooner (one the remote refuses after the handshake).
     for (const [address, b] of this.backoffs) if (this.lapsed(b) || this.byAddress.has(address)) this.backoffs.delete(address);

@@ -70,11 +70,14 @@ export class OutboundMessage {
   /**
    * A received message passed on unchanged, with the frame it came in: `wire` is a message whose
    * length prefix precedes it in bytes nobody changes (ProtocolMsg.wire), so the frame is a view,
-   * no copy. undefined if the bytes before it are not its prefix.
+   * no copy. undefined if the bytes before it are not its prefix, or if the view would hold much
+   * more than itself: a frame waiting for a slow neighbour keeps its whole buffer (a TCP read of
+   * many messages), which the queue limit does not see; up to Buffer.poolSize more, which any
+   * small buffer of Node's pool may hold too.
    */
   static received(wire: Buffer): OutboundMessage | undefined {
     const at = wire.byteOffset - FRAME_PREFIX_BYTES;
-    if (at < 0) return undefined;
+    if (at < 0 || wire.buffer.byteLength > wire.length + FRAME_PREFIX_BYTES + Buffer.poolSize) return undefined;
     const frame = Buffer.from(wire.buffer, at, wire.length + FRAME_PREFIX_BYTES);
     return frame.readUInt32BE(0) === wire.length ? new OutboundMessage(wire, frame) : undefined;
   }

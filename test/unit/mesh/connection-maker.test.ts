@@ -7,7 +7,7 @@ import { WeaveError, isWeaveError } from '../../../src/core/errors.js';
 import { MemoryLogger, silentLogger } from '../../../src/core/logger.js';
 import type { PeerName } from '../../../src/core/peer-name.js';
 import {
-  ConnectionMaker, DEFAULT_MESH_PORT, DuplicateConnectionError, INITIAL_RETRY_INTERVAL_MS, MAX_RETRY_INTERVAL_MS, RESET_AFTER_MS,
+  ConnectionMaker, DEFAULT_MESH_PORT, DuplicateConnectionError, HOST_LOOKUP_REFRESH_MS, INITIAL_RETRY_INTERVAL_MS, MAX_RETRY_INTERVAL_MS, RESET_AFTER_MS,
   formatGoTime, parsePeerAddress, preferConnection, type ConnectionIdentity, type ConnectionMakerOptions, type TopologyConnection,
 } from '../../../src/mesh/connection-maker.js';
 import { seeded } from '../../helpers/prng.js';
@@ -398,6 +398,54 @@ test('a direct peer written as a host name without a port is not dialled while w
   // The inbound connection goes: host3 is dialled again.
   cm.connectionTerminated('10.0.0.3:40001', new Error('EOF'), false);
   assert.ok(dials.slice(4).includes('host3:6783'));
+});
+
+test('host name lookups: one at a time per name, answers in order, again while the name is not dialled, none kept after forget', async () => {
+  const clock = new FakeClock(START_MS);
+  const dials: string[] = [];
+  const pending: { host: string; answer: (ips: string[]) => void }[] = [];
+  const cm = new ConnectionMaker(
+    {
+      clock,
+      random: seeded(3),
+      logger: silentLogger,
+      dial: (address) => dials.push(address),
+      lookupHost: (host) => new Promise((resolve) => pending.push({ host, answer: resolve })),
+    },
+    { ourName: OUR_NAME },
+  );
+  const settle = () => new Promise((r) => setImmediate(r));
+  cm.start();
+  const B = 0x0a0000000003;
+  cm.initiate(['hostb'], false);
+  assert.deepEqual(dials, ['hostb:6783']);
+  cm.connectionFailed('hostb:6783', new Error('refused'));
+  clock.advance(MAX_RETRY_INTERVAL_MS);
+  assert.equal(dials.length, 2, 'dialled again');
+  assert.equal(pending.length, 1, 'no second lookup of the name while the first is out');
+  pending[0]!.answer(['10.0.0.3']);
+  await settle();
+  // Connected to us from there: not dialled, and looked up again after HOST_LOOKUP_REFRESH_MS.
+  cm.connectionFailed('hostb:6783', new DuplicateConnectionError(B));
+  cm.connectionAdded('10.0.0.3:40001', B, false);
+  const before = dials.length;
+  clock.advance(HOST_LOOKUP_REFRESH_MS + 1);
+  assert.equal(pending.length, 2, 'looked up again while not dialled for it');
+  assert.equal(dials.length, before);
+  // The name moved: now dialled, though 10.0.0.3 is still connected to us.
+  pending[1]!.answer(['10.0.0.9']);
+  await settle();
+  clock.advance(MAX_RETRY_INTERVAL_MS);
+  assert.ok(dials.length > before, 'the moved name is dialled');
+  // An answer that lands after the name was forgotten is dropped.
+  cm.connectionFailed('hostb:6783', new Error('refused'));
+  clock.advance(MAX_RETRY_INTERVAL_MS);
+  const out = pending.length;
+  assert.ok(out > 2);
+  cm.forget(['hostb']);
+  pending[out - 1]!.answer(['10.0.0.3']);
+  await settle();
+  assert.equal((cm as unknown as { hostIps: Map<string, unknown> }).hostIps.size, 0);
 });
 
 test('duplicate closed: not re-dialled while a connection to that peer stands, promptly after', () => {

@@ -118,3 +118,20 @@ test('a relayed gossip message in another valid encoding (a long form of a numbe
   // Without the bytes it came in (an encrypted connection), the same.
   assert.deepEqual(encodeGossipOutbound(g).frame(), encodeFrame(ours));
 });
+
+test('a relayed message that came in a much bigger read is copied, not kept as a view that would hold the whole read', () => {
+  const small = { tag: ProtocolTag.GossipBroadcast, channel: 'topology', src: 0x7a0000000001, payload: Buffer.alloc(100, 5) } as const;
+  const big = encodeFrame(Buffer.concat([Buffer.from([ProtocolTag.Gossip]), Buffer.alloc(16_000)]));
+  const read = Buffer.allocUnsafeSlow(big.length + encodeFrame(encodeGossipMessage(small)).length);
+  big.copy(read);
+  encodeFrame(encodeGossipMessage(small)).copy(read, big.length);
+  const r = new LengthPrefixReceiver();
+  const { frames } = r.push(read);
+  assert.equal(frames.length, 2);
+  const m = decodeProtocolMsg(frames[1]!, true)!;
+  assert.equal(m.wire!.buffer, read.buffer, 'the message itself is a view of the read');
+  const g = decodeGossipMessage(m.tag, m.body);
+  const out = encodeGossipOutbound(g, m.wire);
+  assert.notEqual(out.frame().buffer, read.buffer, 'a 16 KB read held by a 100-byte relay');
+  assert.deepEqual(out.frame(), encodeFrame(encodeGossipMessage(small)));
+});

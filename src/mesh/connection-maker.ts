@@ -244,6 +244,8 @@ export class ConnectionMaker {
   private readonly hostIps = new Map<string, { ips: readonly string[]; atMs: number }>();
   /** Host names being looked up: one lookup per name at a time, so answers land in order. */
   private readonly lookingUp = new Set<string>();
+  /** Whether the direct peers were saved since we started (setDirectPeers). */
+  private savedOnce = false;
 
   constructor(deps: ConnectionMakerDeps, opts: ConnectionMakerOptions) {
     const port = opts.port ?? DEFAULT_MESH_PORT;
@@ -522,11 +524,18 @@ export class ConnectionMaker {
     return peers;
   }
 
-  /** Makes `next` the direct peers, saved first when the list changes (saveTargets). */
+  /**
+   * Makes `next` the direct peers, saved first when the list changes (saveTargets), and always
+   * the first time: a launch with no peers must replace the list a previous run saved, or a
+   * later --resume would dial those again (the original saves on every launch).
+   */
   private setDirectPeers(next: Map<string, PeerAddress>): void {
     const before = [...this.directPeers.keys()];
     const after = [...next.keys()];
-    if (!(before.length === after.length && before.every((p, i) => p === after[i]))) this.deps.saveTargets?.(after);
+    if (!this.savedOnce || !(before.length === after.length && before.every((p, i) => p === after[i]))) {
+      this.deps.saveTargets?.(after);
+      this.savedOnce = true;
+    }
     this.directPeers = next;
   }
 

@@ -284,6 +284,15 @@ test('initiate: normalises host[:port], keeps the text given, reports unparsable
   assert.equal(persisted.length, 1, 'no change, no persistence call');
 });
 
+test('a launch with no peers saves the empty list, so a later --resume does not dial the peers of a run before', () => {
+  const { cm, persisted, dials } = setup();
+  cm.initiate([], true); // weaver's launch: the list given, replacing
+  assert.deepEqual(persisted, [[]]);
+  assert.deepEqual(dials, []);
+  cm.initiate([], true);
+  assert.equal(persisted.length, 1, 'no change since, no persistence call');
+});
+
 test('initiate with replace: the old direct peers go, their waiting targets with them', () => {
   const { cm, dials, clock, persisted, row } = setup();
   cm.initiate(['10.0.0.2', '10.0.0.3'], false);

@@ -22,11 +22,25 @@ export class RouterMetrics {
     new Gauge({
       name: 'weave_connections',
       help: 'Number of peer-to-peer connections.',
-      labelNames: ['state', 'type', 'encryption'],
+      // Labels in name order, as Go's client writes them (text greps written for the original,
+      // such as its tests' `weave_connections{encryption="",state="established"`, match).
+      labelNames: ['encryption', 'state', 'type'],
       registers: reg,
       collect() {
         this.reset();
-        for (const c of src.connections()) this.inc({ state: c.state, type: c.type, encryption: c.encryption });
+        // As the original: for every state and type seen, both encryption values, 0 included.
+        const counts = new Map<string, { state: string; type: string; yes: number; no: number }>();
+        for (const c of src.connections()) {
+          const key = `${c.state}\0${c.type}`;
+          let n = counts.get(key);
+          if (!n) counts.set(key, (n = { state: c.state, type: c.type, yes: 0, no: 0 }));
+          if (c.encryption === 'yes') n.yes++;
+          else n.no++;
+        }
+        for (const { state, type, yes, no } of counts.values()) {
+          this.set({ encryption: 'yes', state, type }, yes);
+          this.set({ encryption: '', state, type }, no);
+        }
       },
     });
     new Counter({
@@ -45,7 +59,7 @@ export class RouterMetrics {
       new Gauge({ name: 'weave_ips', help: 'Number of IP addresses.', labelNames: ['state'], registers: reg, collect() { this.set({ state: 'local-used' }, ipam().ips); } });
       gauge('weave_max_ips', 'Size of IP address space used by allocator.', (m) => m.maxIps);
       gauge('weave_ipam_unreachable_count', 'Number of unreachable peers.', (m) => m.unreachableCount);
-      gauge('weave_ipam_unreachable_percentage', 'Percentage of IP addresses owned by unreachable peers.', (m) => m.unreachablePercentage);
+      gauge('weave_ipam_unreachable_percentage', 'Percentage of IP addresses owned  by unreachable peers.', (m) => m.unreachablePercentage);
       gauge('weave_ipam_pending_allocates', 'Number of pending allocates.', (m) => m.pendingAllocates);
       gauge('weave_ipam_pending_claims', 'Number of pending claims.', (m) => m.pendingClaims);
     }

@@ -30,7 +30,7 @@ export interface PeerStatus {
   UID: bigint;
   ShortID: number;
   Version: number;
-  Connections: PeerConnectionStatus[];
+  Connections: PeerConnectionStatus[] | null;
 }
 
 export interface LocalConnectionStatus {
@@ -53,7 +53,7 @@ export interface RouterStatus {
   Peers: PeerStatus[];
   UnicastRoutes: { Dest: string; Via: string }[];
   BroadcastRoutes: { Source: string; Via: string[] | null }[];
-  Connections: LocalConnectionStatus[];
+  Connections: LocalConnectionStatus[] | null;
   TerminationCount: number;
   Targets: string[] | null;
   OverlayDiagnostics: Record<string, unknown>;

@@ -48,6 +48,11 @@ function parseTargets(text: string | undefined): string[] {
   }
 }
 
+/** A list as Go's JSON writes a slice built by appending: null when nothing was appended. */
+function orNull<T>(list: T[]): T[] | null {
+  return list.length ? list : null;
+}
+
 export class Weaver {
   private readonly cfg: DaemonConfig;
   private readonly log: Logger;
@@ -359,18 +364,19 @@ export class Weaver {
    */
   private async datapathStatus(): Promise<Pick<WeaveReport['Router'], 'Interface' | 'CaptureStats' | 'MACs'>> {
     const dp = this.datapath;
-    if (!dp) return { Interface: this.cfg.bridge, CaptureStats: null, MACs: [] };
+    // Empty lists are null, as Go's JSON writes a slice nothing was appended to.
+    if (!dp) return { Interface: this.cfg.bridge, CaptureStats: null, MACs: null };
     const [entries, captureStats] = await Promise.all([dp.macTable(), dp.captureStats()]);
     const mesh = this.mesh!;
     return {
       Interface: CAPTURE_INTERFACE,
       CaptureStats: captureStats,
-      MACs: entries.map(([mac, peer, seenMs]) => ({
+      MACs: orNull(entries.map(([mac, peer, seenMs]) => ({
         Mac: formatPeerName(mac),
         Name: formatPeerName(peer),
         NickName: mesh.peers.get(peer)?.nickName ?? '',
         LastSeen: goJsonTime(seenMs),
-      })),
+      }))),
     };
   }
 
@@ -410,13 +416,13 @@ export class Weaver {
           UID: p.uid,
           ShortID: p.shortId,
           Version: Number(p.version),
-          Connections: [...p.connections.values()].map((c) => ({
+          Connections: orNull([...p.connections.values()].map((c) => ({
             Name: formatPeerName(c.remoteName),
             NickName: nick(c.remoteName),
             Address: c.remoteTcpAddr,
             Outbound: c.outbound,
             Established: c.established,
-          })),
+          }))),
         };
       }),
       UnicastRoutes: names
@@ -426,7 +432,7 @@ export class Weaver {
         const via = mesh.routes.broadcast(n);
         return { Source: formatPeerName(n), Via: via.length ? via.map(formatPeerName) : null };
       }),
-      Connections: mesh.connectionRows().map((r) => ({ Address: r.address, Outbound: r.outbound, State: r.state, Info: r.info, Attrs: r.attrs })),
+      Connections: orNull(mesh.connectionRows().map((r) => ({ Address: r.address, Outbound: r.outbound, State: r.state, Info: r.info, Attrs: r.attrs }))),
       TerminationCount: mesh.terminationCount,
       Targets: targets.length ? targets : null,
       ...tail,

@@ -388,12 +388,13 @@ export class ApiServer {
       send(res, 200, goJsonMarshal(await full(), '    '), 'application/json');
       return;
     }
-    const formats = q.getAll('format');
-    if (formats.length !== 1) {
-      send(res, 400, 'error: must supply one format parameter\n');
+    // As gorilla/mux's query matcher: no format matches no route (404); of several, the first.
+    const format = q.get('format');
+    if (format === null) {
+      send(res, 404, '404 page not found\n');
       return;
     }
-    const tmpl = compileGoTemplate(formats[0]!);
+    const tmpl = compileGoTemplate(format);
     send(res, 200, tmpl.execute(await full()));
   }
 

@@ -44,10 +44,10 @@ export function renderStatus(r: WeaveReport, opts: { ipamConflict?: string | und
   const rt = r.Router;
   const protocol = rt.ProtocolMinVersion === rt.ProtocolMaxVersion ? `${rt.ProtocolMaxVersion}` : `${rt.ProtocolMinVersion}..${rt.ProtocolMaxVersion}`;
   const connCounts = new Map<string, number>();
-  for (const c of rt.Connections) connCounts.set(c.State, (connCounts.get(c.State) ?? 0) + 1);
+  for (const c of rt.Connections ?? []) connCounts.set(c.State, (connCounts.get(c.State) ?? 0) + 1);
   const peerCounts = new Map<string, number>();
   for (const p of rt.Peers) {
-    for (const c of p.Connections) {
+    for (const c of p.Connections ?? []) {
       const k = c.Established ? 'established' : 'pending';
       peerCounts.set(k, (peerCounts.get(k) ?? 0) + 1);
     }
@@ -63,7 +63,7 @@ export function renderStatus(r: WeaveReport, opts: { ipamConflict?: string | und
     `     Encryption: ${rt.Encryption ? 'enabled' : 'disabled'}\n` +
     `  PeerDiscovery: ${rt.PeerDiscovery ? 'enabled' : 'disabled'}\n` +
     `        Targets: ${rt.Targets ? rt.Targets.length : 0}\n` +
-    `    Connections: ${rt.Connections.length}${connText ? ` (${connText})` : ''}\n` +
+    `    Connections: ${rt.Connections?.length ?? 0}${connText ? ` (${connText})` : ''}\n` +
     `          Peers: ${rt.Peers.length}${peerText ? ` (with ${peerText} connections)` : ''}\n` +
     ` TrustedSubnets: ${printList(rt.TrustedSubnets)}\n`;
   if (r.IPAM) {
@@ -103,7 +103,7 @@ function attrsText(attrs: Record<string, unknown> | null): string {
 }
 
 export function renderConnections(r: WeaveReport): string {
-  return r.Router.Connections.map(
+  return (r.Router.Connections ?? []).map(
     (c) => `${c.Outbound ? '->' : '<-'} ${c.Address.padEnd(21)} ${c.State.padEnd(11)} ${c.Info} ${attrsText(c.Attrs)}\n`,
   ).join('');
 }
@@ -112,7 +112,7 @@ export function renderPeers(r: WeaveReport): string {
   let s = '';
   for (const p of r.Router.Peers) {
     s += `${p.Name}(${p.NickName})\n`;
-    for (const c of p.Connections) {
+    for (const c of p.Connections ?? []) {
       s += `   ${c.Outbound ? '->' : '<-'} ${c.Address.padEnd(21)} ${`${c.Name}(${c.NickName})`.padEnd(37)} ${c.Established ? 'established' : 'pending'}\n`;
     }
   }

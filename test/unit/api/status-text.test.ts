@@ -40,3 +40,14 @@ test('status sections and counts follow the original template rules', () => {
   assert.equal(renderIpam(r), '');
   assert.equal(renderTargets(r), '192.0.2.9\n');
 });
+
+test('a lone router: null connection lists (as Go writes empty ones) render as none', () => {
+  const report = JSON.parse(read('h1-report.json')) as WeaveReport;
+  const lone: WeaveReport = {
+    ...report,
+    Router: { ...report.Router, Connections: null, Peers: [{ ...report.Router.Peers[0]!, Connections: null }] },
+  };
+  assert.equal(renderConnections(lone), '');
+  assert.match(renderPeers(lone), /^\S+\(\S+\)\n$/);
+  assert.match(renderStatus(lone), /\n    Connections: 0\n          Peers: 1\n/);
+});

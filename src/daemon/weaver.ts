@@ -162,7 +162,7 @@ export class Weaver {
     this.cni = new RouterCniService({ runDir: cfg.runDir, httpAddr: cfg.httpAddr });
     await this.listen(cfg.httpAddr, false);
     if (cfg.statusAddr) await this.listen(cfg.statusAddr, true);
-    if (cfg.metricsAddr) await this.listen(cfg.metricsAddr, true);
+    if (cfg.metricsAddr) await this.listen(cfg.metricsAddr, 'metrics');
     this.cni.publish();
     this.ready = true;
     this.log.info({ httpAddr: cfg.httpAddr }, `Listening for HTTP control messages on ${cfg.httpAddr}`);
@@ -306,7 +306,7 @@ export class Weaver {
     };
   }
 
-  private async listen(addr: string, readOnly: boolean): Promise<void> {
+  private async listen(addr: string, readOnly: boolean | 'metrics'): Promise<void> {
     const exposer = this.exposer!;
     const server = new ApiServer({
       logger: this.log.child({ component: 'http' }),

@@ -142,12 +142,16 @@ export class ApiServer {
   private readonly svc: ApiServices;
   private readonly log: Logger;
   private readonly isReady: () => boolean;
-  /** A read-only listener (--status-addr, --metrics-addr) serves only status, report, metrics. */
-  private readonly readOnly: boolean;
+  /**
+   * A read-only listener serves only status, report and metrics (`--status-addr`), or only
+   * metrics (`--metrics-addr`, as the original's: Kubernetes puts it on 0.0.0.0, where the report's
+   * peers, names and MACs have no business).
+   */
+  private readonly readOnly: boolean | 'metrics';
   private server: Server | undefined;
   private socketPath: string | undefined;
 
-  constructor(deps: { services: ApiServices; logger: Logger; isReady: () => boolean; readOnly?: boolean }) {
+  constructor(deps: { services: ApiServices; logger: Logger; isReady: () => boolean; readOnly?: boolean | 'metrics' }) {
     this.svc = deps.services;
     this.log = deps.logger;
     this.isReady = deps.isReady;
@@ -206,6 +210,7 @@ export class ApiServer {
     // trailing slash is 404 (DELETE /peer/ must not leave, DELETE /ip/x/ not free all of x).
     if (parts.some((s) => s === '')) return undefined;
     const [head, ...rest] = parts;
+    if (this.readOnly === 'metrics' && !(method === 'GET' && head === 'metrics')) return undefined;
     if (this.readOnly && !(method === 'GET' && (head === 'status' || head === 'report' || head === 'metrics'))) return undefined;
     const n = rest.length;
     switch (`${method} ${head ?? ''}`) {

@@ -34,7 +34,7 @@ function raw(port: number, method: string, path: string, body?: string): Promise
   });
 }
 
-async function serve(log: MemoryLogger): Promise<{ port: number; calls: string[]; server: ApiServer }> {
+async function serve(log: MemoryLogger, readOnly?: boolean | 'metrics'): Promise<{ port: number; calls: string[]; server: ApiServer }> {
   const calls: string[] = [];
   const none = () => {
     throw new Error('not used by these tests');
@@ -66,7 +66,7 @@ async function serve(log: MemoryLogger): Promise<{ port: number; calls: string[]
       listenAddress: () => undefined,
     },
   };
-  const server = new ApiServer({ services, logger: log, isReady: () => true });
+  const server = new ApiServer({ services, logger: log, isReady: () => true, ...(readOnly !== undefined ? { readOnly } : {}) });
   await server.listen({ host: '127.0.0.1', port: 0 });
   return { port: Number(server.address().split(':').pop()), calls, server };
 }
@@ -135,5 +135,22 @@ test('a client that goes away in the middle of its body is logged at debug, not 
     assert.deepEqual(calls, [], 'nothing was done with half a body');
   } finally {
     await server.close();
+  }
+});
+
+test('--metrics-addr serves /metrics alone; --status-addr the read-only status, report and metrics', async () => {
+  const paths = ['/metrics', '/status/targets', '/report?format=x', '/ip/c1'];
+  const served = { metrics: ['/metrics'], status: ['/metrics', '/status/targets', '/report?format=x'] };
+  for (const [mode, want] of [['metrics', served.metrics], [true, served.status]] as const) {
+    const { port, server } = await serve(new MemoryLogger(), mode);
+    try {
+      for (const path of paths) {
+        const { status } = await raw(port, 'GET', path);
+        assert.equal(status !== 404, want.includes(path), `${String(mode)} listener, GET ${path}: ${status}`);
+      }
+      assert.equal((await raw(port, 'DELETE', '/peer')).status, 404);
+    } finally {
+      await server.close();
+    }
   }
 });

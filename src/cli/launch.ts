@@ -9,6 +9,8 @@ import { runningPid } from './router-process.js';
 import { installCni } from './setup.js';
 
 const READY_TIMEOUT_MS = 30_000;
+/** The original script's `--status-addr`. */
+export const DEFAULT_STATUS_ADDR = '127.0.0.1:6782';
 
 function tail(file: string, lines: number): string {
   try {
@@ -54,7 +56,12 @@ function routerArgs(args: string[]): { args: string[]; password?: string } {
 export async function launch(ctx: CliContext, givenArgs: string[], bridge?: string): Promise<number> {
   const { paths } = ctx;
   const { args, password } = routerArgs(givenArgs);
-  if (bridge !== undefined && !args.some((a) => a === '--weave-bridge' || a.startsWith('--weave-bridge='))) args.unshift('--weave-bridge', bridge);
+  const given = (flag: string) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
+  if (bridge !== undefined && !given('--weave-bridge')) args.unshift('--weave-bridge', bridge);
+  // The original script's read-only status and metrics listener (WEAVE_STATUS_ADDR, else
+  // 127.0.0.1:6782), which monitoring scrapes for /metrics; an empty value turns it off.
+  const statusAddr = ctx.env.WEAVE_STATUS_ADDR ?? DEFAULT_STATUS_ADDR;
+  if (statusAddr !== '' && !given('--status-addr')) args.unshift('--status-addr', statusAddr);
   const pid = runningPid(paths.runDir);
   if (pid !== undefined) {
     ctx.err(`weave is already running (pid ${pid}); 'weave stop' first\n`);

@@ -120,3 +120,14 @@ test('launch gives the router the bridge of the CLI (--weave-bridge, WEAVE_BRIDG
   const own = await launchWith(['--weave-bridge', 'br2', '192.0.2.2'], {}, 'br1');
   assert.deepEqual(own.spawned?.argv.filter((a) => a.startsWith('br')), ['br2']);
 });
+
+test('launch gives the router the original script\'s status address (WEAVE_STATUS_ADDR, else 127.0.0.1:6782) unless its flags name one', async () => {
+  const argvOf = async (args: string[], env: Record<string, string> = {}) => (await launchWith(args, env)).spawned?.argv ?? [];
+  const statusAddr = (argv: string[]) => argv.flatMap((a, i) => (a === '--status-addr' ? [argv[i + 1]] : a.startsWith('--status-addr=') ? [a.slice(14)] : []));
+  assert.deepEqual(statusAddr(await argvOf(['192.0.2.2'])), ['127.0.0.1:6782']);
+  assert.deepEqual(statusAddr(await argvOf(['192.0.2.2'], { WEAVE_STATUS_ADDR: '127.0.0.1:9782' })), ['127.0.0.1:9782']);
+  assert.deepEqual(statusAddr(await argvOf(['192.0.2.2'], { WEAVE_STATUS_ADDR: '' })), [], 'an empty value turns it off');
+  assert.deepEqual(statusAddr(await argvOf(['--status-addr=127.0.0.1:7000', '192.0.2.2'])), ['127.0.0.1:7000']);
+  // weaver takes it.
+  assert.equal(parseDaemonArgs(await argvOf(['192.0.2.2'])).statusAddr, '127.0.0.1:6782');
+});

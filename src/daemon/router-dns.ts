@@ -6,24 +6,28 @@
 // from a copy of the nameserver's names and passes everything else to the server on the main
 // thread; TCP, forwarding and the rest stay on the main thread.
 //
+// Upstream servers come from resolv.conf, read at call time (at most every 5 s) as the
+// original's, so the status shows the servers of now (dns/upstream.ts ResolvConfUpstream).
+//
 // Where it listens: `--dns-listen-address` binds at start (a failure stops the router, as the
 // original). Without it the server listens on the bridge's first exposed address, port 53, as
 // soon as `weave expose` (or the CNI plugin) puts one there; `exposedChanged` re-binds when that
 // address goes away, and until there is one the server does not listen (status says so).
 //
 // Persistence (an improvement on the original, which re-registered Docker's running containers
-// at start): the live entries this router originates are kept in the store after every change
-// through the API and registered again at start, so names given with `weave dns-add`,
-// `attach --name` or `expose -h` survive a restart. Peers dropped our entries when we left
-// the topology; gossip of the re-registered entries (and our override of any newer claim about
-// them) brings them back everywhere, and the peers' entries come back to us by gossip.
+// at start): the live entries this router originates are written to the store before every
+// change through the API (a failed write changes nothing) and registered again at start, so
+// names given with `weave dns-add`, `attach --name` or `expose -h` survive a restart. Peers
+// dropped our entries when we left the topology; gossip of the re-registered entries (and our
+// override of any newer claim about them) brings them back everywhere, and the peers' entries
+// come back to us by gossip.
 import type { Clock } from '../core/clock.js';
 import { errorMessage } from '../core/errors.js';
 import { formatIPv4, tryParseIPv4, type IPv4 } from '../core/ip.js';
 import type { Logger } from '../core/logger.js';
 import type { PeerName } from '../core/peer-name.js';
 import type { Gossiper } from '../mesh/gossip.js';
-import { NAMESERVER_CHANNEL, Nameserver, type DnsServerInfo, type NameserverBroadcaster } from '../dns/nameserver.js';
+import { NAMESERVER_CHANNEL, Nameserver, encodableName, fqdn, isSubDomain, parseEntryAddress, type DnsServerInfo, type NameserverBroadcaster } from '../dns/nameserver.js';
 import { DnsServer } from '../dns/server.js';
 import { ResolvConfUpstream } from '../dns/upstream.js';
 import type { DnsService } from '../api/server/http-server.js';
@@ -171,14 +175,31 @@ export class RouterDns implements DnsService {
     return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   }
 
-  putName(container: string, ip: string, fqdn: string): void {
-    this.ns.httpPutName(container, ip, fqdn);
-    this.persist();
+  // The store is written before the nameserver changes: a change is gossiped at once and
+  // cannot be taken back, so a failed write (disk full) must leave everything as it was.
+
+  putName(container: string, ip: string, fqdnValue: string): void {
+    const addr = parseEntryAddress(ip);
+    const hostname = fqdn(fqdnValue);
+    // Names the nameserver refuses (INVALID_ARGUMENT) or ignores (outside the domain) change nothing.
+    if (encodableName(hostname) && isSubDomain(this.ns.domain, hostname)) {
+      const own = this.ownLive();
+      if (!own.some(([h, c, a]) => h === hostname && c === container && a === formatIPv4(addr))) {
+        this.persist([...own, [hostname, container, formatIPv4(addr)]]);
+      }
+    }
+    this.ns.httpPutName(container, ip, fqdnValue);
   }
 
-  deleteName(container: string | undefined, ip: string | undefined, fqdn: string | undefined): void {
-    this.ns.httpDeleteName(container, ip, fqdn);
-    this.persist();
+  deleteName(container: string | undefined, ip: string | undefined, fqdnValue: string | undefined): void {
+    // What the nameserver's delete tombstones: our live entries matching every part, '*' any.
+    const addr = ip === undefined ? '*' : formatIPv4(parseEntryAddress(ip));
+    const hostname = fqdnValue ? fqdn(fqdnValue) : '*';
+    const containerId = container ?? '*';
+    const own = this.ownLive();
+    const kept = own.filter(([h, c, a]) => !((hostname === '*' || h === hostname) && (containerId === '*' || c === containerId) && (addr === '*' || a === addr)));
+    if (kept.length !== own.length) this.persist(kept);
+    this.ns.httpDeleteName(container, ip, fqdnValue);
   }
 
   entries(): DnsNameJson[] {
@@ -198,8 +219,7 @@ export class RouterDns implements DnsService {
 
   private idleServers(): string[] {
     this.idleUpstream ??= new ResolvConfUpstream({ clock: this.clock, logger: this.log.child({ component: 'dns-upstream' }) }, { path: this.opts.resolvConf });
-    void this.idleUpstream.servers();
-    return this.idleUpstream.current();
+    return this.idleUpstream.serversNow();
   }
 
   /** The `weave_dns_entries` metric: live entries we originate. */
@@ -216,8 +236,8 @@ export class RouterDns implements DnsService {
       .map((e) => [e.hostname, e.containerId, formatIPv4(e.addr)]);
   }
 
-  private persist(): void {
-    this.store.set(KEY_ENTRIES, JSON.stringify(this.ownLive()));
+  private persist(entries: [string, string, string][] = this.ownLive()): void {
+    this.store.set(KEY_ENTRIES, JSON.stringify(entries));
   }
 
   private restore(): void {
@@ -243,3 +263,4 @@ export class RouterDns implements DnsService {
     this.persist();
   }
 }
+

@@ -2,7 +2,7 @@
 // containers reach the world through it, with Weave Net's iptables rules (net/expose.go,
 // net/bridge.go ConfigureIPTables). Exposed CIDRs are persisted and re-applied after a restart
 // or a recreated bridge. Every step converges, so re-applying is harmless.
-import { WeaveError } from '../core/errors.js';
+import { WeaveError, errorMessage } from '../core/errors.js';
 import { formatCidr, networkOf, parseCidr, subnetOf, type Cidr } from '../core/ip.js';
 import type { Logger } from '../core/logger.js';
 import type { FirewallOps, LinkOps } from './ports.js';
@@ -139,14 +139,35 @@ export class Exposer {
 
   private async doHide(cidr: Cidr): Promise<void> {
     const text = formatCidr(cidr);
-    await this.links.deleteAddress(this.bridge, text);
-    // The subnet's rules stay while another exposed address of it needs them: the filter rule
-    // for any, the NAT rules only for one exposed with masquerading (not --without-masquerade).
-    const others = this.exposed().filter((e) => formatCidr(e.cidr) !== text && subnetText(e.cidr) === subnetText(cidr));
-    if (others.length === 0) await this.fw.removeRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
-    if (!others.some((e) => !e.skipNAT)) for (const r of this.natRules(cidr)) await this.fw.removeRule('nat', NAT_CHAIN, r);
-    this.store.delete(KEY + text);
+    const all = this.exposed();
+    const mine = all.find((e) => formatCidr(e.cidr) === text);
+    // The store first, as doExpose: a failed write (disk full) leaves the address in place,
+    // where a restart would otherwise put it back after the user saw it go.
+    if (mine) this.store.delete(KEY + text);
+    try {
+      await this.links.deleteAddress(this.bridge, text);
+      // The subnet's rules stay while another exposed address of it needs them: the filter rule
+      // for any, the NAT rules only for one exposed with masquerading (not --without-masquerade).
+      const others = all.filter((e) => formatCidr(e.cidr) !== text && subnetText(e.cidr) === subnetText(cidr));
+      if (others.length === 0) await this.fw.removeRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
+      if (!others.some((e) => !e.skipNAT)) for (const r of this.natRules(cidr)) await this.fw.removeRule('nat', NAT_CHAIN, r);
+    } catch (e) {
+      // The request fails, so the address stays exposed: its record back, and what was removed
+      // of it re-applied (best effort; a restart re-applies what the store holds).
+      if (mine) await this.restore(mine.cidr, mine.skipNAT);
+      throw e;
+    }
     this.log.info({ cidr: text }, 'hidden');
+  }
+
+  private async restore(cidr: Cidr, skipNAT: boolean): Promise<void> {
+    const text = formatCidr(cidr);
+    try {
+      this.store.set(KEY + text, JSON.stringify({ skipNAT }));
+      await this.apply(cidr, skipNAT);
+    } catch (e) {
+      this.log.error({ cidr: text, err: errorMessage(e) }, `cannot put back exposed ${text} after a failed hide: ${errorMessage(e)}`);
+    }
   }
 
   exposed(): { cidr: Cidr; skipNAT: boolean }[] {

@@ -83,9 +83,12 @@ export interface DnsNames {
   reverseLookup(addr: IPv4): string | undefined;
 }
 
+/** Upstream servers; `serversNow` re-reads the source synchronously (status) when due. */
+export type DnsServerUpstream = Upstream & { serversNow?(): string[] };
+
 export interface DnsServerDeps {
   names: DnsNames;
-  upstream: Upstream;
+  upstream: DnsServerUpstream;
   clock: Clock;
   logger: Logger;
   /** Uniform in [0, 1): answer shuffling (default Math.random). */
@@ -173,7 +176,7 @@ export class DnsServer implements DnsServerInfo {
   readonly domain: string;
   readonly ttl: number;
   private readonly names: DnsNames;
-  private readonly upstream: Upstream;
+  private readonly upstream: DnsServerUpstream;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly random: () => number;
@@ -216,8 +219,12 @@ export class DnsServer implements DnsServerInfo {
     this.zone = { domain: this.domain, ttl: this.ttl, random: this.random, lookup: (h) => names.lookup(h) };
   }
 
-  /** The upstream servers in use (status); also starts a re-read if one is due. */
+  /**
+   * The upstream servers for the status. Read at call time when the upstream can (as the
+   * original's `upstream.Config()`); otherwise those last read, and a re-read starts if due.
+   */
   upstreamServers(): string[] {
+    if (this.upstream.serversNow) return this.upstream.serversNow();
     void this.upstream.servers();
     return this.upstream.current();
   }
@@ -258,7 +265,8 @@ export class DnsServer implements DnsServerInfo {
         this.udp = udp;
         this.tcp = tcp;
         this.boundPort = port;
-        void this.upstream.servers(); // read resolv.conf now, so that status shows it
+        // Read resolv.conf before we say we listen, so that the first status shows its servers.
+        await this.upstream.servers().catch(() => undefined);
         this.log.info({ address: `${this.bind.host}:${port}`, domain: this.domain }, `Listening for DNS queries on ${this.bind.host}:${port}`);
         return;
       } catch (e) {

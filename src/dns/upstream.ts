@@ -7,29 +7,28 @@
 // I/O is injected: the file through `ResolvConfReader`, the network through `UpstreamExchange`
 // (the default uses node:dgram and node:net; tests and the daemon may pass their own).
 import { createSocket, type Socket } from 'node:dgram';
-import { stat, readFile } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
 import { BlockList, connect, isIP, type Socket as TcpSocket } from 'node:net';
 import type { Clock } from '../core/clock.js';
 import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
-/** Reads resolv.conf; `stat` gives undefined when the file does not exist. */
+/**
+ * Reads resolv.conf; `stat` gives undefined when the file does not exist. Synchronous: a stat
+ * at most every 5 s, and the read of a small file when it changed, so that the status shows the
+ * servers of now (the original reads them at call time).
+ */
 export interface ResolvConfReader {
-  stat(path: string): Promise<{ mtimeNs: bigint; size: number } | undefined>;
-  read(path: string): Promise<string>;
+  stat(path: string): { mtimeNs: bigint; size: number } | undefined;
+  read(path: string): string;
 }
 
 export const nodeResolvConfReader: ResolvConfReader = {
-  async stat(path) {
-    try {
-      const s = await stat(path, { bigint: true });
-      return { mtimeNs: s.mtimeNs, size: Number(s.size) };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+  stat(path) {
+    const s = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return s ? { mtimeNs: s.mtimeNs, size: Number(s.size) } : undefined;
   },
-  read: (path) => readFile(path, 'utf8'),
+  read: (path) => readFileSync(path, 'utf8'),
 };
 
 /**
@@ -110,7 +109,10 @@ function ourselves(opts: ResolvConfUpstreamOptions): (server: string) => boolean
   };
 }
 
-/** nameserver `upstream`: resolv.conf servers, cached, re-read when the file changes. */
+/**
+ * nameserver `upstream`: resolv.conf servers as the original's `upstream.Config()` reads them, at
+ * call time: the file checked at most every 5 s and re-read when it changed.
+ */
 export class ResolvConfUpstream implements Upstream {
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -121,7 +123,6 @@ export class ResolvConfUpstream implements Upstream {
   private cached: string[] = [];
   private lastCheck = -Infinity;
   private lastStamp: string | undefined;
-  private inflight: Promise<string[]> | undefined;
 
   constructor(deps: { clock: Clock; logger: Logger; reader?: ResolvConfReader }, opts: ResolvConfUpstreamOptions) {
     this.clock = deps.clock;
@@ -137,21 +138,25 @@ export class ResolvConfUpstream implements Upstream {
   }
 
   servers(): Promise<string[]> {
-    const now = this.clock.now();
-    if (now - this.lastCheck < this.checkIntervalMs) return Promise.resolve(this.cached);
-    if (!this.inflight) {
-      this.lastCheck = now;
-      this.inflight = this.refresh().finally(() => (this.inflight = undefined));
-    }
-    return this.inflight;
+    return Promise.resolve(this.serversNow());
   }
 
-  private async refresh(): Promise<string[]> {
+  /** The servers, the file re-read first when a check is due. */
+  serversNow(): string[] {
+    const now = this.clock.now();
+    if (now - this.lastCheck >= this.checkIntervalMs) {
+      this.lastCheck = now;
+      this.refresh();
+    }
+    return [...this.cached];
+  }
+
+  private refresh(): void {
     try {
-      const s = await this.reader.stat(this.path);
+      const s = this.reader.stat(this.path);
       const stamp = s ? `${s.mtimeNs}/${s.size}` : 'absent';
-      if (stamp === this.lastStamp) return this.cached;
-      const servers = s ? parseResolvConf(await this.reader.read(this.path)) : [];
+      if (stamp === this.lastStamp) return;
+      const servers = s ? parseResolvConf(this.reader.read(this.path)) : [];
       this.cached = servers.filter((x) => !this.isUs(x));
       this.lastStamp = stamp;
       this.log.info({ path: this.path, servers: this.cached }, 'upstream DNS servers');
@@ -159,7 +164,6 @@ export class ResolvConfUpstream implements Upstream {
       // As the original: keep what we had and say why.
       this.log.error({ path: this.path, err: errorMessage(e) }, `unable to read upstream config: ${errorMessage(e)}`);
     }
-    return this.cached;
   }
 }
 

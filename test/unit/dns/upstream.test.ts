@@ -8,7 +8,7 @@ import { ResolvConfUpstream, type ResolvConfUpstreamOptions } from '../../../src
 
 const ALL = ['127.0.0.1', '127.0.0.53', '0.0.0.0', '::ffff:127.0.0.1', '::1', '::', '10.0.0.2', 'fe80::1%eth0'];
 const text = ALL.map((s) => `nameserver ${s}\n`).join('');
-const reader = { stat: () => Promise.resolve({ mtimeNs: 1n, size: text.length }), read: () => Promise.resolve(text) };
+const reader = { stat: () => ({ mtimeNs: 1n, size: text.length }), read: () => text };
 
 function servers(opts: Omit<ResolvConfUpstreamOptions, 'path'>): Promise<string[]> {
   return new ResolvConfUpstream({ clock: new FakeClock(), logger: silentLogger, reader }, { path: '/etc/resolv.conf', ...opts }).servers();

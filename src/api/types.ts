@@ -79,7 +79,8 @@ export interface IpamStatus {
   ActiveIPs: number;
   DefaultSubnet: string;
   Entries: IpamEntryStatus[] | null;
-  PendingClaims: { Ident: string; CIDR: string }[] | null;
+  /** CIDR: Go's address.CIDR, printed by templates as 10.32.0.5/12. */
+  PendingClaims: { Ident: string; CIDR: { Addr: string; PrefixLen: number } }[] | null;
   PendingAllocates: string[] | null;
 }
 

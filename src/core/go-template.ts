@@ -306,12 +306,28 @@ function truth(v: unknown): boolean {
   return true;
 }
 
+/**
+ * The Go String() method of a value: fmt (so {{.X}}, print, printf %v %s %q) prints that text,
+ * while field access and json see the fields, as Go does with a Stringer struct such as the
+ * original's address.CIDR. A symbol key: JSON and range over the fields never see it.
+ */
+export const fmtString: unique symbol = Symbol('weave.fmtString');
+
+export interface FmtStringer {
+  [fmtString](): string;
+}
+
+function isFmtStringer(v: object): v is FmtStringer {
+  return typeof (v as Partial<FmtStringer>)[fmtString] === 'function';
+}
+
 /** Go's %v. */
 export function goFormatValue(v: unknown): string {
   if (v === null) return '<nil>';
   if (v === undefined) return '<no value>';
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
+  if (typeof v === 'object' && isFmtStringer(v)) return v[fmtString]();
   if (Array.isArray(v)) return '[' + v.map(goFormatValue).join(' ') + ']';
   if (typeof v === 'object') {
     const o = v as Record<string, unknown>;

@@ -63,6 +63,7 @@
 // Interoperability is unaffected: the messages, their bytes and their meaning are unchanged.
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError, errorMessage, isWeaveError } from '../core/errors.js';
+import { fmtString, type FmtStringer } from '../core/go-template.js';
 import {
   cidrSize, formatCidr, formatIPv4, isNetworkCidr, parseCidr, subnetOf, type Cidr, type IPv4,
 } from '../core/ip.js';
@@ -296,6 +297,23 @@ export function checkAllocationRange(range: Cidr, defaultSubnet?: Cidr): void {
   }
   if (cidrSize(d.prefix) < MIN_SUBNET_SIZE) {
     throw new WeaveError('INVALID_CONFIG', `default subnet ${formatCidr(d)} is too small`);
+  }
+}
+
+/**
+ * A CIDR in `/report` as the original's address.CIDR: a struct in JSON ({"Addr":"10.32.0.5",
+ * "PrefixLen":12}, Address marshals as text) that templates print with its String() method.
+ */
+class ReportCidr implements FmtStringer {
+  readonly Addr: string;
+  readonly PrefixLen: number;
+  constructor(c: Cidr) {
+    this.Addr = formatIPv4(c.ip);
+    this.PrefixLen = c.prefix;
+  }
+
+  [fmtString](): string {
+    return `${this.Addr}/${this.PrefixLen}`;
   }
 }
 
@@ -897,17 +915,17 @@ export class DistributedAllocator implements Gossiper {
 
   private tryAllocate(op: AllocateOp): boolean {
     const subnetRange = cidrRange(op.subnet);
-    const existing = this.lookup(op.ident, op.subnet);
-    if (existing.length > 0) {
-      this.dead.delete(op.ident);
-      this.finish(op, undefined, existing[0]);
-      return true;
-    }
+    if (this.answerExisting(op)) return true;
     if (!rangesOverlap(this.universe, subnetRange)) {
       this.finish(op, new WeaveError('INVALID_ARGUMENT', `range ${formatCidr(op.subnet)} out of bounds: ${formatCidr(this.range)}`));
       return true;
     }
     this.establishRing();
+    // Making the ring runs the pending claims, which may have given ident its address back.
+    if (this.answerExisting(op)) return true;
+    // An address of ident still being claimed back (a restart) is the answer once it is ours:
+    // allocating meanwhile would give ident a second one. Claims are retried before allocations.
+    if (op.ident !== NO_CONTAINER_ID && this.pendingClaims.some((c) => c.ident === op.ident && rangeContains(subnetRange, c.cidr.ip))) return false;
     if (!this.verified) {
       this.wantVerified = true;
       return false;
@@ -935,6 +953,15 @@ export class DistributedAllocator implements Gossiper {
       }
     }
     return false;
+  }
+
+  /** Answers op with an address ident already holds in its subnet, if any. */
+  private answerExisting(op: AllocateOp): boolean {
+    const existing = this.lookup(op.ident, op.subnet);
+    if (existing.length === 0) return false;
+    this.dead.delete(op.ident);
+    this.finish(op, undefined, existing[0]);
+    return true;
   }
 
   private deniedBy(op: ClaimOp, owner: PeerName): void {
@@ -1757,7 +1784,7 @@ export class DistributedAllocator implements Gossiper {
           IsKnownPeer: this.isKnown(r.peer),
           Version: r.version,
         }));
-    const claims = this.pendingClaims.map((op) => ({ Ident: op.ident, CIDR: formatCidr(op.cidr) }));
+    const claims = this.pendingClaims.map((op) => ({ Ident: op.ident, CIDR: new ReportCidr(op.cidr) }));
     const allocs = this.pendingAllocationList();
     return {
       Paxos: this.awaitingConsensus && this.paxos ? this.paxos.status() : null,

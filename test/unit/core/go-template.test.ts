@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileGoTemplate, goFixed, goJsonMarshal, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
+import { compileGoTemplate, fmtString, goFixed, goJsonMarshal, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
 import { isWeaveError } from '../../../src/core/errors.js';
 import { goJsonTime } from '../../../src/core/go-json.js';
 
@@ -152,4 +152,20 @@ test('%f and goFixed round an exact tie to even, as Go (toFixed rounds it up)', 
   assert.equal(goFixed(0.15, 1), '0.1');
   assert.equal(goFixed(1 / 3, 6), '0.333333');
   assert.equal(goSprintf('%04.1f%%', [6.25]), '06.2%');
+});
+
+test('a value with a String() method (fmtString) prints as that text; its fields and json stay the struct', () => {
+  // As Go's address.CIDR in /report's IPAM.PendingClaims: JSON {"Addr":…,"PrefixLen":…}, printed 10.32.0.5/12.
+  class Cidr {
+    constructor(readonly Addr: string, readonly PrefixLen: number) {}
+    [fmtString](): string {
+      return `${this.Addr}/${this.PrefixLen}`;
+    }
+  }
+  const d = { Claims: [{ Ident: 'c1', CIDR: new Cidr('10.32.0.5', 12) }] };
+  assert.equal(run('{{range .Claims}}{{.Ident}} {{.CIDR}}{{end}}', d), 'c1 10.32.0.5/12');
+  assert.equal(run('{{range .Claims}}{{.CIDR.Addr}} {{.CIDR.PrefixLen}}{{end}}', d), '10.32.0.5 12');
+  assert.equal(run('{{range .Claims}}{{printf "%s|%v|%q" .CIDR .CIDR .CIDR}} {{print .CIDR}}{{end}}', d), '10.32.0.5/12|10.32.0.5/12|"10.32.0.5/12" 10.32.0.5/12');
+  assert.equal(run('{{json .Claims}}', d), '[{"Ident":"c1","CIDR":{"Addr":"10.32.0.5","PrefixLen":12}}]');
+  assert.equal(goJsonMarshal(d.Claims[0]!.CIDR), '{"Addr":"10.32.0.5","PrefixLen":12}');
 });

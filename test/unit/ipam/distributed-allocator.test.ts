@@ -14,6 +14,7 @@ import { MemoryStore } from '../../../src/platform/sqlite-store.js';
 import { IpamNet, peer } from './ipam-net.js';
 import { decodeGossipState, encodeGossipState } from '../../../src/ipam/codec.js';
 import { seeded } from '../../helpers/prng.js';
+import { compileGoTemplate, goJsonMarshal } from '../../../src/core/go-template.js';
 
 const fixtures = join(process.env.WEAVE_REPO_ROOT ?? process.cwd(), 'test/fixtures/wire-vectors/plain');
 const cidr = parseCidr;
@@ -642,5 +643,68 @@ test('a peer taken over with rmpeer that comes back owns its new space: a later 
   await net.run(70000, 100);
   assert.ok(net.alloc(1).ringState().entries.some((e) => e.peer === peer(3) && e.token <= c3.ip), 'h1 still gives h3 its range');
   assert.deepEqual(net.logs.records.filter((r) => /learnt of after rmpeer/.test(r.msg)).map((r) => r.msg), []);
+  net.stop();
+});
+
+test('an allocation for an ident whose address is still being claimed back waits for that claim, and gets that address', async () => {
+  const net = await twoPeers(31, 'b0');
+  await net.run(2000);
+  const theirs = net.alloc(1).ringState().entries.find((e) => e.peer === peer(2));
+  assert.ok(theirs);
+  const target = cidr(`${formatIPv4(theirs.token + 20)}/24`);
+  // Peer 1 restarts with its store (its ranges proven at once), cut off from peer 2, and finds
+  // c1 on its bridge with an address in peer 2's space: the claim waits for peer 2.
+  net.crash(1);
+  net.partition(peer(1), peer(2));
+  net.add(1, { quorum: 2, reclaim: [{ ident: 'c1', cidr: target }] });
+  const a = net.alloc(1);
+  assert.equal(a.isVerified(), true);
+  const p = a.allocate('c1');
+  assert.equal(await net.settle(p, 5000), undefined, 'waits for the claim, no second address');
+  assert.deepEqual(a.pendingAllocateIdents(), ['c1']);
+  assert.deepEqual(a.status().PendingClaims?.map((c) => c.Ident), ['c1']);
+  assert.deepEqual(a.lookup('c1'), []);
+  // Another ident is not held up.
+  assert.equal((await net.value(a.allocate('c2'))).prefix, 24);
+  net.healAll();
+  assert.equal(fmt(await net.value(p)), fmt(target));
+  assert.deepEqual(a.lookup('c1').map(fmt), [fmt(target)]);
+  assert.equal(a.pendingClaimCount(), 0);
+  net.stop();
+});
+
+test('an allocation waiting for a claim of the same ident goes on as soon as the claim is refused', async () => {
+  const net = await twoPeers(32, 'b0');
+  await net.run(2000);
+  const a = net.alloc(1);
+  const inUse = (await net.value(net.alloc(2).allocate('b1'))).ip;
+  const claim = a.claim('c1', cidr(`${formatIPv4(inUse)}/24`));
+  const p = a.allocate('c1');
+  const refused = await net.settle(claim, 1000);
+  assert.ok(refused && !refused.ok && /is owned by other peer/.test(String(refused.error)));
+  // Not left waiting for a claim that is gone: answered at once (the refusal comes with the
+  // owner's ring, which retries what is pending), not at the next tick (5 s).
+  const got = await net.settle(p, 200);
+  assert.ok(got?.ok, 'allocated right after the refusal');
+  assert.notEqual(got.value.ip, inUse);
+  assert.deepEqual(a.lookup('c1').map(fmt), [fmt(got.value)]);
+  net.stop();
+});
+
+test('/report: a pending claim\'s CIDR is Go\'s address.CIDR, {"Addr","PrefixLen"} in JSON and 10.0.0.202/24 in a template', async () => {
+  const net = new IpamNet(33, { range: '10.0.0.0/24' });
+  net.add(1, { quorum: 2 });
+  net.add(2, { quorum: 2 });
+  const a = net.alloc(1);
+  await net.value(a.prime());
+  await net.run(2000);
+  net.partition(peer(1), peer(2));
+  await net.value(a.claim('c7', cidr('10.0.0.202/24'), { noErrorOnUnknown: true }));
+  const report = { IPAM: a.status() };
+  assert.equal(goJsonMarshal(report.IPAM.PendingClaims), '[{"Ident":"c7","CIDR":{"Addr":"10.0.0.202","PrefixLen":24}}]');
+  assert.match(goJsonMarshal(report, '    '), /"CIDR": \{\n {20}"Addr": "10\.0\.0\.202",\n {20}"PrefixLen": 24\n {16}\}/);
+  const tmpl = (t: string) => compileGoTemplate(t).execute(report);
+  assert.equal(tmpl('{{range .IPAM.PendingClaims}}{{.Ident}} {{.CIDR}}{{end}}'), 'c7 10.0.0.202/24');
+  assert.equal(tmpl('{{range .IPAM.PendingClaims}}{{.CIDR.Addr}} {{.CIDR.PrefixLen}} {{printf "%s" .CIDR}}{{end}}'), '10.0.0.202 24 10.0.0.202/24');
   net.stop();
 });

@@ -38,13 +38,14 @@ import { RouterDns } from './router-dns.js';
 
 const KEY_TARGETS = 'directPeers';
 
-function parseTargets(text: string | undefined): string[] {
+/** The stored direct peers; undefined when what is stored cannot be read as a list of them. */
+function parseTargets(text: string | undefined): string[] | undefined {
   if (!text) return [];
   try {
     const v = JSON.parse(text) as unknown;
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+    return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : undefined;
   } catch {
-    return [];
+    return undefined;
   }
 }
 
@@ -219,8 +220,11 @@ export class Weaver {
     }
     this.listener = listener;
     this.startIpam(mesh, inUse);
-    const persisted = parseTargets(store.get(KEY_TARGETS));
-    const initial = cfg.resume ? persisted : cfg.peers;
+    const stored = store.get(KEY_TARGETS);
+    const persisted = parseTargets(stored);
+    // --resume with a peer list that cannot be read would start alone without saying why.
+    if (cfg.resume && persisted === undefined) this.log.warn({ stored }, 'the persisted peer list cannot be read; resuming with no peers');
+    const initial = cfg.resume ? (persisted ?? []) : cfg.peers;
     this.log.info({ peers: initial }, cfg.resume ? `Resuming with the persisted peer list: ${JSON.stringify(initial)}` : `Launch detected - using supplied peer list: ${JSON.stringify(initial)}`);
     mesh.start();
     const errors = mesh.connect(initial, true);

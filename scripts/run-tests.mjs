@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the compiled test suite with node's test runner: unit and compliance tests, then the
-// netns tests (root only; they must not skip in CI). Optional args filter by path substring.
+// Runs the compiled test suite with node's test runner, one file at a time in path order (the
+// runner sorts them): the netns tests (root only; they must not skip in CI), then the unit tests.
+// Optional args filter by path substring.
 import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { spawnSync } from 'node:child_process';

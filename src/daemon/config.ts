@@ -179,7 +179,7 @@ export function buildDaemonCommand(): Command {
     .option('--dns-listen-address <host:port>', 'weaveDNS address, UDP and TCP (default: the first address `weave expose` puts on the bridge, port 53)', dnsListenArg)
     .option('--dns-domain <domain>', 'weaveDNS domain, with or without the trailing dot', parseDnsDomain, DEFAULTS.dnsDomain)
     .option('--dns-ttl <seconds>', 'TTL of weaveDNS answers', intArg(0, 0x7fffffff), DEFAULTS.dnsTtl)
-    .option('--dns-fallback-timeout <duration>', 'how long each upstream server is given (Go duration)', parseGoDurationMs, DEFAULTS.dnsFallbackTimeoutMs)
+    .addOption(new Option('--dns-fallback-timeout <duration>', 'how long each upstream server is given (Go duration)').argParser(parseGoDurationMs).default(DEFAULTS.dnsFallbackTimeoutMs, `${DEFAULTS.dnsFallbackTimeoutMs / 1000}s`))
     .option('--resolv-conf <path>', 'upstream name servers for names outside the domain', DEFAULTS.resolvConf)
     .addOption(new Option('--bridge-check-interval-ms <ms>').argParser(intArg(50, 600_000)).default(DEFAULTS.bridgeCheckIntervalMs).hideHelp());
   c.exitOverride();

@@ -101,15 +101,22 @@ function send(res: ServerResponse, status: number, body: string, contentType = '
   res.end(body);
 }
 
-async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+/** Request bodies taken: forms and CNI calls alike (a CNI config is a few KB). */
+const MAX_BODY_BYTES = 1 << 20;
+
+async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > 1 << 20) throw new WeaveError('INVALID_ARGUMENT', 'request body too large');
+    if (size > MAX_BODY_BYTES) throw new WeaveError('INVALID_ARGUMENT', 'request body too large');
     chunks.push(c as Buffer);
   }
-  const body = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  const body = new URLSearchParams(await readBody(req));
   // Also accept the parameters in the query string, as Go's r.FormValue does.
   const url = new URL(req.url ?? '/', 'http://weave');
   for (const [k, v] of url.searchParams) body.append(k, v);
@@ -499,9 +506,7 @@ export class ApiServer {
     for (const [k, v] of Object.entries(req.headers)) {
       if (k.startsWith(CNI_ENV_HEADER_PREFIX) && typeof v === 'string') env[k.slice(CNI_ENV_HEADER_PREFIX.length).toUpperCase().replace(/-/g, '_')] = v;
     }
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const r = await cni.run(kind, env, Buffer.concat(chunks).toString('utf8'));
+    const r = await cni.run(kind, env, await readBody(req));
     // The installed plugin prints the body as its stdout and exits with x-cni-exit.
     res.writeHead(200, {
       'content-type': 'application/json',

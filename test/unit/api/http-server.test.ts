@@ -54,6 +54,10 @@ async function serve(log: MemoryLogger, readOnly?: boolean | 'metrics'): Promise
   };
   const services: ApiServices = {
     ipam,
+    cni: {
+      authorized: (token) => token === undefined || token === 'tok',
+      run: async (kind, _env, stdin) => (calls.push(`cni ${kind} ${stdin.length}`), { code: 0, stdout: '{}', stderr: '' }),
+    },
     report: () => ({}) as WeaveReport,
     metrics: async () => ({ contentType: 'text/plain', body: '' }),
     expose: { expose: async () => {}, hide: async () => {} },
@@ -152,5 +156,18 @@ test('--metrics-addr serves /metrics alone; --status-addr the read-only status, 
     } finally {
       await server.close();
     }
+  }
+});
+
+test('request bodies over 1 MiB are refused, CNI calls as forms', async () => {
+  const { port, calls, server } = await serve(new MemoryLogger());
+  try {
+    const big = 'x'.repeat((1 << 20) + 1);
+    assert.equal((await raw(port, 'PUT', '/name/c1/10.32.0.5', `fqdn=a&pad=${big}`)).status, 400);
+    assert.equal((await raw(port, 'POST', '/cni/net', big)).status, 400);
+    assert.equal((await raw(port, 'POST', '/cni/net', '{"cniVersion":"1.0.0"}')).status, 200);
+    assert.deepEqual(calls.filter((c) => c.startsWith('cni')), ['cni net 22']);
+  } finally {
+    await server.close();
   }
 });

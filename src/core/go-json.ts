@@ -30,6 +30,21 @@ function number(n: number): string {
   return String(n);
 }
 
+const NIL_SLICE: unique symbol = Symbol('go.nilSlice');
+
+/**
+ * A Go nil slice: an empty list that JSON writes as `null` (as Go's encoding/json does a slice
+ * nothing was appended to) while templates see an empty slice (`[]` with %v, `len` 0), which a
+ * plain null cannot be.
+ */
+export function goNilSlice<T>(): T[] {
+  return Object.freeze(Object.assign([], { [NIL_SLICE]: true })) as unknown as T[];
+}
+
+function isNilSlice(v: unknown[]): boolean {
+  return (v as { [NIL_SLICE]?: boolean })[NIL_SLICE] === true;
+}
+
 /** Go's json.Marshal (indent undefined) or json.MarshalIndent(v, "", indent). */
 export function goJsonMarshal(value: unknown, indent?: string): string {
   const nl = (depth: number) => (indent === undefined ? '' : '\n' + indent.repeat(depth));
@@ -41,7 +56,7 @@ export function goJsonMarshal(value: unknown, indent?: string): string {
     if (typeof v === 'bigint') return v.toString();
     if (typeof v === 'boolean') return v ? 'true' : 'false';
     if (Array.isArray(v)) {
-      if (v.length === 0) return '[]';
+      if (v.length === 0) return isNilSlice(v) ? 'null' : '[]';
       return '[' + v.map((x) => nl(depth + 1) + enc(x, depth + 1)).join(',') + nl(depth) + ']';
     }
     if (typeof v === 'object') {

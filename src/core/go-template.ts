@@ -7,7 +7,7 @@
 import { WeaveError } from './errors.js';
 import { goJsonMarshal } from './go-json.js';
 
-export { goJsonMarshal, parseJsonBigInt } from './go-json.js';
+export { goJsonMarshal, goNilSlice, parseJsonBigInt } from './go-json.js';
 
 type Fn = (...args: unknown[]) => unknown;
 

@@ -11,7 +11,7 @@ import { WeaveError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { formatCidr, parseCidr, type Cidr } from '../core/ip.js';
 import { weaveVersion } from '../core/version.js';
-import { goJsonTime } from '../core/go-json.js';
+import { goJsonTime, goNilSlice } from '../core/go-json.js';
 import { IpRoute } from '../platform/iproute.js';
 import { CAPTURE_INTERFACE, Datapath } from './datapath.js';
 import { HOST_VETH_PREFIX, parseAttachAlias } from '../platform/container-link.js';
@@ -49,9 +49,12 @@ function parseTargets(text: string | undefined): string[] | undefined {
   }
 }
 
-/** A list as Go's JSON writes a slice built by appending: null when nothing was appended. */
-function orNull<T>(list: T[]): T[] | null {
-  return list.length ? list : null;
+/**
+ * A list as Go's slice built by appending: nil when nothing was appended, which JSON writes as
+ * null and templates print as [] (goNilSlice).
+ */
+function orNull<T>(list: T[]): T[] {
+  return list.length ? list : goNilSlice();
 }
 
 export class Weaver {
@@ -369,7 +372,7 @@ export class Weaver {
   private async datapathStatus(): Promise<Pick<WeaveReport['Router'], 'Interface' | 'CaptureStats' | 'MACs'>> {
     const dp = this.datapath;
     // Empty lists are null, as Go's JSON writes a slice nothing was appended to.
-    if (!dp) return { Interface: this.cfg.bridge, CaptureStats: null, MACs: null };
+    if (!dp) return { Interface: this.cfg.bridge, CaptureStats: null, MACs: goNilSlice() };
     const [entries, captureStats] = await Promise.all([dp.macTable(), dp.captureStats()]);
     const mesh = this.mesh!;
     return {
@@ -434,11 +437,11 @@ export class Weaver {
         .map((n) => ({ Dest: formatPeerName(n), Via: formatPeerName(mesh.routes.unicast(n)!) })),
       BroadcastRoutes: names.map((n) => {
         const via = mesh.routes.broadcast(n);
-        return { Source: formatPeerName(n), Via: via.length ? via.map(formatPeerName) : null };
+        return { Source: formatPeerName(n), Via: orNull(via.map(formatPeerName)) };
       }),
       Connections: orNull(mesh.connectionRows().map((r) => ({ Address: r.address, Outbound: r.outbound, State: r.state, Info: r.info, Attrs: r.attrs }))),
       TerminationCount: mesh.terminationCount,
-      Targets: targets.length ? targets : null,
+      Targets: orNull(targets),
       ...tail,
     };
   }

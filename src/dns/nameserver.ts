@@ -16,6 +16,7 @@
 // change before it answers a query never answers from older names than `lookup` would.
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError } from '../core/errors.js';
+import { goNilSlice } from '../core/go-json.js';
 import { formatIPv4, tryParseIPv4, type IPv4 } from '../core/ip.js';
 import type { Logger } from '../core/logger.js';
 import { formatPeerName, type PeerName } from '../core/peer-name.js';
@@ -299,10 +300,11 @@ export class Nameserver implements Gossiper {
     const upstream = server.upstreamServers();
     return {
       Domain: this.domain,
-      Upstream: upstream.length > 0 ? upstream : null,
+      // Empty lists are Go's nil slices: null in JSON, [] in templates.
+      Upstream: upstream.length > 0 ? upstream : goNilSlice(),
       Address: server.listenAddress,
       TTL: server.ttl,
-      Entries: entries.length > 0 ? entries : null,
+      Entries: entries.length > 0 ? entries : goNilSlice(),
     };
   }
 

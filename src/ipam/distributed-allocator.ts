@@ -63,7 +63,7 @@
 // Interoperability is unaffected: the messages, their bytes and their meaning are unchanged.
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { WeaveError, errorMessage, isWeaveError } from '../core/errors.js';
-import { fmtString, type FmtStringer } from '../core/go-template.js';
+import { fmtString, goNilSlice, type FmtStringer } from '../core/go-template.js';
 import {
   cidrSize, formatCidr, formatIPv4, isNetworkCidr, parseCidr, subnetOf, type Cidr, type IPv4,
 } from '../core/ip.js';
@@ -78,7 +78,7 @@ import {
 } from './codec.js';
 import { IpamDecoder, encodeGossipStateDirect } from './codec-direct.js';
 import {
-  ipamConflictLine, type IpamConflict, type IpamConflictKind, type IpamMetrics, type IpamStatusReport,
+  ipamConflictLine, type IpamConflict, type IpamConflictKind, type IpamMetrics, type IpamStatusReport, type IpamEntryReport,
 } from './ipam-status.js';
 import { PaxosNode, PaxosObserver, normalizeConsensus, type PaxosParticipant } from './paxos.js';
 import { Ring, formatPeerList, type RingState } from './ring.js';
@@ -1774,8 +1774,9 @@ export class DistributedAllocator implements Gossiper {
 
   /** The IPAM object of `/report` (Go's ipam.Status). */
   status(): IpamStatusReport {
+    // Empty lists are Go's nil slices: null in JSON, [] in templates.
     const entries = this.ring.empty()
-      ? null
+      ? goNilSlice<IpamEntryReport>()
       : this.ring.allRangeInfo().map((r) => ({
           Token: formatIPv4(r.start),
           Size: r.end - r.start,
@@ -1793,8 +1794,8 @@ export class DistributedAllocator implements Gossiper {
       ActiveIPs: this.space.numAllocated(),
       DefaultSubnet: formatCidr(this.defaultSubnet),
       Entries: entries,
-      PendingClaims: claims.length ? claims : null,
-      PendingAllocates: allocs.length ? allocs : null,
+      PendingClaims: claims.length ? claims : goNilSlice(),
+      PendingAllocates: allocs.length ? allocs : goNilSlice(),
     };
   }
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compileGoTemplate, fmtString, goFixed, goJsonMarshal, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
+import { compileGoTemplate, fmtString, goFixed, goJsonMarshal, goNilSlice, parseJsonBigInt, goSprintf } from '../../../src/core/go-template.js';
 import { isWeaveError } from '../../../src/core/errors.js';
 import { goJsonTime } from '../../../src/core/go-json.js';
 
@@ -168,4 +168,12 @@ test('a value with a String() method (fmtString) prints as that text; its fields
   assert.equal(run('{{range .Claims}}{{printf "%s|%v|%q" .CIDR .CIDR .CIDR}} {{print .CIDR}}{{end}}', d), '10.32.0.5/12|10.32.0.5/12|"10.32.0.5/12" 10.32.0.5/12');
   assert.equal(run('{{json .Claims}}', d), '[{"Ident":"c1","CIDR":{"Addr":"10.32.0.5","PrefixLen":12}}]');
   assert.equal(goJsonMarshal(d.Claims[0]!.CIDR), '{"Addr":"10.32.0.5","PrefixLen":12}');
+});
+
+test('a nil slice (goNilSlice) is null in JSON and an empty slice in templates, as Go', () => {
+  const d = { Connections: goNilSlice(), Empty: [] };
+  assert.equal(goJsonMarshal(d), '{"Connections":null,"Empty":[]}');
+  const run = (t: string) => compileGoTemplate(t).execute(d);
+  assert.equal(run('{{.Connections}} {{printf "%v" .Connections}} {{len .Connections}}'), '[] [] 0');
+  assert.equal(run('{{range .Connections}}x{{else}}none{{end}} {{if .Connections}}y{{else}}n{{end}} {{json .Connections}}'), 'none n null');
 });

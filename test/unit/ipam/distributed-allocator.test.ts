@@ -35,7 +35,8 @@ test('two peers agree on a ring and allocate as the captured run; status as the 
   await net.run(120_000, 100); // periodic gossip carries the free counts
   for (const [i, other] of [[1, 2], [2, 1]] as const) {
     const report = JSON.parse(readFileSync(join(fixtures, `h${i}-report.json`), 'utf8')) as { IPAM: unknown };
-    assert.deepEqual(net.alloc(i).status(), report.IPAM, `h${i} /report IPAM`);
+    // As /report writes it (empty lists are nil slices: null).
+    assert.deepEqual(JSON.parse(goJsonMarshal(net.alloc(i).status())), report.IPAM, `h${i} /report IPAM`);
     const text = readFileSync(join(fixtures, `h${i}-status-ipam.txt`), 'utf8');
     assert.equal(renderIpam({ Router: { Name: `7a:00:00:00:00:0${i}` }, IPAM: net.alloc(i).status() } as WeaveReport), text);
     assert.equal(ipamStatusLine(net.alloc(i).status()), 'ready');

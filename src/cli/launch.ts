@@ -1,6 +1,6 @@
 // `weave launch [flags] [peers]`: starts weaver in the background (pid file, log file),
 // refuses when one is running, and waits until it answers, saying what it waits for.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { WeaveError } from '../core/errors.js';
@@ -21,18 +21,38 @@ function tail(file: string, lines: number): string {
 }
 
 /**
+ * The original script's flags for its Docker proxy and plugin (`--proxy=false`, `-H`,
+ * `--hostname-from-label`…), with whether they take a value as the next argument: there is
+ * neither here, so they are dropped with a word rather than passed to weaver, which refuses them.
+ */
+const DOCKER_FLAGS: ReadonlyMap<string, boolean> = new Map([
+  ['--plugin', false], ['--proxy', false], ['--no-multicast-route', false], ['--without-dns', false],
+  ['--no-rewrite-hosts', false], ['--no-default-ipalloc', false], ['--rewrite-inspect', false],
+  ['--no-detect-tls', false], ['--tls', false], ['--tlsverify', false],
+  ['-H', true], ['--hostname-from-label', true], ['--hostname-match', true], ['--hostname-replacement', true],
+  ['--token', true], ['--tlscacert', true], ['--tlscert', true], ['--tlskey', true],
+]);
+
+/**
  * The original script's own launch flags, turned into what weaver takes (the script's loop):
  * --password (and -password) leaves the command line, which every local user can read in
  * /proc/<pid>/cmdline, for WEAVE_PASSWORD; --iprange is the older name of --ipalloc-range;
- * --no-restart is dropped. Everything else goes to weaver as given.
+ * --no-restart and the Docker proxy's and plugin's flags are dropped (`dropped`). Everything
+ * else goes to weaver as given.
  */
-function routerArgs(args: string[]): { args: string[]; password?: string } {
+function routerArgs(args: string[]): { args: string[]; password?: string; dropped: string[] } {
   const out: string[] = [];
+  const dropped: string[] = [];
   let password: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const eq = /^--?password=/.exec(a);
-    if (eq) {
+    const name = a.split('=')[0]!;
+    const docker = DOCKER_FLAGS.get(name);
+    if (docker !== undefined) {
+      dropped.push(a);
+      if (docker && !a.includes('=') && i + 1 < args.length) dropped.push(args[++i]!);
+    } else if (eq) {
       password = a.slice(eq[0].length);
     } else if (a === '--password' || a === '-password') {
       if (i + 1 >= args.length) throw new WeaveError('INVALID_ARGUMENT', `launch: ${a} needs a value`);
@@ -46,7 +66,7 @@ function routerArgs(args: string[]): { args: string[]; password?: string } {
       out.push(a);
     }
   }
-  return { args: out, ...(password !== undefined ? { password } : {}) };
+  return { args: out, dropped, ...(password !== undefined ? { password } : {}) };
 }
 
 /**
@@ -55,7 +75,15 @@ function routerArgs(args: string[]): { args: string[]; password?: string } {
  */
 export async function launch(ctx: CliContext, givenArgs: string[], bridge?: string): Promise<number> {
   const { paths } = ctx;
-  const { args, password } = routerArgs(givenArgs);
+  if (givenArgs.includes('--help') || givenArgs.includes('-h')) {
+    // weaver's own help, here (started in the background, it went to the log file).
+    const r = spawnSync(process.execPath, [ctx.weaverBin, '--help'], { encoding: 'utf8', env: ctx.env });
+    ctx.out(r.stdout ?? '');
+    ctx.err(r.stderr ?? '');
+    return r.status ?? 1;
+  }
+  const { args, password, dropped } = routerArgs(givenArgs);
+  if (dropped.length) ctx.err(`weave launch: ignoring ${dropped.join(' ')}: there is no Docker proxy or plugin here\n`);
   const given = (flag: string) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
   if (bridge !== undefined && !given('--weave-bridge')) args.unshift('--weave-bridge', bridge);
   // The original script's read-only status and metrics listener (WEAVE_STATUS_ADDR, else

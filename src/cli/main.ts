@@ -67,7 +67,7 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
 
-  program.command('setup').description('install the CNI plugins and write 10-weave.conflist')
+  program.command('setup').alias('setup-cni').description('install the CNI plugins and write 10-weave.conflist')
     .option('--create-dirs', 'create the CNI plugin and config directories if missing')
     .action(run((c, cmd) => installCni(c, { createDirs: !!cmd.opts().createDirs, quiet: false })));
 
@@ -153,6 +153,20 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
     .action(run((c) => dnsArgs(c)));
 
   program.command('version').description('print versions').action(run((c) => version(c)));
+
+  // The original's answer to its removed commands (exit 1), and to the Docker proxy's.
+  for (const name of ['run', 'start', 'restart', 'launch-plugin', 'stop-plugin', 'launch-proxy', 'stop-proxy', 'launch-router', 'stop-router']) {
+    program.command(name, { hidden: true }).allowUnknownOption().allowExcessArguments().helpOption(false).action(() => {
+      io.err(`The '${name}' command has been removed as of Weave Net version 2.0\nPlease see release notes for further information\n`);
+      code = 1;
+    });
+  }
+  for (const name of ['env', 'config']) {
+    program.command(name, { hidden: true }).allowUnknownOption().allowExcessArguments().helpOption(false).action(() => {
+      io.err(`weave ${name}: there is no Docker proxy here (containers join through the CNI plugin)\n`);
+      code = 1;
+    });
+  }
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -32,6 +32,8 @@ export const DEFAULTS = {
 } as const;
 
 export interface DaemonConfig {
+  /** Flags of the original weaver that mean nothing here, given and ignored (logged at start). */
+  ignored?: string[];
   name?: string;
   nickname?: string;
   port: number;
@@ -182,16 +184,49 @@ export function buildDaemonCommand(): Command {
     .addOption(new Option('--dns-fallback-timeout <duration>', 'how long each upstream server is given (Go duration)').argParser(parseGoDurationMs).default(DEFAULTS.dnsFallbackTimeoutMs, `${DEFAULTS.dnsFallbackTimeoutMs / 1000}s`))
     .option('--resolv-conf <path>', 'upstream name servers for names outside the domain', DEFAULTS.resolvConf)
     .addOption(new Option('--bridge-check-interval-ms <ms>').argParser(intArg(50, 600_000)).default(DEFAULTS.bridgeCheckIntervalMs).hideHelp());
+  // The original weaver's flags for what is not here (Docker, its ODP datapath, a container's
+  // view of the host), as Kubernetes' and the script's command lines pass them: accepted and
+  // ignored, said so at start, rather than the router refusing to start.
+  for (const [flag, value] of IGNORED_FLAGS) c.addOption(new Option(value ? `${flag} <${value}>` : flag).hideHelp());
   c.exitOverride();
   c.configureOutput({ writeOut: () => {}, writeErr: () => {} });
   return c;
+}
+
+/** commander's attribute name of a long flag (`--no-bridged-fastdp` is `bridgedFastdp`, false). */
+function camel(flag: string): string {
+  return flag.replace(/^--(no-)?/, '').replace(/-([a-z])/g, (_m, ch: string) => ch.toUpperCase());
+}
+
+/** The original's flags ignored here (buildDaemonCommand), with the name of their value, if any. */
+const IGNORED_FLAGS: readonly [string, string | undefined][] = [
+  ['--docker-api', 'url'],
+  ['--docker-bridge', 'name'],
+  ['--datapath', 'name'],
+  ['--no-bridged-fastdp', undefined],
+  ['--host-root', 'dir'],
+  ['--db-prefix', 'prefix'],
+  ['--pkt-debug', undefined],
+];
+
+/**
+ * Go's flag package takes `-name` as well as `--name`: a single dash before a long option of
+ * ours becomes two (commander would read it as short options).
+ */
+function goStyleFlags(c: Command, argv: string[]): string[] {
+  const longs = new Set(c.options.map((o) => o.long).filter((l): l is string => l !== undefined));
+  return argv.map((a) => {
+    if (!/^-[a-z]/.test(a)) return a;
+    const flag = `-${a.split('=')[0]}`;
+    return longs.has(flag) ? `-${a}` : a;
+  });
 }
 
 /** Parses weaver's argv (without node and script) into a DaemonConfig. */
 export function parseDaemonArgs(argv: string[]): DaemonConfig {
   const c = buildDaemonCommand();
   try {
-    c.parse(argv, { from: 'user' });
+    c.parse(goStyleFlags(c, argv), { from: 'user' });
   } catch (e) {
     throw new WeaveError('INVALID_ARGUMENT', (e as Error).message.replace(/^error: /, ''));
   }
@@ -226,7 +261,9 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   if (host !== '' && !isIP(host)) throw new WeaveError('INVALID_ARGUMENT', `--host: "${host}" is not an IP address`);
   const bridge = String(o.weaveBridge);
   if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge)) throw new WeaveError('INVALID_ARGUMENT', `--weave-bridge: invalid interface name "${bridge}"`);
+  const ignored = IGNORED_FLAGS.map(([flag]) => flag).filter((flag) => (flag.startsWith('--no-') ? o[camel(flag)] === false : o[camel(flag)] !== undefined));
   return {
+    ...(ignored.length ? { ignored } : {}),
     ...(o.name ? { name: String(o.name) } : {}),
     ...(o.nickname ? { nickname: String(o.nickname) } : {}),
     port: Number(o.port),

@@ -26,6 +26,7 @@ export async function runWeaver(argv: string[], out: { stdout: (s: string) => vo
     return 1;
   }
   const log = createLogger({ level: cfg.logLevel, name: 'weaver' });
+  if (cfg.ignored) log.warn({ flags: cfg.ignored }, `ignoring ${cfg.ignored.join(', ')}: no Docker and no ODP datapath here`);
   if (resetting) {
     // One-shot teardown for `weave reset` (the daemon owns all host state, also its removal).
     const problems = await resetHost({ bridge: cfg.bridge, dataDir: cfg.dataDir, logger: log });

@@ -131,3 +131,16 @@ test('launch gives the router the original script\'s status address (WEAVE_STATU
   // weaver takes it.
   assert.equal(parseDaemonArgs(await argvOf(['192.0.2.2'])).statusAddr, '127.0.0.1:6782');
 });
+
+test("launch drops the original script's Docker proxy and plugin flags, with a word, and shows weaver's help in the foreground", async () => {
+  const { spawned } = await launchWith(['--plugin=false', '--proxy=false', '-H', 'tcp://0.0.0.0:12375', '--no-multicast-route', '--hostname-from-label', 'x', '--nickname', 'h1', '192.0.2.2']);
+  assert.ok(spawned);
+  assert.deepEqual(spawned.argv.slice(-3), ['--nickname', 'h1', '192.0.2.2']);
+  for (const gone of ['--plugin=false', '--proxy=false', '-H', 'tcp://0.0.0.0:12375', '--no-multicast-route', '--hostname-from-label', 'x']) {
+    assert.ok(!spawned.argv.includes(gone), `${gone} reached weaver: ${spawned.argv.join(' ')}`);
+  }
+  // --help runs weaver --help at once (the stand-in exits 3), not a router in the background.
+  const help = await launchWith(['--help']);
+  assert.equal(help.code, 3);
+  assert.deepEqual(help.spawned?.argv, ['--help']);
+});

@@ -101,3 +101,16 @@ test('bad mesh values are refused with INVALID_ARGUMENT, from flags and from the
   // The variable's name is in the message, so a user knows where the bad value came from.
   assert.throws(() => parse([], { WEAVE_MTU: 'abc' }), /WEAVE_MTU/);
 });
+
+test("the original weaver's flags: Go's single-dash form taken; Docker and datapath flags accepted and reported as ignored", () => {
+  const c = parseDaemonArgs(['-name', '7a:00:00:00:00:01', '-nickname=h1', '-conn-limit', '30', '--docker-api=', '--no-bridged-fastdp', '--host-root', '/host', '--datapath=datapath', '192.0.2.2']);
+  assert.equal(c.name, '7a:00:00:00:00:01');
+  assert.equal(c.nickname, 'h1');
+  assert.equal(c.connLimit, 30);
+  assert.deepEqual(c.peers, ['192.0.2.2']);
+  assert.deepEqual(c.ignored, ['--docker-api', '--datapath', '--no-bridged-fastdp', '--host-root']);
+  assert.equal(parseDaemonArgs([]).ignored, undefined);
+  // What is not ours stays refused.
+  assert.throws(() => parseDaemonArgs(['--expect-npc']), /unknown option/);
+  assert.throws(() => parseDaemonArgs(['-bogus']), /unknown option/);
+});

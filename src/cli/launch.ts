@@ -9,6 +9,7 @@ import { runningPid } from './router-process.js';
 import { installCni } from './setup.js';
 
 const READY_TIMEOUT_MS = 30_000;
+const WAIT_NOTICE_MS = 5_000;
 /** The original script's `--status-addr`. */
 export const DEFAULT_STATUS_ADDR = '127.0.0.1:6782';
 
@@ -139,7 +140,9 @@ export async function launch(ctx: CliContext, givenArgs: string[], bridge?: stri
     } catch (e) {
       lastReason = (e as Error).message;
     }
-    if (!told && Date.now() > deadline - READY_TIMEOUT_MS + 1000) {
+    // A router starts in a second or two (its bridge, rules and data path first): say what we
+    // wait for only when it takes longer than that, so a launch that works prints its pid alone.
+    if (!told && Date.now() > deadline - READY_TIMEOUT_MS + WAIT_NOTICE_MS) {
       ctx.err(`waiting for the weave router (pid ${child.pid}) to answer at ${paths.httpAddr}: ${lastReason}\n`);
       told = true;
     }

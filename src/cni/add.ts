@@ -12,7 +12,8 @@
 // already the kernel's connected route and is not added again (it would fail with EEXIST).
 //
 // Failure after the allocation releases it (best effort; a delegate gets DEL), except when the
-// interface already exists: then the address belongs to that attachment and stays.
+// interface already exists (its host veth records this container): then the address belongs to
+// that attachment and stays, whatever made this ADD fail.
 import { WeaveError, errorMessage, isWeaveError } from '../core/errors.js';
 import {
   cidrContains,
@@ -29,7 +30,7 @@ import {
 } from '../core/ip.js';
 import { EXPOSE_IDENT } from '../api/types.js';
 import type { LinkInfo } from '../platform/iproute.js';
-import type { RouteSpec } from '../platform/container-link.js';
+import { hostVethName, parseAttachAlias, type RouteSpec } from '../platform/container-link.js';
 import type { PluginContext } from './context.js';
 import { CniError, CNI_ERR } from './cni-error.js';
 import { attachmentIdent, ipamFor, type IpamBackend } from './ipam.js';
@@ -97,11 +98,24 @@ async function addInterface(ctx: PluginContext, ipam: IpamBackend): Promise<Reco
     };
     return formatResult(result, conf.cniVersion);
   } catch (e) {
-    if (!isWeaveError(e, 'ALREADY_EXISTS')) {
+    if (!isWeaveError(e, 'ALREADY_EXISTS') && !(await attachedAlready(ctx, ipam))) {
       await ipam.del().catch((u: unknown) => ctx.log(`ADD ${env.containerId}: could not undo the allocation: ${errorMessage(u)}`));
     }
     throw e;
   }
+}
+
+/**
+ * Whether this container's interface is attached already, by the record on its host veth: a
+ * repeated ADD was answered with the address that attachment holds, so a failure of this ADD
+ * (any, not only "exists") must not release it from under the live interface.
+ */
+async function attachedAlready(ctx: PluginContext, ipam: IpamBackend): Promise<boolean> {
+  if (ipam.delegated) return false;
+  const { env, deps } = ctx;
+  const link = await deps.kernel.getLink(hostVethName(env.containerId, env.ifName)).catch(() => undefined);
+  const record = link?.alias !== undefined ? parseAttachAlias(link.alias) : undefined;
+  return record?.ident === attachmentIdent(env.containerId, env.ifName);
 }
 
 async function planAddresses(ctx: PluginContext, ipam: IpamBackend, allocated: CniResult, bridge: LinkInfo): Promise<Plan> {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { WeaveError } from '../../../src/core/errors.js';
 import { formatIPv4, parseCidr, parseIPv4 } from '../../../src/core/ip.js';
 import { SUPPORTED_VERSIONS } from '../../../src/cni/versions.js';
+import { attachAlias } from '../../../src/platform/container-link.js';
 import { bridgeLink, cniEnv, CONTAINER_ID, deadAddress, fakeKernel, FakeRouter, NETNS, run, type FakeKernel } from './helpers.js';
 
 let router: FakeRouter;
@@ -179,6 +180,17 @@ test('ADD: an attach failure releases the address; an existing interface keeps i
   assert.equal(r.doc?.code, 100);
   assert.match(String(r.doc?.msg), /already exists/);
   assert.equal(router.owned.has(CONTAINER_ID), true);
+});
+
+test('ADD repeated for an attached container: whatever makes it fail, the live attachment keeps its address', async () => {
+  const first = await run('net', cniEnv('ADD'), conf(), { kernel });
+  assert.equal(first.code, 0, first.stdout);
+  // The record the real kernel ops put on the host veth (attachAlias).
+  kernel.hostLinks.get(HOST_VETH)!.alias = attachAlias(CONTAINER_ID, [parseCidr('10.32.0.2/12')]);
+  kernel.attachError = new WeaveError('KERNEL_FAILED', 'ip link add: Invalid argument');
+  const again = await run('net', cniEnv('ADD'), conf({ mtu: 60 }), { kernel });
+  assert.equal(again.doc?.code, 100);
+  assert.equal(router.owned.has(CONTAINER_ID), true, 'the address of the live attachment was released');
 });
 
 test('ADD: a prevResult is kept and our interface indexes follow it', async () => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { Netns, WeaveHost, must, requireRoot, uniquePrefix, type RunResult } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
@@ -315,6 +316,30 @@ test('the installed plugin goes through the router (token-checked) and works wit
   } finally {
     writeFileSync(tokenFile, saved, { mode: 0o600 });
   }
+});
+
+test('an ADD whose caller gave up (the runtime killed the plugin) is cancelled and undone: nothing stays attached or held', async (t) => {
+  if (!requireRoot(t)) return;
+  // A subnet of two addresses, both taken: the ADD waits for one.
+  const subnet = '10.32.200.0/30';
+  for (const f of ['filler1', 'filler2']) await h.client.call('POST', `/ip/${f}/${subnet}`, 'fill');
+  const c = container('gaveup');
+  const id = idFor(c.name);
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_IFNAME: 'eth0', CNI_PATH: `${h.env.WEAVE_CNI_PLUGIN_DIR}:/usr/lib/cni`, CNI_CONTAINERID: id, CNI_NETNS: c.path };
+  const add = spawn('nsenter', [`--net=${h.ns.path}`, '--', join(h.env.WEAVE_CNI_PLUGIN_DIR!, 'weave-net')], { env, stdio: ['pipe', 'ignore', 'ignore'] });
+  add.stdin.end(JSON.stringify(conf('1.0.0', { ipam: { subnet } })));
+  await new Promise((r) => setTimeout(r, 1500));
+  // The runtime's timeout: the whole front end goes (its process group), then its DEL.
+  add.kill('SIGKILL');
+  await new Promise((r) => add.once('exit', r));
+  assert.equal(cni('DEL', conf('1.0.0', { ipam: { subnet } }), { CNI_CONTAINERID: id, CNI_NETNS: c.path }).code, 0);
+  // Space again: an allocation still waiting would take it now and attach the container.
+  await h.client.call('DELETE', '/ip/filler1', 'free');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.notEqual(c.run('ip', ['link', 'show', 'eth0']).code, 0, 'the container was attached after its ADD was given up');
+  assert.equal(hostVeth(id), undefined);
+  assert.deepEqual(await h.client.lookup(id), []);
+  await h.client.call('DELETE', '/ip/filler2', 'free');
 });
 
 test('ADD with the router stopped fails with code 11 within the bound, naming the router', async (t) => {

@@ -37,7 +37,8 @@ export interface ExposeService {
 export interface CniService {
   /** Checks the caller's token (the file only root can read). */
   authorized(token: string | undefined): boolean;
-  run(kind: 'net' | 'ipam', env: Record<string, string>, stdin: string): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** `signal`: aborted when the caller (the plugin's front end) goes away before the answer. */
+  run(kind: 'net' | 'ipam', env: Record<string, string>, stdin: string, signal?: AbortSignal): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
 /** Headers of a CNI call: the plugin's CNI_* environment, one header per variable. */
@@ -521,7 +522,15 @@ export class ApiServer {
     for (const [k, v] of Object.entries(req.headers)) {
       if (k.startsWith(CNI_ENV_HEADER_PREFIX) && typeof v === 'string') env[k.slice(CNI_ENV_HEADER_PREFIX.length).toUpperCase().replace(/-/g, '_')] = v;
     }
-    const r = await cni.run(kind, env, await readBody(req));
+    const stdin = await readBody(req);
+    // A runtime that gives up kills the front end: its connection closes, and the call must not
+    // go on (an ADD finishing later would attach a container the runtime has deleted).
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const r = await cni.run(kind, env, stdin, gone.signal);
+    if (gone.signal.aborted) return;
     // The installed plugin prints the body as its stdout and exits with x-cni-exit.
     res.writeHead(200, {
       'content-type': 'application/json',

@@ -4,10 +4,10 @@
 import { basename } from 'node:path';
 import { WeaveError } from '../core/errors.js';
 import { parseCidr, formatCidr } from '../core/ip.js';
-import { attachContainer, detachContainer, inspectContainerLink } from '../platform/container-link.js';
+import { attachContainer, checkNetns, detachContainer } from '../platform/container-link.js';
 import { IpRoute } from '../platform/iproute.js';
 import type { CliContext } from './context.js';
-import { acquire, ownedBy, parseAddrSpec, showAddrs } from './address-args.js';
+import { acquire, ownedAddresses, parseAddrSpec, showAddrs } from './address-args.js';
 import { checkInDomain, registerName, unregisterNames } from './dns-names.js';
 
 /** The interface name Weave Net gives containers it attaches. */
@@ -24,12 +24,13 @@ export async function attach(ctx: CliContext, target: string, addrs: string[], o
   const { netns, ident } = resolveTarget(target, opts.id);
   const specs = addrs.map(parseAddrSpec);
   if (opts.name) await checkInDomain(ctx, opts.name);
+  // Before any address is taken: a namespace or process that is not there gets none.
+  checkNetns(netns);
   const cidrs = await acquire(ctx, ident, specs);
-  const existing = await inspectContainerLink(netns, ATTACH_IFNAME);
   try {
-    if (existing) {
+    const inNs = new IpRoute({ netnsPath: netns });
+    if (await inNs.getLink(ATTACH_IFNAME)) {
       // Already attached: add the new addresses to its interface, as the original did.
-      const inNs = new IpRoute({ netnsPath: netns });
       for (const c of cidrs) await inNs.addAddress(ATTACH_IFNAME, c);
     } else {
       await attachContainer({
@@ -56,19 +57,30 @@ export async function attach(ctx: CliContext, target: string, addrs: string[], o
 
 export async function detach(ctx: CliContext, target: string, addrs: string[], opts: { id?: string }): Promise<number> {
   const { netns, ident } = resolveTarget(target, opts.id);
-  const held = await ownedBy(ctx, ident);
+  let inNs: IpRoute | undefined = new IpRoute({ netnsPath: netns });
+  try {
+    checkNetns(netns);
+  } catch {
+    inNs = undefined; // gone: only the host end may be left
+  }
+  const ipam = await ownedAddresses(ctx, ident);
+  // Without IPAM the interface is the only record of the addresses.
+  const held = ipam ?? ((inNs && (await inNs.getLink(ATTACH_IFNAME))?.addrs) || []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`);
   const specs = addrs.map(parseAddrSpec);
   const chosen = specs.length
     ? held.filter((h) => specs.some((s) => s.kind !== 'default' && formatCidr(s.cidr).split('/')[0] === h.split('/')[0]) || specs.some((s) => s.kind === 'default'))
     : held;
-  if (chosen.length === held.length) {
-    await detachContainer({ containerId: ident, ifName: ATTACH_IFNAME, netns });
-  } else {
-    const inNs = new IpRoute({ netnsPath: netns });
+  if (inNs) {
+    // As the original: take this ident's addresses off, and the interface only when no IPv4
+    // address is left on it (another ident attached to the same namespace may still use it).
     for (const c of chosen) await inNs.deleteAddress(ATTACH_IFNAME, c);
+    const link = await inNs.getLink(ATTACH_IFNAME);
+    if (link && !link.addrs.some((a) => a.family === 'inet')) await inNs.deleteLink(ATTACH_IFNAME);
+  } else if (chosen.length === held.length) {
+    await detachContainer({ containerId: ident, ifName: ATTACH_IFNAME, ident, netns });
   }
   await unregisterNames(ctx, ident, chosen.length === held.length ? 'all' : chosen.map((c) => c.split('/')[0]!));
-  for (const c of chosen) await ctx.client.releaseAddress(ident, c.split('/')[0]!);
+  if (ipam) for (const c of chosen) await ctx.client.releaseAddress(ident, c.split('/')[0]!);
   ctx.out(showAddrs(chosen));
   return 0;
 }

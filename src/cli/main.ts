@@ -98,7 +98,7 @@ export async function runCli(argv: string[], io: { out: (s: string) => void; err
     .action(run((c, cmd) => expose(c, cmd.args, { withoutMasquerade: !!cmd.opts().withoutMasquerade, hostname: cmd.opts().hostname as string | undefined })));
 
   program.command('hide').description('remove host addresses from the weave network').argument('[addrs...]')
-    .action(run((c, cmd) => hide(c, cmd.args)));
+    .action(run((c, cmd) => hide(c, cmd.args, bridgeOf(cmd))));
 
   program.command('attach').description('attach a network namespace (path) or a process (pid) to the weave network')
     .argument('<args...>', '[addrs...] <netns-path|pid>')

@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostVethName } from '../../src/platform/container-link.js';
 import { Netns, WeaveHost, bin, eventually, requireRoot, uniquePrefix } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
@@ -74,7 +75,8 @@ test('expose, attach a namespace, ps, ping, detach, hide', (t) => {
   assert.equal(c.run('ping', ['-c', '1', '-W', '2', '10.32.0.1']).code, 0);
   const ps = h.weave(['ps']).stdout;
   assert.match(ps, /^weave:expose 7a:00:00:00:00:0a 10\.32\.0\.1\/12\n/);
-  assert.match(ps, new RegExp(`^${c.name.slice(0, 12)} [0-9a-f:]* ?10\\.32\\.0\\.2/12$`, 'm'));
+  const mac = JSON.parse(c.ip('-j', 'link', 'show', 'dev', 'ethwe'))[0].address as string;
+  assert.match(ps, new RegExp(`^${c.name.slice(0, 12)} ${mac} 10\\.32\\.0\\.2/12$`, 'm'));
   const d = h.weave(['detach', c.path]);
   assert.equal(d.code, 0, d.stderr);
   assert.equal(d.stdout, '10.32.0.2\n');
@@ -82,6 +84,34 @@ test('expose, attach a namespace, ps, ping, detach, hide', (t) => {
   const hd = h.weave(['hide']);
   assert.equal(hd.stdout, '10.32.0.1\n');
   assert.doesNotMatch(h.ns.ip('addr', 'show', 'dev', 'weave'), /10\.32\.0\.1/);
+});
+
+test('ps reads MACs from the container; detach keeps an interface another ident uses; a failed attach takes no address', (t) => {
+  if (!requireRoot(t)) return;
+  const c = new Netns(`${prefix}-c2`);
+  extra.push(c);
+  const a = h.weave(['attach', '--id', 'identA', '198.51.100.11/24', c.path]);
+  assert.equal(a.code, 0, a.stderr);
+  const b = h.weave(['attach', '--id', 'identB', '198.51.100.12/24', c.path]);
+  assert.equal(b.code, 0, b.stderr);
+  // The bridge forgets a silent container's MAC after 300 s: ps must not depend on it.
+  const mac = JSON.parse(c.ip('-j', 'link', 'show', 'dev', 'ethwe'))[0].address as string;
+  h.ns.run('bridge', ['fdb', 'del', mac, 'dev', hostVethName('identA', 'ethwe'), 'master']);
+  const ps = h.weave(['ps']).stdout;
+  assert.match(ps, new RegExp(`^identA ${mac} 198\\.51\\.100\\.11/24$`, 'm'));
+  assert.match(ps, new RegExp(`^identB ${mac} 198\\.51\\.100\\.12/24$`, 'm'));
+  // As the original: the interface goes only with its last IPv4 address.
+  const d = h.weave(['detach', '--id', 'identB', c.path]);
+  assert.equal(d.code, 0, d.stderr);
+  assert.equal(d.stdout, '198.51.100.12\n');
+  const left = JSON.parse(c.ip('-j', 'addr', 'show', 'dev', 'ethwe'))[0].addr_info.filter((x: { family: string }) => x.family === 'inet');
+  assert.deepEqual(left.map((x: { local: string }) => x.local), ['198.51.100.11']);
+  assert.equal(h.weave(['detach', '--id', 'identA', c.path]).stdout, '198.51.100.11\n');
+  assert.notEqual(c.run('ip', ['link', 'show', 'ethwe']).code, 0);
+  const gone = h.weave(['attach', '198.51.100.13/24', `/run/netns/${prefix}-nope`]);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /does not exist/);
+  assert.doesNotMatch(h.weave(['ps']).stdout, /nope|identA|identB/);
 });
 
 test('setup installs the plugins and the conflist; stop and reset clean up', async (t) => {
@@ -110,4 +140,23 @@ test('setup installs the plugins and the conflist; stop and reset clean up', asy
   assert.doesNotMatch(h.ns.must('iptables', ['-S', 'FORWARD']), /weave/);
   assert.doesNotMatch(h.ns.must('iptables', ['-S', 'INPUT']), /Weave Net control port/);
   assert.ok(!existsSync(join(h.env.WEAVE_DATA_DIR!, 'weave.db')));
+});
+
+test('without IPAM (--ipalloc-range ""): explicit addresses, ps, detach and hide work from the kernel', async (t) => {
+  if (!requireRoot(t)) return;
+  const l = h.weave(['launch', '--name', '7a:00:00:00:00:0a', '--ipalloc-range', '']);
+  assert.equal(l.code, 0, l.stderr);
+  const c = new Netns(`${prefix}-c3`);
+  extra.push(c);
+  // Allocation without IPAM (plain `expose`) is refused: the unit tests check that.
+  assert.equal(h.weave(['expose', '198.51.100.1/24']).stdout, '198.51.100.1\n');
+  const a = h.weave(['attach', '198.51.100.5/24', c.path]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(a.stdout, '198.51.100.5\n');
+  const mac = JSON.parse(c.ip('-j', 'link', 'show', 'dev', 'ethwe'))[0].address as string;
+  assert.equal(h.weave(['ps']).stdout, `weave:expose 7a:00:00:00:00:0a 198.51.100.1/24\n${c.name.slice(0, 12)} ${mac} 198.51.100.5/24\n`);
+  assert.equal(h.weave(['detach', c.path]).stdout, '198.51.100.5\n');
+  assert.notEqual(c.run('ip', ['link', 'show', 'ethwe']).code, 0);
+  assert.equal(h.weave(['hide']).stdout, '198.51.100.1\n');
+  assert.doesNotMatch(h.ns.ip('addr', 'show', 'dev', 'weave'), /198\.51\.100\.1/);
 });

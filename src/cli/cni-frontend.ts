@@ -15,6 +15,9 @@ export interface FrontendOptions {
   version: string;
 }
 
+/** How long the front end waits for the router's answer to anything but ADD, in seconds. */
+export const FRONTEND_ANSWER_WAIT_S = 20;
+
 function q(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
@@ -49,7 +52,12 @@ for v in CNI_COMMAND CNI_CONTAINERID CNI_NETNS CNI_IFNAME CNI_ARGS CNI_PATH WEAV
   [ -n "\${!v+x}" ] && headers+="X-Cni-Env-$v: \${!v//[$'\\r\\n']/}"$'\\r\\n'
 done
 printf 'POST /cni/${o.kind} HTTP/1.1\\r\\nHost: weave\\r\\nConnection: close\\r\\nContent-Type: application/json\\r\\nX-Weave-Cni-Token: %s\\r\\n%sContent-Length: %d\\r\\n\\r\\n%s' "$token" "$headers" "\${#input}" "$input" >&3
-IFS= read -r status <&3
+# An ADD may wait for the address ring; anything else is answered within routerWaitMs by a
+# working router, so one that took the connection and says nothing (stopped, hung) is left
+# to the standalone plugin, which answers "try again later" within its own bound.
+wait=()
+[ "$CNI_COMMAND" = ADD ] || wait=(-t ${FRONTEND_ANSWER_WAIT_S})
+IFS= read -r "\${wait[@]}" status <&3
 case "$status" in "HTTP/1.1 200 "*) ;; *) exec 3<&-; standalone <<<"$input" ;; esac
 code=1; len=0; log=
 while IFS= read -r line <&3; do

@@ -37,6 +37,8 @@ export interface RouterSessionOptions {
 }
 
 const MAX_POLL_MS = 500;
+/** The least time a call that does not wait on the router's side is given to be answered. */
+const MIN_ANSWER_MS = 2000;
 
 /** The owner tag of allocations made for CNI network `name`. */
 export function cniOwner(networkName: string): string {
@@ -61,6 +63,20 @@ export class RouterSession {
 
   get address(): string {
     return this.api.endpoint.display;
+  }
+
+  /**
+   * For the calls that never wait on the router's side (everything but allocate, claim and
+   * expose, which may wait for the ring): a time to answer, so that a router that takes
+   * connections but says nothing (stopped, hung) fails the call with code 11, after about
+   * twice routerWaitMs (the first silence, then the retries' budget), instead of holding DEL,
+   * CHECK or GC for good. The budget left once waiting began, else all of it; at least
+   * MIN_ANSWER_MS (routerWaitMs 0 means "do not wait for a router that is not there", not "a
+   * router that is there must answer at once").
+   */
+  private bounded(): RequestOptions {
+    const left = this.deadline === undefined ? this.opts.waitMs : this.deadline - this.opts.clock.now();
+    return { timeoutMs: Math.max(MIN_ANSWER_MS, left) };
   }
 
   /** Runs `fn`, retrying while the router cannot be reached and the wait budget lasts. */
@@ -110,7 +126,7 @@ export class RouterSession {
 
   /** GET /ipinfo/defaultsubnet. */
   async defaultSubnet(): Promise<Cidr> {
-    const body = (await this.retry(() => this.api.call('GET', '/ipinfo/defaultsubnet', 'unable to get the default subnet'))).trim();
+    const body = (await this.retry(() => this.api.call('GET', '/ipinfo/defaultsubnet', 'unable to get the default subnet', this.bounded()))).trim();
     const c = tryParseCidr(body);
     if (!c) throw new WeaveError('INTERNAL', `unexpected default subnet "${body.slice(0, 100)}"`);
     return c;
@@ -119,7 +135,7 @@ export class RouterSession {
   /** DELETE /ip/<ident>. False when the router held nothing for ident. */
   async release(ident: string): Promise<boolean> {
     try {
-      return await this.retry(() => this.api.release(ident));
+      return await this.retry(() => this.api.release(ident, this.bounded()));
     } catch (e) {
       // The original router answers 400 "Delete: no addresses for <id>" with no error code.
       if (e instanceof ApiError && e.status === 400 && /no addresses for/.test(e.body)) return false;
@@ -129,12 +145,12 @@ export class RouterSession {
 
   /** GET /ip/<ident>[/<subnet>]: the CIDRs ident holds. */
   lookup(ident: string, subnet?: Cidr): Promise<string[]> {
-    return this.retry(() => this.api.lookup(ident, subnet ? formatCidr(subnet) : undefined));
+    return this.retry(() => this.api.lookup(ident, subnet ? formatCidr(subnet) : undefined, this.bounded()));
   }
 
   /** GET /ip: every ident with addresses. */
   async listOwned(): Promise<OwnedEntry[]> {
-    const body = await this.retry(() => this.api.call('GET', '/ip', 'unable to list IP addresses', { headers: { accept: 'application/json' } }));
+    const body = await this.retry(() => this.api.call('GET', '/ip', 'unable to list IP addresses', { headers: { accept: 'application/json' }, ...this.bounded() }));
     return decodeOwned(body);
   }
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { WeaveError } from '../../../src/core/errors.js';
 import { formatIPv4, parseCidr, parseIPv4 } from '../../../src/core/ip.js';
 import { SUPPORTED_VERSIONS } from '../../../src/cni/versions.js';
@@ -522,4 +523,22 @@ test('delegated IPAM: CNI_PATH is required and the plugin must exist', async () 
   writeFileSync(join(dir, 'not-exec'), '#!/bin/sh\n');
   r = await run('net', cniEnv('ADD', { CNI_PATH: dir }), conf({ ipam: { type: 'not-exec' } }), { kernel });
   assert.match(String(r.doc?.msg), /failed to find IPAM plugin "not-exec"/);
+});
+
+test('DEL against a router that takes connections and never answers (stopped) fails with code 11 within routerWaitMs', async () => {
+  const held: import('node:net').Socket[] = [];
+  const mute = createServer((s) => void held.push(s));
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+  const addr = `127.0.0.1:${(mute.address() as import('node:net').AddressInfo).port}`;
+  try {
+    const t0 = Date.now();
+    const r = await run('net', cniEnv('DEL'), conf({ weaveHttpAddr: addr, routerWaitMs: 600 }), { kernel });
+    const took = Date.now() - t0;
+    assert.equal(r.doc?.code, 11, r.stdout);
+    assert.match(String(r.doc?.msg), /not reachable/);
+    assert.ok(took < 5000, `took ${took} ms`);
+  } finally {
+    for (const s of held) s.destroy();
+    await new Promise<void>((r) => mute.close(() => r()));
+  }
 });

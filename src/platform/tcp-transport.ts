@@ -100,6 +100,16 @@ export class SocketTransport implements ByteTransport {
   }
 }
 
+/** Go's words for the dial failures `weave status connections` shows (node's carry its own). */
+const GO_DIAL_ERRORS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connect: connection refused',
+  EHOSTUNREACH: 'connect: no route to host',
+  ENETUNREACH: 'connect: network is unreachable',
+  ETIMEDOUT: 'connect: connection timed out',
+  ECONNRESET: 'read: connection reset by peer',
+  EADDRNOTAVAIL: 'bind: cannot assign requested address',
+};
+
 /** Dials `host:port`; resolves once connected (TCP only, IPv4 as Weave Net). */
 export function dialTcp(address: string, opts: { timeoutMs: number; localHost?: string }): Promise<SocketTransport> {
   const i = address.lastIndexOf(':');
@@ -117,7 +127,7 @@ export function dialTcp(address: string, opts: { timeoutMs: number; localHost?: 
     });
     s.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const why = e.code === 'ECONNREFUSED' ? 'connect: connection refused' : e.code === 'EHOSTUNREACH' ? 'connect: no route to host' : e.message;
+      const why = e.code === 'ENOTFOUND' ? `lookup ${host}: no such host` : (GO_DIAL_ERRORS[e.code ?? ''] ?? e.message);
       reject(new WeaveError('UNAVAILABLE', `dial tcp4 ${address}: ${why}`, { cause: e }));
     });
   });

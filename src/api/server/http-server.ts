@@ -128,6 +128,10 @@ function readBody(req: IncomingMessage): Promise<string> {
       if (size <= MAX_BODY_BYTES) resolve(Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);
+    // A client gone in the middle of its body: no 'end' comes (a settled promise ignores this).
+    req.on('close', () => {
+      if (!req.complete) reject(new WeaveError('CANCELLED', 'the client went away before its request was complete'));
+    });
   });
 }
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { Netns, WeaveHost, must, requireRoot, uniquePrefix, type RunResult } from '../helpers/netns.js';
+import { Netns, WeaveHost, eventually, must, requireRoot, uniquePrefix, type RunResult } from '../helpers/netns.js';
 
 const prefix = uniquePrefix();
 let h: WeaveHost;
@@ -328,14 +328,15 @@ test('an ADD whose caller gave up (the runtime killed the plugin) is cancelled a
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_IFNAME: 'eth0', CNI_PATH: `${h.env.WEAVE_CNI_PLUGIN_DIR}:/usr/lib/cni`, CNI_CONTAINERID: id, CNI_NETNS: c.path };
   const add = spawn('nsenter', [`--net=${h.ns.path}`, '--', join(h.env.WEAVE_CNI_PLUGIN_DIR!, 'weave-net')], { env, stdio: ['pipe', 'ignore', 'ignore'] });
   add.stdin.end(JSON.stringify(conf('1.0.0', { ipam: { subnet } })));
-  await new Promise((r) => setTimeout(r, 1500));
-  // The runtime's timeout: the whole front end goes (its process group), then its DEL.
+  const pending = async () => (await h.client.call('GET', `/report?format=${encodeURIComponent('{{range .IPAM.PendingAllocates}}{{.}};{{end}}')}`, 'report')).includes(id);
+  await eventually(async () => (await pending()) || undefined, 10_000, 'the ADD waiting for an address');
+  // The runtime's timeout kills the plugin; the router's allocation for it goes with it.
   add.kill('SIGKILL');
   await new Promise((r) => add.once('exit', r));
+  await eventually(async () => !(await pending()) || undefined, 10_000, 'the waiting allocation cancelled');
   assert.equal(cni('DEL', conf('1.0.0', { ipam: { subnet } }), { CNI_CONTAINERID: id, CNI_NETNS: c.path }).code, 0);
   // Space again: an allocation still waiting would take it now and attach the container.
   await h.client.call('DELETE', '/ip/filler1', 'free');
-  await new Promise((r) => setTimeout(r, 1500));
   assert.notEqual(c.run('ip', ['link', 'show', 'eth0']).code, 0, 'the container was attached after its ADD was given up');
   assert.equal(hostVeth(id), undefined);
   assert.deepEqual(await h.client.lookup(id), []);

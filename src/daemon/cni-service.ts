@@ -11,6 +11,7 @@ import type { RouterApi } from '../cni/router.js';
 import { WeaveClient, type RequestOptions } from '../api/client.js';
 import type { CniService } from '../api/server/http-server.js';
 import { CNI_TOKEN_FILE } from '../api/types.js';
+import { silentLogger, type Logger } from '../core/logger.js';
 
 export class RouterCniService implements CniService {
   private readonly token: Buffer;
@@ -20,7 +21,10 @@ export class RouterCniService implements CniService {
   /** The last call queued for each container and interface (run). */
   private readonly queues = new Map<string, Promise<void>>();
 
-  constructor(opts: { runDir: string; httpAddr: string }) {
+  private readonly log: Logger;
+
+  constructor(opts: { runDir: string; httpAddr: string; logger?: Logger }) {
+    this.log = opts.logger ?? silentLogger;
     this.token = Buffer.from(randomBytes(24).toString('hex'));
     this.tokenPath = join(opts.runDir, CNI_TOKEN_FILE);
     this.httpAddr = opts.httpAddr;
@@ -64,7 +68,7 @@ export class RouterCniService implements CniService {
       // release (that call was cancelled too). A DEL is what a runtime sends after a failed ADD.
       if (signal?.aborted && env.CNI_COMMAND === 'ADD') {
         const undo = await this.runOnce(kind, { ...env, CNI_COMMAND: 'DEL' }, stdin);
-        if (undo.code !== 0) process.stderr.write(`weave CNI: undoing the ADD of ${env.CNI_CONTAINERID ?? '?'} whose caller left failed: ${undo.stdout}${undo.stderr}\n`);
+        if (undo.code !== 0) this.log.warn({ container: env.CNI_CONTAINERID, stdout: undo.stdout, stderr: undo.stderr }, 'undoing the ADD of a call whose caller left failed');
       }
       return r;
     } finally {

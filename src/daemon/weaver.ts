@@ -163,7 +163,7 @@ export class Weaver {
       terminations: () => mesh.terminationCount,
     });
 
-    this.cni = new RouterCniService({ runDir: cfg.runDir, httpAddr: cfg.httpAddr });
+    this.cni = new RouterCniService({ runDir: cfg.runDir, httpAddr: cfg.httpAddr, logger: this.log.child({ component: 'cni' }) });
     await this.listen(cfg.httpAddr, false);
     if (cfg.statusAddr) await this.listen(cfg.statusAddr, true);
     if (cfg.metricsAddr) await this.listen(cfg.metricsAddr, 'metrics');

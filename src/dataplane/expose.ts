@@ -14,8 +14,20 @@ const CONTROL_PORT_COMMENT = 'Block non-local access to Weave Net control port';
 /**
  * The original's INPUT rule for the HTTP API on 127.0.0.1: with route_localnet=1 (kube-proxy
  * sets it) other hosts and pods can reach 127.0.0.1, and the API has no authentication.
+ * The original also let RELATED,ESTABLISHED packets through (`-m conntrack`); no such packet can
+ * be legitimate here (a non-local source talking to 127.0.0.1 is what the rule refuses), and the
+ * match alone turns connection tracking on in the host, which every forwarded frame then pays.
  */
 export function controlPortRule(port: number): string[] {
+  return [
+    '-p', 'tcp', '--dst', '127.0.0.1', '--dport', String(port),
+    '-m', 'addrtype', '!', '--src-type', 'LOCAL',
+    '-m', 'comment', '--comment', CONTROL_PORT_COMMENT, '-j', 'DROP',
+  ];
+}
+
+/** The original's form of controlPortRule (Weave Net's and our earlier routers'), for reset. */
+function originalControlPortRule(port: number): string[] {
   return [
     '-p', 'tcp', '--dst', '127.0.0.1', '--dport', String(port),
     '-m', 'addrtype', '!', '--src-type', 'LOCAL',
@@ -66,16 +78,37 @@ export class Exposer {
     this.controlPort = opts.controlPort;
   }
 
-  /** The forwarding and NAT skeleton every router installs at start (without NPC). */
+  /**
+   * The forwarding and NAT skeleton every router installs at start (without NPC): the original's
+   * but for its conntrack rule, which trackedRule() adds while something is exposed.
+   */
   baseRules(): { table: 'filter' | 'nat'; chain: string; rule: string[] }[] {
     const b = this.bridge;
     return [
       { table: 'filter', chain: 'FORWARD', rule: ['-i', b, '-o', b, '-j', 'ACCEPT'] },
       { table: 'filter', chain: 'FORWARD', rule: ['-o', b, '-j', EXPOSE_CHAIN] },
       { table: 'filter', chain: 'FORWARD', rule: ['-i', b, '!', '-o', b, '-j', 'ACCEPT'] },
-      { table: 'filter', chain: 'FORWARD', rule: ['-o', b, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'] },
       { table: 'nat', chain: 'POSTROUTING', rule: ['-j', NAT_CHAIN] },
     ];
+  }
+
+  /**
+   * Replies routed into the bridge. Only routed traffic needs it, and the host routes to and
+   * from containers only through an exposed address, so it is there while one is. A conntrack
+   * match turns connection tracking on in the whole host, and with br_netfilter every bridged
+   * frame of the fast path then pays for it (5–8 % of its throughput, docs/performance.md); an
+   * empty NAT chain does not.
+   */
+  private trackedRule(): string[] {
+    return ['-o', this.bridge, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'];
+  }
+
+  /** trackedRule() right after our `-i bridge ! -o bridge` ACCEPT, where the original has it. */
+  private async ensureTrackedRule(): Promise<void> {
+    const b = this.bridge;
+    const lines = await this.fw.listRules('filter', 'FORWARD');
+    const after = lines.indexOf(`-A FORWARD -i ${b} ! -o ${b} -j ACCEPT`);
+    await this.fw.ensureRule('filter', 'FORWARD', this.trackedRule(), after >= 0 ? after + 2 : undefined);
   }
 
   async installBaseRules(): Promise<void> {
@@ -84,14 +117,19 @@ export class Exposer {
     for (const r of this.baseRules()) await this.fw.ensureRule(r.table, r.chain, r.rule);
     // First in INPUT, so that no earlier ACCEPT lets the packets through.
     if (this.controlPort !== undefined) await this.fw.ensureRule('filter', 'INPUT', controlPortRule(this.controlPort), 1);
+    // An earlier router's (or the original's) forms, which turn connection tracking on.
+    if (this.controlPort !== undefined) await this.fw.removeRule('filter', 'INPUT', originalControlPortRule(this.controlPort));
+    if (this.exposed().length === 0) await this.fw.removeRule('filter', 'FORWARD', this.trackedRule());
   }
 
   /** Removes the base rules, and the control-port rules of `controlPorts` (and our own port's). */
   async removeBaseRules(controlPorts: readonly number[] = []): Promise<void> {
     for (const p of new Set([...controlPorts, ...(this.controlPort !== undefined ? [this.controlPort] : [])])) {
       await this.fw.removeRule('filter', 'INPUT', controlPortRule(p));
+      await this.fw.removeRule('filter', 'INPUT', originalControlPortRule(p));
     }
     for (const r of this.baseRules()) await this.fw.removeRule(r.table, r.chain, r.rule);
+    await this.fw.removeRule('filter', 'FORWARD', this.trackedRule());
     await this.fw.removeChain('filter', EXPOSE_CHAIN);
     await this.fw.removeChain('nat', NAT_CHAIN);
   }
@@ -128,6 +166,7 @@ export class Exposer {
 
   private async apply(cidr: Cidr, skipNAT: boolean): Promise<void> {
     await this.links.addAddress(this.bridge, formatCidr(cidr));
+    await this.ensureTrackedRule();
     await this.fw.ensureRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
     if (!skipNAT) for (const r of this.natRules(cidr)) await this.fw.ensureRule('nat', NAT_CHAIN, r);
   }
@@ -151,6 +190,7 @@ export class Exposer {
       const others = all.filter((e) => formatCidr(e.cidr) !== text && subnetText(e.cidr) === subnetText(cidr));
       if (others.length === 0) await this.fw.removeRule('filter', EXPOSE_CHAIN, ['-d', subnetText(cidr), '-j', 'ACCEPT']);
       if (!others.some((e) => !e.skipNAT)) for (const r of this.natRules(cidr)) await this.fw.removeRule('nat', NAT_CHAIN, r);
+      if (all.length === 1 && mine) await this.fw.removeRule('filter', 'FORWARD', this.trackedRule());
     } catch (e) {
       // The request fails, so the address stays exposed: its record back, and what was removed
       // of it re-applied (best effort; a restart re-applies what the store holds).

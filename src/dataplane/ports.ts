@@ -26,6 +26,8 @@ export interface FirewallOps {
   ensureRule(table: FirewallTable, chain: string, rule: string[], position?: number): Promise<void>;
   removeRule(table: FirewallTable, chain: string, rule: string[]): Promise<void>;
   removeChain(table: FirewallTable, chain: string): Promise<void>;
+  /** A chain's rules as `iptables -S` prints them (`-A CHAIN …`). */
+  listRules(table: FirewallTable, chain: string): Promise<string[]>;
 }
 
 export interface SysctlOps {

@@ -119,6 +119,9 @@ for (const mode of ['fastdp', 'sleeve'] as const) {
     if (mode === 'fastdp') {
       assert.ok(sent.vxlan >= tenMiB, `the fast path carried the transfer (${sent.vxlan} bytes)`);
       assert.ok(sent.tap < tenMiB / 10, `sleeve did not (${sent.tap} bytes)`);
+      // Nothing exposed, so nothing turned connection tracking on: the bridged frames of the fast
+      // path did not pay for it (docs/performance.md).
+      assert.equal(h(1).ns.must('conntrack', ['-C']).trim(), '0', 'no connections tracked on host 1');
     } else {
       assert.equal(before.vxlan, -1, 'no VXLAN device with --no-fastdp');
       assert.ok(sent.tap >= tenMiB, `sleeve carried the transfer (${sent.tap} bytes)`);

@@ -19,6 +19,7 @@ function fakes() {
     ensureRule: async (t: string, c: string, r: string[]) => void rules.add(key(t, c, r)),
     removeRule: async (t: string, c: string, r: string[]) => void rules.delete(key(t, c, r)),
     removeChain: async () => {},
+    listRules: async () => [],
   };
   const links = {
     addAddress: async (_dev: string, cidr: string) => void addresses.add(cidr),

@@ -13,6 +13,7 @@ import { formatCidr, parseCidr, type Cidr } from '../core/ip.js';
 import { weaveVersion } from '../core/version.js';
 import { goJsonTime, goNilSlice } from '../core/go-json.js';
 import { IpRoute } from '../platform/iproute.js';
+import { RtnlLinkReader } from '../platform/rtnetlink.js';
 import { CAPTURE_INTERFACE, Datapath } from './datapath.js';
 import { HOST_VETH_PREFIX, parseAttachAlias } from '../platform/container-link.js';
 import { Iptables } from '../platform/iptables.js';
@@ -63,6 +64,8 @@ export class Weaver {
   private readonly clock: Clock;
   private store: SqliteStore | undefined;
   private bridge: Bridge | undefined;
+  /** The bridge check's way to read the bridge without a process (closed at stop). */
+  private linkReader: RtnlLinkReader | undefined;
   private exposer: Exposer | undefined;
   private allocator: DistributedAllocator | undefined;
   private servers: ApiServer[] = [];
@@ -121,8 +124,13 @@ export class Weaver {
 
     const sysctl = new Sysctl();
     const firewall = new Iptables();
+    try {
+      this.linkReader = RtnlLinkReader.open();
+    } catch (e) {
+      this.log.warn({ err: errorMessage(e) }, `no rtnetlink socket (${errorMessage(e)}): the bridge check runs ip`);
+    }
     this.bridge = new Bridge(
-      { links, sysctl, clock: this.clock, logger: this.log.child({ component: 'bridge' }) },
+      { links, ...(this.linkReader ? { probe: this.linkReader } : {}), sysctl, clock: this.clock, logger: this.log.child({ component: 'bridge' }) },
       { name: cfg.bridge, mac: this.name, mtu: cfg.mtu, checkIntervalMs: cfg.bridgeCheckIntervalMs },
     );
     await this.bridge.ensure();
@@ -452,6 +460,7 @@ export class Weaver {
     this.stopped = true;
     this.ready = false;
     this.bridge?.stop();
+    this.linkReader?.close();
     this.allocator?.stop();
     await this.dns?.stop();
     await this.mesh?.stop();

@@ -4,7 +4,7 @@
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { LinkOps, LinkState, SysctlOps } from './ports.js';
+import type { LinkOps, LinkProbe, LinkState, SysctlOps } from './ports.js';
 
 export interface BridgeOptions {
   name: string;
@@ -15,6 +15,8 @@ export interface BridgeOptions {
 
 export class Bridge {
   private readonly links: LinkOps;
+  /** How ensure() reads the bridge (no process per check); `links` when absent or failed. */
+  private probe: LinkProbe | undefined;
   private readonly sysctl: SysctlOps;
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -24,8 +26,9 @@ export class Bridge {
   /** Called after the bridge had to be created again while we were running. */
   onRecreated: () => Promise<void> = async () => {};
 
-  constructor(deps: { links: LinkOps; sysctl: SysctlOps; clock: Clock; logger: Logger }, opts: BridgeOptions) {
+  constructor(deps: { links: LinkOps; probe?: LinkProbe; sysctl: SysctlOps; clock: Clock; logger: Logger }, opts: BridgeOptions) {
     this.links = deps.links;
+    this.probe = deps.probe;
     this.sysctl = deps.sysctl;
     this.clock = deps.clock;
     this.log = deps.logger;
@@ -35,7 +38,7 @@ export class Bridge {
   /** Makes the bridge exist as configured; returns true if it had to be created. */
   async ensure(): Promise<boolean> {
     const { name, mac, mtu } = this.opts;
-    const cur = await this.links.getLink(name);
+    const cur = await this.read(name);
     if (cur && cur.kind !== undefined && cur.kind !== 'bridge') {
       throw new Error(`existing device "${name}" is a ${cur.kind}, not a bridge; run 'weave reset' to remove it`);
     }
@@ -53,6 +56,18 @@ export class Bridge {
       this.log.info({ bridge: name, changes: lines }, 'converged bridge');
     }
     return !cur;
+  }
+
+  private async read(name: string): Promise<Pick<LinkState, 'mtu' | 'address' | 'flags' | 'kind'> | undefined> {
+    if (this.probe) {
+      try {
+        return this.probe.get(name);
+      } catch (e) {
+        this.log.warn({ bridge: name, err: errorMessage(e) }, `cannot read the bridge through rtnetlink (${errorMessage(e)}); using ip from now on`);
+        this.probe = undefined;
+      }
+    }
+    return this.links.getLink(name);
   }
 
   async state(): Promise<LinkState | undefined> {

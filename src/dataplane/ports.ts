@@ -10,6 +10,11 @@ export interface LinkState {
   addrs: { family: 'inet' | 'inet6'; local: string; prefixlen: number }[];
 }
 
+/** A link's basic state, read without spawning a process (the periodic bridge check's). */
+export interface LinkProbe {
+  get(name: string): Pick<LinkState, 'ifname' | 'mtu' | 'address' | 'flags' | 'kind'> | undefined;
+}
+
 export interface LinkOps {
   getLink(name: string): Promise<LinkState | undefined>;
   listLinks(): Promise<LinkState[]>;

@@ -175,6 +175,45 @@ test('errno mapping and argument checks (no syscalls that change anything)', (t)
   assert.deepEqual(h, { flags: 1, gsoType: 1, hdrLen: 66, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
 });
 
+test('rtnetlink RTM_GETLINK in a namespace reads what ip -j reads, and no link as undefined', async (t) => {
+  if (!requireRoot(t)) return;
+  h1.ip('link', 'add', 'rtbr0', 'mtu', '1376', 'type', 'bridge');
+  h1.ip('link', 'set', 'rtbr0', 'address', '7a:00:00:00:00:0a');
+  const child = new Child(h1, `
+const { RtnlLinkReader } = await import(lib + 'rtnetlink.js');
+const r = RtnlLinkReader.open();
+for (let m = await inbox.next(); m; m = await inbox.next()) {
+  try { emit({ link: r.get(m.name) ?? null }); } catch (e) { emit({ err: errInfo(e) }); }
+}
+r.close();
+`);
+  try {
+    const read = async (name: string) => {
+      child.send({ name });
+      return (await child.next()) as { link?: Record<string, unknown> | null; err?: { code: string; message: string } };
+    };
+    const ip = (name: string) => JSON.parse(h1.ip('-j', '-d', 'link', 'show', 'dev', name))[0] as Record<string, unknown> & { linkinfo?: { info_kind?: string } };
+    for (const name of ['rtbr0', 'eth0', 'lo']) {
+      const want = ip(name);
+      const got = (await read(name)).link;
+      assert.ok(got, `${name} found`);
+      assert.deepEqual(got, {
+        ifindex: want.ifindex, ifname: name, mtu: want.mtu, address: want.address, flags: want.flags,
+        ...(want.linkinfo?.info_kind ? { kind: want.linkinfo.info_kind } : {}),
+      }, name);
+    }
+    h1.ip('link', 'set', 'rtbr0', 'up');
+    assert.ok(((await read('rtbr0')).link!.flags as string[]).includes('UP'));
+    h1.ip('link', 'del', 'rtbr0');
+    assert.equal((await read('rtbr0')).link, null, 'a deleted link is undefined');
+    assert.equal((await read('x'.repeat(15))).link, null);
+    assert.equal((await read('x'.repeat(16))).err?.code, 'INVALID_ARGUMENT');
+    await child.finish();
+  } finally {
+    child.kill();
+  }
+});
+
 test('TAP devices in a namespace: plain and vnet-header frames, read timeout, fromFd, misuse, short buffer', async (t) => {
   if (!requireRoot(t)) return;
   const child = new Child(

@@ -4,6 +4,8 @@
 //   2. hand-built kernel VXLAN: bridge + vxlan (dstport 6784, nolearning, static FDB) + a
 //      container on each host, overlay MTU 1376 as weave's default; no weave;
 //   3. weave fast path (default launch, connection shows `vxlan`);
+//   3b. the same with an address of each host exposed (`weave expose`, as the CNI plugin does for
+//      its gateway): NAT rules turn connection tracking on, which bridged frames then pay for;
 //   4. weave sleeve (`--no-fastdp`);
 //   5. weave encrypted sleeve (`--password x`).
 // All paths are set up first, then sampled round robin (each path once per round, N rounds), so
@@ -19,12 +21,12 @@
 // measured too, in the same rounds: a change's effect as a ratio from one run, which on a
 // shared, loaded machine says more than two runs' figures. With --perf DIR, `perf record -a -g`
 // runs alongside every sample (DIR/<path>.<round>.data). `--only sleeve,encrypted` (any of
-// fast, sleeve, encrypted) measures just those weave paths beside the underlay (the hand-built
-// VXLAN comes with `fast`), for quicker comparisons.
+// fast, exposed, sleeve, encrypted) measures just those weave paths beside the underlay (the
+// hand-built VXLAN comes with `fast` and `exposed`), for quicker comparisons.
 //
 // Run as root from the repository:
 //   npm run build && node dist/bench/dataplane/run.js [--runs N] [--seconds S] [--baseline DIR]
-//     [--perf DIR] [--only fast,sleeve,encrypted]
+//     [--perf DIR] [--only fast,exposed,sleeve,encrypted]
 //   (defaults 3, 5)
 //
 // Everything lives in network namespaces named <prefix>-* (prefix unique per run) on a TEST-NET
@@ -47,8 +49,8 @@ const { Netns, WeaveHost, eventually, uniquePrefix } = await import('../../test/
 // --- arguments ---------------------------------------------------------------------------------
 
 /** The weave paths, as `--only` names them. */
-type Kind = 'fast' | 'sleeve' | 'encrypted';
-const KINDS: readonly Kind[] = ['fast', 'sleeve', 'encrypted'];
+type Kind = 'fast' | 'exposed' | 'sleeve' | 'encrypted';
+const KINDS: readonly Kind[] = ['fast', 'exposed', 'sleeve', 'encrypted'];
 
 function parseArgs(argv: string[]): { runs: number; seconds: number; baseline: string | undefined; perfDir: string | undefined; only: Set<Kind> } {
   let runs = 3;
@@ -287,6 +289,8 @@ interface WeaveMode {
   /** The wanted `/status/connections` line for the other peer. */
   want: RegExp;
   describe: string;
+  /** `weave expose` an address on each host after the containers are attached. */
+  expose?: boolean;
 }
 
 /** Two fresh weave hosts (weaver as the netns tests start it), a container attached on each. */
@@ -349,6 +353,13 @@ function weavePath(mode: WeaveMode, index: number): Path {
           const r = h.weave(['attach', `${addr}/12`, c.path]);
           if (r.code !== 0 || r.stdout.trim() !== addr) throw new Error(`weave attach on host${i + 1}: ${r.code} ${r.stderr.trim() || r.stdout.trim()}`);
         }
+        if (mode.expose) {
+          stage = 'weave expose';
+          for (const [i, h] of hs.entries()) {
+            const r = h.weave(['expose', `10.32.${i + 1}.254/12`]);
+            if (r.code !== 0) throw new Error(`weave expose on host${i + 1}: ${r.code} ${r.stderr.trim() || r.stdout.trim()}`);
+          }
+        }
         stage = 'ping';
         await eventually(() => ping(ctrs[0]!, '10.32.2.1'), 15_000, 'ping').catch(() => {
           throw new Error('containers cannot ping each other');
@@ -372,7 +383,7 @@ function weavePath(mode: WeaveMode, index: number): Path {
       const tx = vxlanTx();
       const sent = path.samples.reduce((a, s) => a + s.bytesSent, 0);
       const share = txBefore !== undefined && tx !== undefined && sent > 0 ? (tx - txBefore) / sent : 0;
-      if (mode.label === 'f' || share > 0.01) path.notes.push(`host1's VXLAN device sent ${(share * 100).toFixed(0)} % of iperf3's bytes`);
+      if (mode.kind === 'fast' || mode.kind === 'exposed' || share > 0.01) path.notes.push(`host1's VXLAN device sent ${(share * 100).toFixed(0)} % of iperf3's bytes`);
       const l = line(await status(0).catch(() => ''), 2);
       if (!l || !mode.want.test(l)) path.notes.push(`after the runs host1 shows: ${shown(l)}`);
       for (const [i, p] of (path.pids ?? []).entries()) if (!pidAlive(p)) path.notes.push(`host${i + 1}'s weaver died during the runs`);
@@ -416,17 +427,18 @@ async function main(): Promise<void> {
   console.log(`bench/dataplane: one iperf3 TCP stream, -t ${seconds}, median of ${runs} runs, namespaces ${prefix}-*, load ${load()}, ${new Date().toISOString()}`);
   const ours: WeaveMode[] = [
     { name: 'weave fast path (vxlan)', label: 'f', kind: 'fast', args: [], want: /established\s+vxlan\s/, describe: 'vxlan' },
+    { name: 'weave fast path, exposed', label: 'x', kind: 'exposed', args: [], want: /established\s+vxlan\s/, describe: 'vxlan', expose: true },
     { name: 'weave sleeve (--no-fastdp)', label: 's', kind: 'sleeve', args: ['--no-fastdp'], want: /established\s+sleeve\s/, describe: 'sleeve' },
     { name: 'weave encrypted sleeve (--password)', label: 'e', kind: 'encrypted', args: ['--password', 'x'], want: /established\s+encrypted\s+sleeve\s/, describe: 'encrypted sleeve' },
   ];
-  const names: Record<Kind, string> = { fast: 'baseline fast path', sleeve: 'baseline sleeve', encrypted: 'baseline encrypted sleeve' };
+  const names: Record<Kind, string> = { fast: 'baseline fast path', exposed: 'baseline fast path, exposed', sleeve: 'baseline sleeve', encrypted: 'baseline encrypted sleeve' };
   const theirs: WeaveMode[] = baseline ? ours.map((m) => ({ ...m, name: names[m.kind], label: `b${m.label}`, baseline: true })) : [];
   const modes = [...ours, ...theirs].filter((m) => only.has(m.kind));
   const weavePaths = modes.map(weavePath);
   const pathOf = (kind: Kind, base = false) => weavePaths.find((_, i) => modes[i]!.kind === kind && !!modes[i]!.baseline === base);
   const underP = underlayPath();
   // The hand-built VXLAN is the fast path's yardstick: measured only with it.
-  const vxP = only.has('fast') ? handBuiltVxlanPath() : undefined;
+  const vxP = only.has('fast') || only.has('exposed') ? handBuiltVxlanPath() : undefined;
   const paths: Path[] = [underP, ...(vxP ? [vxP] : []), ...weavePaths];
   /** CPU seconds and wall seconds of each weave path's routers while other paths ran. */
   const idle = new Map<Path, { cpuS: number; wallS: number }>();
@@ -506,10 +518,12 @@ async function main(): Promise<void> {
   };
   console.log('\nGoals (issue 4), as ratios in this run:');
   if (only.has('fast')) console.log(goal('fast path', fast, vx, 0.95, 'hand-built VXLAN'));
+  const exposed = gbpsOf(pathOf('exposed'));
+  if (exposed !== undefined && vx) console.log(`  (not a goal: the fast path with an exposed address, connection tracking on, ${(exposed / vx).toFixed(3)}× hand-built VXLAN)`);
   if (only.has('sleeve')) console.log(goal('sleeve', sleeve, under, 0.25, 'underlay'));
   if (only.has('encrypted')) console.log(goal('encrypted sleeve', enc, under, 0.12, 'underlay'));
   if (baseline) {
-    const label: Record<Kind, string> = { fast: 'fast path', sleeve: 'sleeve', encrypted: 'encrypted sleeve' };
+    const label: Record<Kind, string> = { fast: 'fast path', exposed: 'fast path exposed', sleeve: 'sleeve', encrypted: 'encrypted sleeve' };
     const vs = (k: Kind) => {
       const [a, b] = [gbpsOf(pathOf(k)), gbpsOf(pathOf(k, true))];
       return `${label[k]} ${a !== undefined && b ? `${(a / b).toFixed(2)}×` : 'not measured'}`;

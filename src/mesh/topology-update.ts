@@ -599,6 +599,12 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
   const bodies: number[] = [];
   let summary: PeerSummary | undefined;
   let summaryBody: [number, number] | undefined;
+  /**
+   * A summary byte for byte the one we hold of that peer, not decoded (yet): if its connections
+   * are ours too, the entry is ours and neither is decoded; else the summary is read then. The
+   * connections' type definitions come between the two in the first entry of a stream.
+   */
+  let candidate: { name: PeerName; mine: EncodedTopologyEntry; fields: number[]; start: number; end: number } | undefined;
   try {
     const r = new Cursor(b, 0, b.length);
     while (r.pos < b.length) {
@@ -617,33 +623,19 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
         continue;
       }
       const bodyStart = r.pos;
-      if (summary === undefined) {
+      if (summary === undefined && candidate === undefined) {
         const fields = summaryLayout(id);
         if (!fields) throw FALLBACK;
-        // The entry we hold, byte for byte (canonical layout, NameByte first)? Then skip it. Only
-        // under the whole struct: the same bytes under a definition with fewer fields name fields
-        // it does not have, which the general decoder refuses.
+        // The entry we hold, byte for byte (canonical layout, NameByte first)? Only under the
+        // whole struct: the same bytes under a definition with fewer fields name fields it does
+        // not have, which the general decoder refuses.
         if (known && whole(fields, SUMMARY_FIELDS) && b[bodyStart] === 1 && b[bodyStart + 1] === PEER_NAME_BYTES && end - bodyStart >= 2 + PEER_NAME_BYTES) {
           const name = peerNameFromBytes(b, bodyStart + 2);
           const mine = known(name);
           if (mine && sameBytes(b, bodyStart, end, mine.summary)) {
-            // The connections value must follow at once (no definitions between).
-            const c = new Cursor(b, end, b.length);
-            const clen = c.uint();
-            if (clen > 0 && clen <= b.length - c.pos) {
-              const cend = c.pos + clen;
-              c.end = cend;
-              const cid = c.int();
-              const cfields = cid >= 0 ? listLayout(cid) : undefined;
-              if (cfields && whole(cfields, CONNECTION_FIELDS) && sameBytes(b, c.pos, cend, mine.connections)) {
-                (held ??= new Map()).set(entries.length, mine);
-                entries.push(undefined);
-                names.push(name);
-                bodies.push(-1, -1, -1, -1);
-                r.pos = cend;
-                continue;
-              }
-            }
+            candidate = { name, mine, fields, start: bodyStart, end };
+            r.pos = end;
+            continue;
           }
         }
         r.canonical = inOrder(fields);
@@ -652,6 +644,24 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
       } else {
         const fields = listLayout(id);
         if (!fields) throw FALLBACK;
+        if (candidate) {
+          const c = candidate;
+          candidate = undefined;
+          if (whole(fields, CONNECTION_FIELDS) && sameBytes(b, bodyStart, end, c.mine.connections)) {
+            (held ??= new Map()).set(entries.length, c.mine);
+            entries.push(undefined);
+            names.push(c.name);
+            bodies.push(-1, -1, -1, -1);
+            r.pos = end;
+            continue;
+          }
+          // Newer connections under the summary we hold: read that summary after all.
+          const rs = new Cursor(b, c.start, c.end);
+          rs.canonical = inOrder(c.fields);
+          summary = readSummary(rs, c.fields);
+          if (rs.pos !== c.end) throw FALLBACK;
+          summaryBody = rs.canonical ? [c.start, c.end] : undefined;
+        }
         r.canonical = summaryBody !== undefined && inOrder(fields);
         if (r.uint() !== 0) throw FALLBACK;
         const n = r.uint();
@@ -663,8 +673,8 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
           if (k > 0 && c.remoteName <= (connections[k - 1] as ConnectionSummary).remoteName) r.canonical = false;
           connections.push(c);
         }
-        entries.push({ peer: summary, connections });
-        names.push(summary.name);
+        entries.push({ peer: summary!, connections });
+        names.push(summary!.name);
         if (r.canonical && summaryBody && r.pos === end) bodies.push(summaryBody[0], summaryBody[1], bodyStart, end);
         else bodies.push(-1, -1, -1, -1);
         summary = undefined;
@@ -675,7 +685,7 @@ function decodeDirect(payload: Uint8Array, cache: TopologyDecodeCache, known?: K
     if (e === FALLBACK || (e instanceof WeaveError && e.code === 'DECODE_FAILED')) return undefined;
     throw e;
   }
-  if (summary !== undefined) return undefined;
+  if (summary !== undefined || candidate !== undefined) return undefined;
   const encoded = (i: number): EncodedTopologyEntry | undefined => {
     const same = held?.get(i);
     if (same) return same;

@@ -280,6 +280,24 @@ test('entries we hold are recognised by their bytes: applying them undecoded cha
   assert.ok(skipped > 100 && decoded > 200, `${skipped} entries recognised, ${decoded} decoded`);
 });
 
+test('the first entry of an update is recognised as ours too, with the type definitions between its two values', () => {
+  const conn = (n: number) => ({ remoteName: n, remoteTcpAddr: `192.0.2.${n}:6783`, outbound: true, established: true });
+  const a: TopologyEntry = { peer: { name: 0x0a0000000001, nickName: 'a', uid: 0xfedcba9876543210n, version: 7n, shortId: 1, hasShortId: true }, connections: [conn(0x0a0000000002)] };
+  const b: TopologyEntry = { peer: { name: 0x0a0000000002, nickName: 'b', uid: 2n, version: 3n, shortId: 2, hasShortId: true }, connections: [conn(0x0a0000000001)] };
+  const bytes = encodeTopologyUpdate([a, b]);
+  const held = new Map([a, b].map((e) => [e.peer.name, encodeTopologyEntry(e)]));
+  const d = decodeTopologyUpdateEncoded(bytes, new TopologyDecodeCache(), (n) => held.get(n));
+  assert.deepEqual(d.entries, [undefined, undefined], 'both held: neither decoded');
+  assert.deepEqual(d.names, [a.peer.name, b.peer.name]);
+  // The same summary with other connections: the summary is read after all, and both kept.
+  const a2 = { ...a, connections: [] };
+  held.set(a.peer.name, encodeTopologyEntry(a2));
+  const d2 = decodeTopologyUpdateEncoded(bytes, new TopologyDecodeCache(), (n) => held.get(n));
+  assert.deepEqual(d2.entries[0], a);
+  assert.equal(d2.entries[1], undefined);
+  assert.deepEqual(d2.encoded(0), encodeTopologyEntry(a));
+});
+
 test('an entry we hold, byte for byte, under a definition with fewer fields is refused as the gob decoder refuses it', () => {
   const held: TopologyEntry = { peer: { name: 0x0a0b0c0d0e0f, nickName: 'h', uid: 5n, version: 9n, shortId: 3, hasShortId: true }, connections: [] };
   const mine = encodeTopologyEntry(held);
